@@ -1,0 +1,157 @@
+"""The ``doctune`` command: every pipeline step as a subcommand.
+
+Commands live in small modules listed in ``COMMAND_MODULES``; each has a
+``register(subparsers)`` that adds its parsers with ``set_defaults(handler=…)``.
+Handlers import heavy libraries (torch, transformers, llama.cpp) only when they
+run, so ``doctune status`` starts fast.
+
+Global options (before or after the subcommand): ``-p/--project DIR`` (else
+``$DOCTUNE_PROJECT``, else the current folder) and ``--events jsonl`` (machine
+readable event lines on stdout; see ``doctune.core.events`` for the fields).
+
+Exit codes: 0 success; 1 usage or fatal error; 2 finished but some inputs
+failed (each reported); 130 cancelled by SIGINT/SIGTERM at a safe point.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from doctune.core.events import Cancelled, CancelToken, Events, JsonlSink
+
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_CANCELLED = 0, 1, 2, 130
+
+COMMAND_MODULES = [
+    "doctune.core.commands.project",
+]
+
+
+class UsageError(Exception):
+    """Wrong use of a command; exit code 1 with the message."""
+
+
+@dataclass
+class CommandContext:
+    args: argparse.Namespace
+    events: Events
+    cancel: CancelToken
+    jsonl: bool
+    _project: Any = field(default=None, repr=False)
+
+    def project(self):
+        """The project named by ``-p``, ``$DOCTUNE_PROJECT`` or the current folder."""
+        if self._project is None:
+            from doctune.core.project import Project
+
+            self._project = Project.locate(getattr(self.args, "project", None))
+        return self._project
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """Human output: stdout normally, stderr when stdout carries events."""
+        from doctune.core.console import stdout_console
+        from rich.console import Console
+
+        console = Console(stderr=True, highlight=False) if self.jsonl else stdout_console()
+        console.print(*objects, **kwargs)
+
+
+def _common_options(parser: argparse.ArgumentParser, top: bool) -> None:
+    default = None if top else argparse.SUPPRESS
+    parser.add_argument("-p", "--project", metavar="DIR", default=default,
+                        help="project folder (default: $DOCTUNE_PROJECT or the current folder)")
+    parser.add_argument("--events", choices=["human", "jsonl"], default="human" if top else argparse.SUPPRESS,
+                        help="how progress is shown: a human progress bar, or JSON lines on stdout for programs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="doctune",
+        description="Teach a small local model your documents, and measure whether it beats RAG.",
+    )
+    _common_options(parser, top=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, top=False)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.common_parent = common  # type: ignore[attr-defined]
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def add_command(sub: Any, name: str, handler: Callable[[CommandContext], int], help: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """Add a subcommand that also takes the global options; used by command modules."""
+    parser = sub.add_parser(name, help=help, description=help, parents=[sub.common_parent], **kwargs)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _install_signal_handlers(cancel: CancelToken) -> None:
+    def handle(signum: int, frame: Any) -> None:
+        if cancel.cancelled:  # a second signal: stop now
+            raise KeyboardInterrupt
+        cancel.cancel()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+
+
+def _make_events(jsonl: bool) -> tuple[Events, Callable[[], None]]:
+    if jsonl:
+        return Events(JsonlSink(sys.stdout)), lambda: None
+    from doctune.core.console import HumanSink
+
+    sink = HumanSink()
+    return Events(sink), sink.close
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        from doctune.core.commands.project import guided_entry
+
+        args.handler = guided_entry
+    jsonl = getattr(args, "events", "human") == "jsonl"
+    events, close = _make_events(jsonl)
+    events.stage = args.command or "doctune"
+    cancel = CancelToken()
+    _install_signal_handlers(cancel)
+    context = CommandContext(args=args, events=events, cancel=cancel, jsonl=jsonl)
+    try:
+        code = args.handler(context)
+    except Cancelled:
+        close()
+        events.emit("cancelled", message="Cancelled; finished work is kept and the command can be re-run to resume.")
+        return EXIT_CANCELLED
+    except KeyboardInterrupt:
+        close()
+        events.emit("cancelled", message="Interrupted.")
+        return EXIT_CANCELLED
+    except UsageError as exc:
+        close()
+        events.error(str(exc), fatal=True)
+        return EXIT_ERROR
+    except Exception as exc:  # a fatal, expected-kind error: report it plainly
+        close()
+        if not _is_reportable(exc):
+            raise
+        events.error(str(exc), fatal=True, kind=type(exc).__name__)
+        return EXIT_ERROR
+    finally:
+        close()
+    return int(code or 0)
+
+
+def _is_reportable(exc: Exception) -> bool:
+    """Errors whose message is meant for the user (no traceback needed)."""
+    from doctune.core.errors import UserError
+
+    return isinstance(exc, UserError)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

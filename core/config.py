@@ -1,0 +1,147 @@
+"""Settings of one project, stored as ``doctune.toml`` in its folder.
+
+Each pipeline step owns one section. Every field has a default, a type and a
+description, so a new project needs no editing and a wrong value is reported in
+plain words. ``schema_version`` says which version of this layout a file
+follows; a file from a newer DocTune is refused rather than misread.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SCHEMA_VERSION = 1
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ProjectInfo(Section):
+    name: str = Field("", description="Display name of the project.")
+
+
+class PrivacySettings(Section):
+    offline: bool = Field(False, description="Never download anything and never contact a non-local server.")
+    allow_remote_teacher: bool = Field(
+        False, description="Allow sending document text to a teacher endpoint that is not on this machine."
+    )
+
+
+class IngestSettings(Section):
+    chunk_tokens: int = Field(512, ge=32, le=8192, description="Target chunk size in tokens.")
+    chunk_overlap: int = Field(64, ge=0, le=2048, description="Tokens shared by consecutive chunks.")
+
+
+class TeacherSettings(Section):
+    kind: Literal["local", "openai"] = Field("local", description="A local GGUF file, or an OpenAI-compatible endpoint.")
+    model_path: str = Field("", description="Local teacher: path of a GGUF file.")
+    hf_repo: str = Field("", description="Local teacher: Hugging Face repo to download the GGUF from.")
+    hf_file: str = Field("", description="Local teacher: file name inside hf_repo.")
+    n_ctx: int = Field(4096, ge=256, description="Local teacher: context window in tokens.")
+    n_gpu_layers: int = Field(-1, description="Local teacher: layers offloaded to the GPU (-1: all that fit).")
+    base_url: str = Field("", description="Endpoint teacher: base URL, e.g. http://127.0.0.1:11434/v1.")
+    model: str = Field("", description="Endpoint teacher: model name.")
+    api_key_env: str = Field("", description="Endpoint teacher: environment variable holding the API key.")
+    concurrency: int = Field(4, ge=1, le=256, description="Endpoint teacher: requests in flight at once.")
+    timeout_s: float = Field(120.0, gt=0, description="Endpoint teacher: seconds before a request times out.")
+    max_retries: int = Field(5, ge=0, le=50, description="Endpoint teacher: retries of a failed request.")
+    temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature.")
+    max_tokens: int = Field(1024, ge=16, description="Hard limit of generated tokens per call.")
+    price_in_per_mtok: float = Field(0.0, ge=0, description="Price per million input tokens (for estimates).")
+    price_out_per_mtok: float = Field(0.0, ge=0, description="Price per million output tokens (for estimates).")
+
+
+class SynthSettings(Section):
+    recipes: dict[str, float] = Field(
+        default_factory=lambda: {"qa": 1.0, "focal": 1.0}, description="Recipe name → weight."
+    )
+    per_chunk: int = Field(2, ge=1, le=100, description="Items generated per chunk and recipe (before weighting).")
+    token_budget: int = Field(0, ge=0, description="Stop after this many teacher output tokens (0: no limit).")
+    seed: int = Field(0, description="Seed for reproducible sampling.")
+    eval_mc_per_chunk: int = Field(1, ge=0, description="Held-out multiple-choice questions per chunk.")
+    eval_open_per_chunk: int = Field(1, ge=0, description="Held-out open questions per chunk.")
+
+
+class StudentSettings(Section):
+    model: str = Field("", description="Hugging Face id or local folder of the student model.")
+    trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint (unsafe).")
+
+
+class TrainSettings(Section):
+    qa_to_document_ratio: float = Field(1.0, gt=0, description="Tokens of QA items per token of document items.")
+    replay_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of training tokens from replay answers.")
+    extra: dict[str, Any] = Field(default_factory=dict, description="Further training parameters (see doctune train --help).")
+
+
+class ExportSettings(Section):
+    formats: list[str] = Field(default_factory=lambda: ["f16", "q8_0", "q4_k_m"], description="GGUF formats to write.")
+
+
+class RagSettings(Section):
+    embedder: str = Field("bundled:all-MiniLM-L6-v2", description="Sentence-transformers model name or folder.")
+    reranker: str = Field("", description="Optional cross-encoder model for reranking.")
+    k: int = Field(8, ge=1, le=100, description="Chunks retrieved per question.")
+
+
+class EvalSettings(Section):
+    systems: list[str] = Field(
+        default_factory=lambda: ["base", "base+rag", "tuned", "tuned+rag"], description="Systems to score."
+    )
+
+
+class ProjectConfig(Section):
+    schema_version: int = Field(SCHEMA_VERSION, description="Layout version of this file.")
+    project: ProjectInfo = Field(default_factory=ProjectInfo)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    teacher: TeacherSettings = Field(default_factory=TeacherSettings)
+    synth: SynthSettings = Field(default_factory=SynthSettings)
+    student: StudentSettings = Field(default_factory=StudentSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
+    rag: RagSettings = Field(default_factory=RagSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+
+
+class ConfigError(ValueError):
+    """A settings file with problems; ``problems`` lists each in plain words."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(f"{source} has {len(problems)} problem(s):\n{lines}")
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown setting '{where}' (remove it or check its spelling)"
+    if kind == "missing":
+        return f"missing setting '{where}'"
+    given = error.get("input")
+    return f"'{where}': {error['msg'].lower()} (found {given!r})"
+
+
+def parse_config(data: dict[str, Any], source: str = "doctune.toml") -> ProjectConfig:
+    """Validate raw settings; raise ``ConfigError`` listing every problem at once."""
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise ConfigError(
+            source,
+            [
+                f"schema version {version} is newer than this DocTune understands ({SCHEMA_VERSION}); "
+                "update DocTune to open this project"
+            ],
+        )
+    try:
+        return ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(error) for error in exc.errors()]) from None
+
+
+def config_to_dict(config: ProjectConfig) -> dict[str, Any]:
+    return config.model_dump(mode="json")

@@ -1,0 +1,1 @@
+"""DocTune desktop app (PySide6), a thin layer over doctune.core."""
