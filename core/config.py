@@ -66,13 +66,42 @@ class SynthSettings(Section):
 
 class StudentSettings(Section):
     model: str = Field("", description="Hugging Face id or local folder of the student model.")
+    revision: str = Field("", description="Hub revision (branch, tag or commit) of a Hugging Face student; empty: main.")
     trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint (unsafe).")
 
 
 class TrainSettings(Section):
     qa_to_document_ratio: float = Field(1.0, gt=0, description="Tokens of QA items per token of document items.")
     replay_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of training tokens from replay answers.")
-    extra: dict[str, Any] = Field(default_factory=dict, description="Further training parameters (see doctune train --help).")
+    replay_prompts: int = Field(200, ge=1, le=10000, description="Bundled general prompts the base student answers for replay.")
+    replay_max_new_tokens: int = Field(160, ge=8, le=2048, description="Longest replay answer, in tokens.")
+    lora_rank: int = Field(16, ge=1, le=1024, description="LoRA rank.")
+    lora_alpha: float = Field(32.0, gt=0, description="LoRA alpha (scaling = alpha / rank).")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["all-linear"],
+        description="Modules LoRA adapts: 'all-linear' or names such as q_proj, v_proj.",
+    )
+    train_embeddings: bool = Field(
+        False, description="Also train the token embeddings and output layer in full (helps tiny or new-vocabulary models)."
+    )
+    qlora: bool = Field(False, description="Load the student in 4 bits (CUDA with bitsandbytes only).")
+    learning_rate: float = Field(2e-4, gt=0, le=1, description="Peak learning rate.")
+    lr_scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule after warm-up.")
+    warmup_ratio: float = Field(0.03, ge=0, le=0.5, description="Share of the steps spent warming up the learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping norm (0: no clipping).")
+    epochs: float = Field(3.0, gt=0, description="Passes over the training mix (ignored when max_steps > 0).")
+    max_steps: int = Field(0, ge=0, description="Stop after this many optimizer steps (0: use epochs).")
+    batch_tokens: int = Field(4096, ge=64, description="Tokens per optimizer step and process (sequences packed together).")
+    max_seq_len: int = Field(1024, ge=16, description="Longest training sequence in tokens; longer items are truncated.")
+    seed: int = Field(0, description="Seed for data order and initialisation.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory (slower).")
+    checkpoint_every: int = Field(100, ge=1, description="Save a resumable checkpoint every N steps.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train; auto: CUDA, else MPS, else CPU.")
+    dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Compute precision; auto: bf16 on CUDA where supported (else fp16), fp32 on MPS and CPU."
+    )
 
 
 class ExportSettings(Section):
