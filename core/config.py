@@ -118,6 +118,13 @@ class EvalSettings(Section):
     systems: list[str] = Field(
         default_factory=lambda: ["base", "base+rag", "tuned", "tuned+rag"], description="Systems to score."
     )
+    gguf_format: str = Field("q8_0", description="GGUF format of the base and tuned models that are scored.")
+    compare: list[str] = Field(
+        default_factory=lambda: ["tuned:base+rag", "tuned+rag:base+rag", "tuned:base"],
+        description="Pairs 'A:B' compared with paired tests (McNemar exact, paired bootstrap).",
+    )
+    judge_attempts: int = Field(3, ge=1, le=10, description="Tries per open answer before it is recorded as unjudged.")
+    judge_max_tokens: int = Field(256, ge=32, description="Hard limit of tokens in one verdict.")
 
 
 class ProjectConfig(Section):

@@ -1,0 +1,95 @@
+"""Statistics for the scoreboard: intervals for one system, tests between two.
+
+Accuracy intervals are Wilson score intervals (well behaved at small n and at
+0 % or 100 %, unlike the normal approximation). Two systems answering the same
+questions are compared *paired*: McNemar's exact test on the questions where
+exactly one of them is right, and a paired bootstrap of the difference in mean
+score, which also works for partial scores such as token F1.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+Z_95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+
+
+def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> Interval | None:
+    """Wilson score interval for a proportion; None when there are no trials."""
+    if trials <= 0:
+        return None
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be within 0..{trials}, got {successes}")
+    from scipy.stats import binomtest
+
+    interval = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
+    return Interval(float(interval.low), float(interval.high))
+
+
+def mean_interval(values: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> Interval | None:
+    """Percentile bootstrap interval of a mean (for scores that are not 0/1)."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    return Interval(float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail)))
+
+
+@dataclass(frozen=True)
+class McNemar:
+    only_a: int  # questions A got right and B got wrong
+    only_b: int
+    p_value: float
+
+
+def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> McNemar:
+    """Exact (binomial) McNemar test on paired right/wrong outcomes, two-sided."""
+    if len(a_correct) != len(b_correct):
+        raise ValueError("paired outcomes must have the same length")
+    only_a = sum(1 for a, b in zip(a_correct, b_correct) if a and not b)
+    only_b = sum(1 for a, b in zip(a_correct, b_correct) if b and not a)
+    discordant = only_a + only_b
+    if discordant == 0:
+        return McNemar(only_a, only_b, 1.0)
+    from scipy.stats import binomtest
+
+    return McNemar(only_a, only_b, float(binomtest(only_a, discordant, 0.5).pvalue))
+
+
+@dataclass(frozen=True)
+class PairedBootstrap:
+    difference: float  # mean(A) - mean(B)
+    interval: Interval
+    p_value: float  # two-sided: how often the resampled difference falls on the other side of zero
+
+
+def paired_bootstrap(
+    a_scores: Sequence[float], b_scores: Sequence[float], confidence: float = 0.95, resamples: int = 10000, seed: int = 0
+) -> PairedBootstrap | None:
+    """Bootstrap of mean(A) − mean(B) resampling questions (both systems together)."""
+    if len(a_scores) != len(b_scores):
+        raise ValueError("paired scores must have the same length")
+    differences = np.asarray(a_scores, dtype=float) - np.asarray(b_scores, dtype=float)
+    if differences.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    means = differences[rng.integers(0, differences.size, size=(resamples, differences.size))].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    observed = float(differences.mean())
+    if np.all(means == 0):
+        p_value = 1.0
+    else:
+        p_value = float(min(1.0, 2 * min(np.mean(means <= 0), np.mean(means >= 0))))
+    return PairedBootstrap(
+        observed, Interval(float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))), p_value
+    )

@@ -1,0 +1,147 @@
+"""Where an evaluation lives: ``eval/<eval-id>/`` in the project.
+
+::
+
+    eval/<eval-id>/
+      meta.json        what was evaluated (systems, questions fingerprint), schema version
+      answers.jsonl    append-only: one record per question × system as it is answered
+      judgments.jsonl  append-only: the judge's verdict on each open answer
+      results.jsonl    answers joined with verdicts, in question × system order (rewritten atomically)
+      summary.json     the scoreboard and statistics (rewritten atomically)
+
+The two append-only logs are the ground truth, written one flushed line at a
+time, so a run killed at any point loses at most the line being written and a
+re-run continues where it stopped. ``results.jsonl`` and ``summary.json`` are
+derived from them and can always be rebuilt.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from doctune.core.fsio import JsonlAppender, atomic_write_json, atomic_write_text, read_json, read_jsonl
+
+SCHEMA_VERSION = 1
+QUESTIONS_FILE = "questions.jsonl"
+_EVAL_ID = re.compile(r"^\d{8}-\d{6}(-\d+)?$")
+
+Key = tuple[str, str]  # (question id, system)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class EvalStore:
+    """One evaluation's folder."""
+
+    folder: Path
+
+    @property
+    def eval_id(self) -> str:
+        return self.folder.name
+
+    @property
+    def meta_path(self) -> Path:
+        return self.folder / "meta.json"
+
+    @property
+    def answers_path(self) -> Path:
+        return self.folder / "answers.jsonl"
+
+    @property
+    def judgments_path(self) -> Path:
+        return self.folder / "judgments.jsonl"
+
+    @property
+    def results_path(self) -> Path:
+        return self.folder / "results.jsonl"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.folder / "summary.json"
+
+    def meta(self) -> dict[str, Any]:
+        return read_json(self.meta_path)
+
+    def answers(self) -> dict[Key, dict]:
+        """Answered pairs; the first record of a pair wins, so a duplicate can never count twice."""
+        found: dict[Key, dict] = {}
+        for record in read_jsonl(self.answers_path):
+            found.setdefault((record["question_id"], record["system"]), record)
+        return found
+
+    def judgments(self) -> dict[Key, dict]:
+        found: dict[Key, dict] = {}
+        for record in read_jsonl(self.judgments_path):
+            found.setdefault((record["question_id"], record["system"]), record)
+        return found
+
+    def answer_log(self) -> JsonlAppender:
+        return JsonlAppender(self.answers_path)
+
+    def judgment_log(self) -> JsonlAppender:
+        return JsonlAppender(self.judgments_path)
+
+    def write_results(self, records: Iterable[dict]) -> None:
+        import json
+
+        lines = [json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in records]
+        atomic_write_text(self.results_path, "".join(lines))
+
+    def results(self) -> list[dict]:
+        return list(read_jsonl(self.results_path))
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_json(self.summary_path, summary)
+
+    def summary(self) -> dict | None:
+        return read_json(self.summary_path) if self.summary_path.exists() else None
+
+
+def evals_root(project) -> Path:
+    return Path(project.eval_dir)
+
+
+def list_evals(project) -> list[EvalStore]:
+    """Evaluations of the project, oldest first (ids sort by creation time)."""
+    root = evals_root(project)
+    if not root.is_dir():
+        return []
+    return [EvalStore(folder) for folder in sorted(root.iterdir())
+            if folder.is_dir() and _EVAL_ID.match(folder.name) and (folder / "meta.json").exists()]
+
+
+def find_eval(project, fingerprint: str) -> EvalStore | None:
+    """The latest evaluation made from the same questions, systems and models."""
+    for store in reversed(list_evals(project)):
+        if store.meta().get("fingerprint") == fingerprint:
+            return store
+    return None
+
+
+def open_eval(project, eval_id: str | None = None) -> EvalStore | None:
+    """The evaluation named ``eval_id``, or the latest one; None if there is none."""
+    evals = list_evals(project)
+    if eval_id is None:
+        return evals[-1] if evals else None
+    return next((store for store in evals if store.eval_id == eval_id), None)
+
+
+def create_eval(project, meta: dict[str, Any]) -> EvalStore:
+    """A new evaluation folder named after the current UTC time (unique)."""
+    root = evals_root(project)
+    base = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    name, suffix = base, 1
+    while (root / name).exists():
+        suffix += 1
+        name = f"{base}-{suffix}"
+    folder = root / name
+    folder.mkdir(parents=True)
+    store = EvalStore(folder)
+    atomic_write_json(store.meta_path, {"schema_version": SCHEMA_VERSION, "eval_id": name, "created_at": now_iso(), **meta})
+    return store
