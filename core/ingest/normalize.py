@@ -1,0 +1,99 @@
+"""Text clean-up shared by the readers.
+
+- ``clean``: Unicode NFC, one kind of line end, odd spaces (no-break, thin …)
+  become plain spaces, invisible characters (zero-width, soft hyphen, BOM) and
+  control characters go, runs of spaces collapse, lines are trimmed.
+- ``dehyphenate``: a word broken at a line end in a PDF (``exam-\\nple``) is
+  joined again when the next line starts in lower case.
+- ``remove_repeated_edges``: running headers and footers (lines at the top or
+  bottom of most pages, page numbers ignored) are dropped.
+- ``pdf_paragraphs``: a PDF page's lines grouped into paragraphs (blank line,
+  or a short line ending a sentence, ends a paragraph).
+"""
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+
+_ODD_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\t\f\v]")
+_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200d\u2060\ufeff]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SPACE_RUNS = re.compile(r" {2,}")
+_LINE_EDGES = re.compile(r" *\n *")
+_BLANK_LINES = re.compile(r"\n\s*\n")
+_HYPHEN_BREAK = re.compile(r"(?<=[^\W\d_])-\n(?=[^\W\d_])")
+_SENTENCE_END = re.compile(r"[.!?:;\"'\u201d\u2019)\]]$")
+_DIGITS = re.compile(r"\d+")
+
+
+def clean(text: str) -> str:
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = _INVISIBLE.sub("", _ODD_SPACES.sub(" ", text))
+    text = _CONTROL.sub("", text)
+    return _LINE_EDGES.sub("\n", _SPACE_RUNS.sub(" ", text)).strip(" ")
+
+
+def split_paragraphs(text: str) -> list[str]:
+    """Paragraphs separated by blank lines, trimmed, empty ones dropped."""
+    return [part.strip() for part in _BLANK_LINES.split(text) if part.strip()]
+
+
+def dehyphenate(text: str) -> str:
+    def join(match: re.Match) -> str:
+        following = text[match.end()]
+        return "" if following.islower() else match.group(0)
+
+    return _HYPHEN_BREAK.sub(join, text)
+
+
+def _edge_key(line: str) -> str:
+    return _DIGITS.sub("#", line.strip().lower())
+
+
+def _edge_lines(lines: list[str], depth: int) -> list[int]:
+    """Indexes of the first and last ``depth`` non-empty lines."""
+    filled = [index for index, line in enumerate(lines) if line.strip()]
+    return sorted(set(filled[:depth] + filled[-depth:]))
+
+
+def remove_repeated_edges(pages: list[str], depth: int = 2) -> list[str]:
+    """Drop lines that sit at the top or bottom of most pages (running headers, footers, page numbers).
+
+    A line counts as repeated when, with its digits ignored, it is among the
+    first or last ``depth`` lines of at least 60% of the pages (and of 3 pages
+    or more), so body text is never touched in short documents.
+    """
+    if len(pages) < 3:
+        return pages
+    page_lines = [page.split("\n") for page in pages]
+    seen: Counter[str] = Counter()
+    for lines in page_lines:
+        seen.update({_edge_key(lines[index]) for index in _edge_lines(lines, depth)})
+    needed = max(3, math.ceil(0.6 * len(pages)))
+    repeated = {key for key, count in seen.items() if count >= needed and key}
+    if not repeated:
+        return pages
+    cleaned = []
+    for lines in page_lines:
+        drop = {index for index in _edge_lines(lines, depth) if _edge_key(lines[index]) in repeated}
+        cleaned.append("\n".join(line for index, line in enumerate(lines) if index not in drop))
+    return cleaned
+
+
+def pdf_paragraphs(page_text: str) -> list[str]:
+    """Group a PDF page's lines into paragraphs, joining broken words and lines."""
+    paragraphs: list[str] = []
+    for part in split_paragraphs(dehyphenate(page_text)):
+        lines = [line.strip() for line in part.split("\n") if line.strip()]
+        longest = max(len(line) for line in lines)
+        current: list[str] = []
+        for line in lines:
+            current.append(line)
+            if _SENTENCE_END.search(line) and len(line) < 0.75 * longest:
+                paragraphs.append(" ".join(current))
+                current = []
+        if current:
+            paragraphs.append(" ".join(current))
+    return paragraphs

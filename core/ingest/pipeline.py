@@ -1,0 +1,349 @@
+"""``run``: add files and folders to a project's document store.
+
+For each file, in order: identify it by the SHA-256 of its bytes; skip it if
+that content is already stored (unchanged, or the same file under another
+name); otherwise read it, normalise and chunk its text, and store the chunks,
+then the document row. A file that cannot be read gets a document row with
+status ``error``, a reason and a hint, and no chunks; the other files go on.
+A changed file (same path, new content) replaces its old row and chunks.
+
+Safe points: between files, and between chunk batches of a large file (its
+partial chunks are then deleted). Chunks are buffered and written in batches,
+always before the document rows that vouch for them.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from doctune.core.errors import UserError
+from doctune.core.events import Cancelled, CancelToken, Events
+from doctune.core.ingest.blocks import ReadFailure
+from doctune.core.ingest.chunker import Chunk, Chunker
+from doctune.core.ingest.readers import format_of, open_document
+from doctune.core.ingest.tokens import default_counter
+
+CHUNK_BATCH_ROWS = 2000
+CHUNK_BATCH_CHARS = 8 << 20
+LARGE_FILE_BYTES = 8 << 20
+HASH_BLOCK = 1 << 20
+
+
+class IngestInputError(UserError):
+    """Paths that cannot be ingested at all (nothing was done)."""
+
+
+class IngestParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    project_dir: Path = Field(description="The project folder.")
+    paths: list[Path] = Field(min_length=1, description="Files and folders to add (folders recursively).")
+    chunk_tokens: int | None = Field(None, ge=32, le=8192, description="Chunk size in tokens (default: project setting).")
+    chunk_overlap: int | None = Field(None, ge=0, le=2048, description="Overlap in tokens (default: project setting).")
+
+    @model_validator(mode="after")
+    def _overlap_below_half(self) -> "IngestParams":
+        if self.chunk_tokens is not None and self.chunk_overlap is not None and self.chunk_overlap * 2 >= self.chunk_tokens:
+            raise ValueError("chunk_overlap must be less than half of chunk_tokens")
+        return self
+
+
+Status = Literal["added", "replaced", "unchanged", "error"]
+
+
+@dataclass
+class FileOutcome:
+    path: str
+    status: Status
+    doc_id: str | None = None
+    chunks: int = 0
+    pages: int | None = None
+    error: str | None = None
+    hint: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class IngestResult:
+    outcomes: list[FileOutcome] = field(default_factory=list)
+
+    def of(self, *statuses: Status) -> list[FileOutcome]:
+        return [outcome for outcome in self.outcomes if outcome.status in statuses]
+
+    @property
+    def failed(self) -> list[FileOutcome]:
+        return self.of("error")
+
+    @property
+    def chunks_written(self) -> int:
+        return sum(outcome.chunks for outcome in self.of("added", "replaced"))
+
+    def summary(self) -> str:
+        stored = self.of("added", "replaced")
+        parts = [f"{len(stored)} file(s) ingested ({self.chunks_written} chunks)"]
+        parts.append(f"{len(self.of('unchanged'))} unchanged")
+        parts.append(f"{len(self.failed)} failed")
+        return ", ".join(parts)
+
+
+# ----- finding files -------------------------------------------------------------------
+def discover_files(paths: list[Path]) -> list[Path]:
+    """Files named, plus every non-hidden file under folders named (sorted); each once."""
+    missing = [str(path) for path in paths if not path.exists() and not path.is_symlink()]
+    if missing:
+        raise IngestInputError(
+            f"No such file or folder: {', '.join(missing)}", "check the spelling; nothing was added"
+        )
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(_folder_files(path))
+        else:
+            found.append(path)
+    unique: dict[Path, None] = {}
+    for path in found:
+        unique.setdefault(Path(os.path.abspath(path)), None)
+    return list(unique)
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(name for name in dirs if not name.startswith("."))
+        files.extend(Path(root) / name for name in sorted(names) if not name.startswith("."))
+    return files
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def error_doc_id(path: Path) -> str:
+    return hashlib.sha256(f"error:{path}".encode("utf-8")).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ----- writing in batches --------------------------------------------------------------
+class _Writer:
+    """Buffers chunk and document rows; chunks are always written before their document row."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.chunks: list[dict[str, Any]] = []
+        self.chars = 0
+        self.documents: list[dict[str, Any]] = []
+        self.superseded: list[str] = []
+        self.flushed_doc_ids: set[str] = set()
+
+    def add_chunk(self, row: dict[str, Any]) -> bool:
+        """Buffer a chunk; returns True when the buffer was written (a safe point)."""
+        self.chunks.append(row)
+        self.chars += len(row["text"])
+        if len(self.chunks) >= CHUNK_BATCH_ROWS or self.chars >= CHUNK_BATCH_CHARS:
+            self.flush()
+            return True
+        return False
+
+    def add_document(self, row: dict[str, Any], superseded: list[str]) -> None:
+        self.documents.append(row)
+        self.supersede(superseded)
+
+    def supersede(self, doc_ids: list[str]) -> None:
+        """Delete these document rows (and chunks) at the next flush."""
+        self.superseded.extend(doc_ids)
+
+    def discard(self, doc_id: str) -> None:
+        """Forget every chunk of a document that failed or was cancelled part-way."""
+        self.chunks = [row for row in self.chunks if row["doc_id"] != doc_id]
+        self.chars = sum(len(row["text"]) for row in self.chunks)
+        if doc_id in self.flushed_doc_ids:
+            self.store.delete_chunks_of(doc_id)
+            self.flushed_doc_ids.discard(doc_id)
+
+    def flush(self) -> None:
+        self.store.add_chunks(self.chunks)
+        self.flushed_doc_ids.update(row["doc_id"] for row in self.chunks)
+        self.store.delete_documents(self.superseded)  # before adding: a retried error keeps its row id
+        self.store.add_documents(self.documents)
+        self.flushed_doc_ids.difference_update(row["id"] for row in self.documents)
+        self.chunks, self.chars, self.documents, self.superseded = [], 0, [], []
+
+
+# ----- one file ------------------------------------------------------------------------
+@dataclass
+class _Context:
+    writer: _Writer
+    chunker: Chunker
+    events: Events
+    cancel: CancelToken
+    rows_by_path: dict[str, list[dict[str, Any]]]
+    stored_ids: dict[str, str]  # content id of each stored ok document → its path
+
+
+def _chunk_row(chunk: Chunk, doc_id: str, path: Path, title: str) -> dict[str, Any]:
+    from doctune.core.store import chunk_id
+
+    return {
+        "id": chunk_id(doc_id, chunk.ordinal), "doc_id": doc_id, "doc_path": str(path), "doc_title": title,
+        "ordinal": chunk.ordinal, "text": chunk.text, "page_start": chunk.page_start, "page_end": chunk.page_end,
+        "char_start": chunk.char_start, "char_end": chunk.char_end,
+        "heading_path": " > ".join(chunk.heading_path), "n_tokens": chunk.n_tokens,
+    }
+
+
+def _document_row(path: Path, doc_id: str, **fields: Any) -> dict[str, Any]:
+    row = {"id": doc_id, "path": str(path), "name": path.name, "title": None, "format": None, "size": None,
+           "mtime": None, "status": "ok", "error": None, "hint": None, "pages": None, "chunks": 0,
+           "added_at": _now()}
+    row.update(fields)
+    return row
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except OSError:
+        return None
+
+
+def _ingest_file(path: Path, ctx: _Context) -> FileOutcome:
+    previous_ids = [row["id"] for row in ctx.rows_by_path.get(str(path), [])]
+    doc_id: str | None = None
+    try:
+        fmt = format_of(path)
+        if path.stat().st_size == 0:
+            raise ReadFailure("the file is empty", "add it again once it has content")
+        doc_id = file_sha256(path)
+        if doc_id in ctx.stored_ids:
+            return _unchanged(path, doc_id, ctx, previous_ids)
+        return _store_document(path, fmt, doc_id, ctx, previous_ids)
+    except Cancelled:
+        if doc_id:
+            ctx.writer.discard(doc_id)
+        raise
+    except Exception as exc:  # every failure of one file is reported, and the others go on
+        if doc_id:
+            ctx.writer.discard(doc_id)
+        reason, hint = describe_failure(exc, path)
+        stat = _stat(path)
+        ctx.writer.add_document(
+            _document_row(path, error_doc_id(path), status="error", error=reason, hint=hint,
+                          format=path.suffix.lower().lstrip(".") or None,
+                          size=stat.st_size if stat else None, mtime=stat.st_mtime if stat else None),
+            previous_ids,
+        )
+        ctx.events.error(reason, path=str(path), hint=hint, detail=f"{type(exc).__name__}: {exc}")
+        return FileOutcome(str(path), "error", error=reason, hint=hint)
+
+
+def _unchanged(path: Path, doc_id: str, ctx: _Context, previous_ids: list[str]) -> FileOutcome:
+    stored_at = ctx.stored_ids[doc_id]
+    ctx.writer.supersede([old for old in previous_ids if old != doc_id])
+    note = None if stored_at == str(path) else f"same content as {stored_at}, already in the project"
+    ctx.events.log(f"{path.name}: unchanged" + (f" ({note})" if note else ""), path=str(path))
+    return FileOutcome(str(path), "unchanged", doc_id=doc_id, note=note)
+
+
+def _store_document(path: Path, fmt: str, doc_id: str, ctx: _Context, previous_ids: list[str]) -> FileOutcome:
+    document = open_document(path, fmt)
+    stat = path.stat()
+    large = stat.st_size >= LARGE_FILE_BYTES
+    count = 0
+    for chunk in ctx.chunker.chunks(document.blocks):
+        wrote = ctx.writer.add_chunk(_chunk_row(chunk, doc_id, path, document.title))
+        count += 1
+        if wrote:
+            if large:
+                ctx.events.progress(chunk.char_end, None, path.name, stage="ingest.file", unit="characters")
+            ctx.cancel.raise_if_cancelled()
+    if count == 0:
+        raise ReadFailure("no text found in the file", "check that it has readable text (not only images)")
+    ctx.writer.add_document(
+        _document_row(path, doc_id, title=document.title, format=document.format, size=stat.st_size,
+                      mtime=stat.st_mtime, pages=document.pages, chunks=count),
+        [old for old in previous_ids if old != doc_id],
+    )
+    for old in previous_ids:
+        ctx.stored_ids.pop(old, None)
+    ctx.stored_ids[doc_id] = str(path)
+    return FileOutcome(str(path), "replaced" if previous_ids else "added", doc_id=doc_id, chunks=count,
+                       pages=document.pages)
+
+
+def describe_failure(exc: BaseException, path: Path) -> tuple[str, str]:
+    """A plain-words reason and a hint for a file that could not be ingested."""
+    if isinstance(exc, ReadFailure):
+        return exc.reason, exc.hint or ""
+    if isinstance(exc, FileNotFoundError):
+        return ("the file disappeared before it could be read",
+                "put it back and add it again (or ignore this if it was removed on purpose)")
+    if isinstance(exc, PermissionError):
+        return ("no permission to read the file",
+                f"give your user read access (e.g. chmod u+r '{path}') and add it again")
+    if isinstance(exc, IsADirectoryError):
+        return "this is a folder, not a file", "add the folder itself; its files are found automatically"
+    if isinstance(exc, OSError):
+        return (f"the file could not be read ({exc.strerror or exc})",
+                "check the disk or network share it is on, then add it again")
+    kind = path.suffix.lower().lstrip(".").upper() or "a document"
+    return (f"the file could not be read as {kind} ({type(exc).__name__}: {exc})",
+            "check that it opens in its usual program; re-save it and add it again")
+
+
+# ----- the step ------------------------------------------------------------------------
+def _chunker_for(params: IngestParams, project) -> Chunker:
+    settings = project.config.ingest
+    tokens = params.chunk_tokens or settings.chunk_tokens
+    overlap = params.chunk_overlap if params.chunk_overlap is not None else settings.chunk_overlap
+    if overlap * 2 >= tokens:
+        raise IngestInputError(
+            f"chunk overlap ({overlap}) must be less than half of the chunk size ({tokens})",
+            "lower [ingest] chunk_overlap or raise chunk_tokens in doctune.toml",
+        )
+    return Chunker(default_counter(), chunk_tokens=tokens, overlap=overlap)
+
+
+def run(params: IngestParams, *, events: Events, cancel: CancelToken) -> IngestResult:
+    """Ingest ``params.paths`` into the project; see the module docstring."""
+    from doctune.core.project import Project
+    from doctune.core.store import Store
+
+    project = Project.open(params.project_dir)
+    chunker = _chunker_for(params, project)
+    files = discover_files(params.paths)
+    store = Store(project)
+    orphans = store.delete_orphan_chunks()
+    if orphans:
+        events.log(f"Removed {orphans} chunk(s) left by an interrupted earlier run.")
+    rows = store.document_rows()
+    rows_by_path: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        rows_by_path.setdefault(row["path"], []).append(row)
+    ctx = _Context(
+        writer=_Writer(store), chunker=chunker, events=events, cancel=cancel, rows_by_path=rows_by_path,
+        stored_ids={row["id"]: row["path"] for row in rows if row["status"] == "ok"},
+    )
+    result = IngestResult()
+    tracker = events.tracker(len(files), unit="files", stage="ingest")
+    try:
+        for index, path in enumerate(files):
+            cancel.raise_if_cancelled()
+            tracker.update(index, message=path.name, force=True)
+            result.outcomes.append(_ingest_file(path, ctx))
+        tracker.update(len(files), force=True)
+    finally:
+        ctx.writer.flush()
+    return result

@@ -1,0 +1,148 @@
+"""The project's LanceDB tables of documents and chunks (written by ingestion).
+
+Table ``documents`` has one row per file the user added, keyed by the file's
+content: ``id`` is the SHA-256 of its bytes (for a file that could not be read
+at all, the SHA-256 of ``"error:" + path``, so each failed path has a row of
+its own). ``status`` is ``"ok"`` (its chunks are stored) or ``"error"`` (no
+chunks; ``error`` says why in plain words, ``hint`` what to do).
+
+Table ``chunks`` holds the text pieces other steps read (retrieval, synthesis,
+evaluation). Chunk ids are ``"{doc_id[:16]}-{ordinal:05d}"``; ``char_start`` /
+``char_end`` index the document's normalised text (its blocks joined by a blank
+line), ``page_start`` / ``page_end`` are 1-based and null for formats without
+pages, ``heading_path`` joins the enclosing headings with ``" > "``.
+
+Chunks are written before their document row, so a row with status ``ok``
+always has all its chunks; chunks whose document row is missing (left by a
+crash) are ignored by :func:`list_chunks` and deleted by the next ingestion.
+Other steps keep their own tables (embeddings, indexes) and read these.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
+import pyarrow as pa
+
+if TYPE_CHECKING:  # pragma: no cover
+    from doctune.core.project import Project
+
+DOCUMENTS = "documents"
+CHUNKS = "chunks"
+
+DOCUMENTS_SCHEMA = pa.schema([
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("path", pa.string(), nullable=False),
+    pa.field("name", pa.string(), nullable=False),
+    pa.field("title", pa.string()),
+    pa.field("format", pa.string()),
+    pa.field("size", pa.int64()),
+    pa.field("mtime", pa.float64()),
+    pa.field("status", pa.string(), nullable=False),
+    pa.field("error", pa.string()),
+    pa.field("hint", pa.string()),
+    pa.field("pages", pa.int32()),
+    pa.field("chunks", pa.int32()),
+    pa.field("added_at", pa.string()),
+])
+
+CHUNKS_SCHEMA = pa.schema([
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("doc_id", pa.string(), nullable=False),
+    pa.field("doc_path", pa.string()),
+    pa.field("doc_title", pa.string()),
+    pa.field("ordinal", pa.int32(), nullable=False),
+    pa.field("text", pa.string(), nullable=False),
+    pa.field("page_start", pa.int32()),
+    pa.field("page_end", pa.int32()),
+    pa.field("char_start", pa.int64()),
+    pa.field("char_end", pa.int64()),
+    pa.field("heading_path", pa.string()),
+    pa.field("n_tokens", pa.int32()),
+])
+
+
+def chunk_id(doc_id: str, ordinal: int) -> str:
+    return f"{doc_id[:16]}-{ordinal:05d}"
+
+
+def sql_string(value: str) -> str:
+    """A string literal for a LanceDB filter."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_in(column: str, values: Iterable[str]) -> str:
+    listed = ", ".join(sql_string(value) for value in values)
+    return f"{column} IN ({listed})" if listed else "false"
+
+
+def connect(project: "Project"):
+    import lancedb
+
+    project.lancedb_dir.mkdir(parents=True, exist_ok=True)
+    return lancedb.connect(str(project.lancedb_dir))
+
+
+class Store:
+    """The two tables of one project, created on first use."""
+
+    def __init__(self, project: "Project") -> None:
+        self.db = connect(project)
+        self.documents = self.db.create_table(DOCUMENTS, schema=DOCUMENTS_SCHEMA, exist_ok=True)
+        self.chunks = self.db.create_table(CHUNKS, schema=CHUNKS_SCHEMA, exist_ok=True)
+
+    # ----- reading -----------------------------------------------------------------
+    def document_rows(self, where: str | None = None) -> list[dict[str, Any]]:
+        query = self.documents.search()
+        if where:
+            query = query.where(where)
+        return query.limit(None).to_arrow().to_pylist()
+
+    def ok_document_ids(self) -> list[str]:
+        table = self.documents.search().where("status = 'ok'").select(["id"]).limit(None).to_arrow()
+        return table.column("id").to_pylist()
+
+    def chunk_rows(self, doc_ids: list[str]) -> list[dict[str, Any]]:
+        if not doc_ids:
+            return []
+        rows = self.chunks.search().where(sql_in("doc_id", doc_ids)).limit(None).to_arrow().to_pylist()
+        return sorted(rows, key=lambda row: (row["doc_path"] or "", row["doc_id"], row["ordinal"]))
+
+    # ----- writing -----------------------------------------------------------------
+    def add_chunks(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.chunks.add(pa.Table.from_pylist(rows, schema=CHUNKS_SCHEMA))
+
+    def add_documents(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self.documents.add(pa.Table.from_pylist(rows, schema=DOCUMENTS_SCHEMA))
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> None:
+        """Delete document rows and their chunks (chunks first: no row ever points at missing chunks)."""
+        ids = sorted(set(doc_ids))
+        if not ids:
+            return
+        self.chunks.delete(sql_in("doc_id", ids))
+        self.documents.delete(sql_in("id", ids))
+
+    def delete_chunks_of(self, doc_id: str) -> None:
+        self.chunks.delete(f"doc_id = {sql_string(doc_id)}")
+
+    def delete_orphan_chunks(self) -> int:
+        """Remove chunks whose document row is missing (a run that crashed mid-way)."""
+        keep = self.ok_document_ids()
+        orphan_filter = f"NOT ({sql_in('doc_id', keep)})" if keep else "true"
+        orphans = self.chunks.count_rows(orphan_filter)
+        if orphans:
+            self.chunks.delete(orphan_filter)
+        return orphans
+
+
+def list_documents(project: "Project") -> list[dict[str, Any]]:
+    """Every document row (ok and error), sorted by path."""
+    return sorted(Store(project).document_rows(), key=lambda row: (row["path"], row["id"]))
+
+
+def list_chunks(project: "Project") -> list[dict[str, Any]]:
+    """Every chunk of every document stored as ok, in document-path then reading order."""
+    store = Store(project)
+    return store.chunk_rows(store.ok_document_ids())
