@@ -1,0 +1,151 @@
+"""``doctune run``: the whole pipeline in order, headless.
+
+Steps: ingest → index → synthesize → questions → train → export → evaluate →
+report. Each step's own ``run`` skips work it has already done and resumes work
+that was interrupted, so running the pipeline again only does what is new; a
+step that has nothing to do says so and returns quickly. ``until`` stops after
+the named step.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from doctune.core.errors import UserError
+from doctune.core.events import CancelToken, Events
+
+STEPS = ("ingest", "index", "synthesize", "questions", "train", "export", "evaluate", "report")
+
+
+class PipelineStepMissing(UserError):
+    """A step of the pipeline is not part of this installation."""
+
+
+class PipelineParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    project_dir: Path = Field(description="Project folder.")
+    until: str | None = Field(None, description="Stop after this step.")
+    add: list[Path] = Field(default_factory=list, description="Files or folders to ingest before the known ones.")
+
+
+@dataclass
+class StepOutcome:
+    step: str
+    status: str  # "done", "partial" (finished with some inputs failing), "skipped"
+    seconds: float
+    note: str = ""
+
+
+@dataclass
+class PipelineResult:
+    outcomes: list[StepOutcome] = field(default_factory=list)
+
+    @property
+    def partial(self) -> bool:
+        return any(outcome.status == "partial" for outcome in self.outcomes)
+
+    def message(self) -> str:
+        done = ", ".join(f"{o.step} ({o.status})" for o in self.outcomes)
+        return f"Pipeline finished: {done}."
+
+    def as_dict(self) -> list[dict[str, Any]]:
+        return [vars(outcome) for outcome in self.outcomes]
+
+
+def _public(module: str, name: str) -> Any:
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise PipelineStepMissing(f"The pipeline needs {module}.{name}, which this installation lacks ({exc}).") from None
+
+
+def _run_step(module: str, params_name: str, events: Events, cancel: CancelToken, **params: Any) -> Any:
+    params_class = _public(module, params_name)
+    return _public(module, "run")(params_class(**params), events=events, cancel=cancel)
+
+
+def step_ingest(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
+    from doctune.core.store import list_documents
+
+    known = [Path(doc["path"]) for doc in list_documents(project)]
+    paths = [*params.add, *(path for path in known if path.exists())]
+    if not paths:
+        return "skipped", f"no documents yet: add some with doctune add FILES -p {project.root} or doctune run --add FILES"
+    result = _run_step("doctune.core.ingest", "IngestParams", events, cancel, project_dir=project.root, paths=paths)
+    failed = len(getattr(result, "failed", []) or [])
+    return ("partial" if failed else "done"), f"{len(paths)} path(s) checked, {failed} failed"
+
+
+def step_index(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
+    _public("doctune.core.rag", "build_index")(project, events=events, cancel=cancel)
+    return "done", ""
+
+
+def step_synthesize(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
+    _run_step("doctune.core.synth", "SynthParams", events, cancel, project_dir=project.root)
+    return "done", ""
+
+
+def step_questions(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
+    _run_step("doctune.core.synth", "QuestionsParams", events, cancel, project_dir=project.root)
+    return "done", ""
+
+
+def step_train(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
+    _run_step("doctune.core.train", "TrainParams", events, cancel, project_dir=project.root)
+    return "done", ""
+
+
+def step_export(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
+    run_dir = _public("doctune.core.train", "latest_complete_run")(project)
+    if run_dir is None:
+        return "skipped", "no complete training run to export"
+    _run_step("doctune.core.export", "ExportParams", events, cancel, project_dir=project.root, run_id=Path(run_dir).name,
+              formats=list(project.config.export.formats))
+    return "done", ""
+
+
+def step_evaluate(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
+    from doctune.core.evaluate import EvalParams, run
+
+    result = run(EvalParams(project_dir=project.root), events=events, cancel=cancel)
+    skipped = "; ".join(f"{name}: {why}" for name, why in result.skipped.items())
+    return ("partial" if result.skipped else "done"), f"evaluation {result.eval_id}" + (f" (skipped {skipped})" if skipped else "")
+
+
+def step_report(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
+    from doctune.core.evaluate import report
+
+    return "done", str(report(project))
+
+
+STEP_FUNCTIONS: dict[str, Callable[..., tuple[str, str]]] = {
+    "ingest": step_ingest, "index": step_index, "synthesize": step_synthesize, "questions": step_questions,
+    "train": step_train, "export": step_export, "evaluate": step_evaluate, "report": step_report,
+}
+
+
+def run(params: PipelineParams, *, events: Events, cancel: CancelToken) -> PipelineResult:
+    """Run the steps in order up to ``params.until``; a fatal error in a step stops the pipeline."""
+    from doctune.core.project import Project
+
+    if params.until is not None and params.until not in STEPS:
+        raise PipelineStepMissing(f"Unknown step '{params.until}'.", hint=f"Use one of: {', '.join(STEPS)}")
+    project = Project.open(params.project_dir)
+    last = STEPS.index(params.until) if params.until else len(STEPS) - 1
+    result = PipelineResult()
+    for step in STEPS[: last + 1]:
+        cancel.raise_if_cancelled()
+        events.log(f"Step {STEPS.index(step) + 1}/{len(STEPS)}: {step}")
+        started = time.monotonic()
+        status, note = STEP_FUNCTIONS[step](project, params, events.child(step), cancel)
+        result.outcomes.append(StepOutcome(step, status, round(time.monotonic() - started, 2), note))
+        if note:
+            events.log(f"{step}: {status} — {note}")
+    return result
