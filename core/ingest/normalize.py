@@ -52,10 +52,21 @@ def _edge_key(line: str) -> str:
     return _DIGITS.sub("#", line.strip().lower())
 
 
-def _edge_lines(lines: list[str], depth: int) -> list[int]:
-    """Indexes of the first and last ``depth`` non-empty lines."""
+def _edge_run(lines: list[str], repeated: set[str], depth: int) -> set[int]:
+    """Indexes of repeated lines met first from the top and from the bottom (at most ``depth`` each, contiguous)."""
     filled = [index for index, line in enumerate(lines) if line.strip()]
-    return sorted(set(filled[:depth] + filled[-depth:]))
+    drop: set[int] = set()
+    for order in (filled, filled[::-1]):
+        for index in order[:depth]:
+            if _edge_key(lines[index]) not in repeated:
+                break
+            drop.add(index)
+    return drop
+
+
+def _edge_keys(lines: list[str], depth: int) -> set[str]:
+    filled = [line for line in lines if line.strip()]
+    return {_edge_key(line) for line in filled[:depth] + filled[-depth:]}
 
 
 def remove_repeated_edges(pages: list[str], depth: int = 2) -> list[str]:
@@ -63,21 +74,22 @@ def remove_repeated_edges(pages: list[str], depth: int = 2) -> list[str]:
 
     A line counts as repeated when, with its digits ignored, it is among the
     first or last ``depth`` lines of at least 60% of the pages (and of 3 pages
-    or more), so body text is never touched in short documents.
+    or more). Only runs of repeated lines touching a page's edge are dropped,
+    so body text is never cut from the middle, and short documents are left alone.
     """
     if len(pages) < 3:
         return pages
     page_lines = [page.split("\n") for page in pages]
     seen: Counter[str] = Counter()
     for lines in page_lines:
-        seen.update({_edge_key(lines[index]) for index in _edge_lines(lines, depth)})
+        seen.update(_edge_keys(lines, depth))
     needed = max(3, math.ceil(0.6 * len(pages)))
     repeated = {key for key, count in seen.items() if count >= needed and key}
     if not repeated:
         return pages
     cleaned = []
     for lines in page_lines:
-        drop = {index for index in _edge_lines(lines, depth) if _edge_key(lines[index]) in repeated}
+        drop = _edge_run(lines, repeated, depth)
         cleaned.append("\n".join(line for index, line in enumerate(lines) if index not in drop))
     return cleaned
 

@@ -16,7 +16,7 @@ from doctune.core.ingest.normalize import clean
 from doctune.core.ingest.readers.text import detect_encoding
 
 DROPPED_TAGS = ["script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form",
-                "button", "svg", "iframe", "object", "canvas", "select", "head", "menu"]
+                "button", "svg", "iframe", "object", "canvas", "select", "menu"]
 BLOCK_TAGS = {"p", "div", "section", "article", "main", "li", "ul", "ol", "dl", "dt", "dd", "blockquote", "pre",
               "table", "thead", "tbody", "tfoot", "tr", "figure", "figcaption", "address", "hr",
               "br", "body", "html", "details", "summary", "caption"}
