@@ -43,3 +43,38 @@ def project(tmp_path):
     from doctune.core.project import Project
 
     return Project.create(tmp_path / "project")
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_model, artifacts_dir):
+    """``tiny_gguf("qwen2", "q8_0")`` → GGUF file of a tiny model (written once, cached).
+
+    Formats: f16 and any llama.cpp type ``doctune.core.export.quantize`` offers
+    (q8_0, q4_k_m, …). The file name carries the tiny model's fingerprint and a
+    hash of the export code, so a change to either writes a fresh file.
+    """
+    import hashlib
+
+    import doctune.core.export
+    from doctune.core.export.gguf import write_gguf
+    from doctune.core.export.quantize import quantize_gguf
+
+    code = hashlib.sha256()
+    for source in sorted(Path(doctune.core.export.__file__).parent.glob("*.py")):
+        code.update(source.read_bytes())
+    code_key = code.hexdigest()[:8]
+
+    def build(family: str = "qwen2", fmt: str = "f16", seed: int = 0) -> Path:
+        model_dir = tiny_model(family, seed=seed)
+        folder = artifacts_dir / "gguf"
+        f16 = folder / f"{model_dir.name}-{code_key}-f16.gguf"
+        if not f16.exists():
+            write_gguf(model_dir, f16)
+        if fmt.lower() == "f16":
+            return f16
+        quantized = folder / f"{model_dir.name}-{code_key}-{fmt.lower()}.gguf"
+        if not quantized.exists():
+            quantize_gguf(f16, quantized, fmt)
+        return quantized
+
+    return build
