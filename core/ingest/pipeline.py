@@ -93,8 +93,11 @@ class IngestResult:
 
 
 # ----- finding files -------------------------------------------------------------------
-def discover_files(paths: list[Path]) -> list[Path]:
-    """Files named, plus every non-hidden file under folders named (sorted); each once."""
+def discover_files(paths: list[Path], project_root: Path | None = None) -> list[Path]:
+    """Files named, plus every non-hidden file under folders named (sorted); each once.
+
+    Files inside the project folder itself (its database, settings) are never documents.
+    """
     missing = [str(path) for path in paths if not path.exists() and not path.is_symlink()]
     if missing:
         raise IngestInputError(
@@ -109,6 +112,8 @@ def discover_files(paths: list[Path]) -> list[Path]:
     unique: dict[Path, None] = {}
     for path in found:
         unique.setdefault(Path(os.path.abspath(path)), None)
+    if project_root is not None:
+        return [path for path in unique if not Path(os.path.realpath(path)).is_relative_to(project_root)]
     return list(unique)
 
 
@@ -323,7 +328,7 @@ def run(params: IngestParams, *, events: Events, cancel: CancelToken) -> IngestR
 
     project = Project.open(params.project_dir)
     chunker = _chunker_for(params, project)
-    files = discover_files(params.paths)
+    files = discover_files(params.paths, project.root)
     store = Store(project)
     orphans = store.delete_orphan_chunks()
     if orphans:
@@ -340,8 +345,8 @@ def run(params: IngestParams, *, events: Events, cancel: CancelToken) -> IngestR
     tracker = events.tracker(len(files), unit="files", stage="ingest")
     try:
         for index, path in enumerate(files):
-            cancel.raise_if_cancelled()
             tracker.update(index, message=path.name, force=True)
+            cancel.raise_if_cancelled()
             result.outcomes.append(_ingest_file(path, ctx))
         tracker.update(len(files), force=True)
     finally:
