@@ -127,7 +127,7 @@ def test_a_file_that_vanishes_during_the_run(project, tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode; "
-                    "test_unreadable_file_as_unprivileged_user covers this case through a real unprivileged process")
+                    "test_ingest_cli.py::test_an_unreadable_file_is_reported covers it in a process without the override")
 def test_an_unreadable_file(project, tmp_path):
     locked = tmp_path / "locked.txt"
     locked.write_text("secret", encoding="utf-8")
