@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         close()
         if not _is_reportable(exc):
             raise
-        events.error(str(exc), fatal=True, kind=type(exc).__name__)
+        events.error(str(exc), fatal=True, error_type=type(exc).__name__)
         return EXIT_ERROR
     finally:
         close()

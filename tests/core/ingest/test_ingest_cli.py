@@ -144,6 +144,7 @@ def test_usage_errors_exit_1_and_change_nothing(tmp_path):
     (tmp_path / "a.txt").write_text("Some text.", encoding="utf-8")
     missing = doctune("add", str(tmp_path / "nope.pdf"), str(tmp_path / "a.txt"), "-p", str(root))
     assert missing.returncode == 1 and "No such file or folder" in missing.stderr
+    assert "Traceback" not in missing.stderr
     overlap = doctune("add", str(tmp_path / "a.txt"), "--chunk-tokens", "100", "--chunk-overlap", "60", "-p", str(root))
     assert overlap.returncode == 1 and "less than half" in overlap.stderr
     unknown = doctune("remove", "nothing-like-this", "-p", str(root))
