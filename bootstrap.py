@@ -86,7 +86,7 @@ def ensure_setup(with_dev: bool) -> None:
 
 
 def start_app(args: list[str]) -> int:
-    return subprocess.call([str(venv_python()), "-m", "doctune.core", *args])
+    return subprocess.call([str(venv_python()), "-m", "doctune.core", "gui", *args])
 
 
 def run_tests(args: list[str]) -> int:

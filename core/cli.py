@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "doctune.core.commands.project",
     "doctune.core.commands.ingest",
     "doctune.core.commands.evaluate",
+    "doctune.core.commands.gui",
 ]
 
 

@@ -1,0 +1,73 @@
+"""``doctune gui`` (the desktop window) and ``doctune sample`` (the sample project it offers).
+
+The desktop package is imported only inside the handler, through importlib, so
+``doctune.core`` never depends on Qt (see tests/core/test_boundaries.py).
+"""
+from __future__ import annotations
+
+import importlib
+import shutil
+from pathlib import Path
+
+from doctune.core.cli import CommandContext, add_command
+
+SAMPLE_STUDENT = "HuggingFaceTB/SmolLM2-360M-Instruct"
+SAMPLE_TEACHER_REPO = "Qwen/Qwen2.5-1.5B-Instruct-GGUF"
+SAMPLE_TEACHER_FILE = "qwen2.5-1.5b-instruct-q4_k_m.gguf"
+TINY_FAMILY = "qwen2"
+
+
+def register(sub) -> None:
+    parser = add_command(sub, "gui", cmd_gui, "Open the DocTune window.")
+    parser.add_argument("--page", help="page to show first (documents, teacher, synthesize, train, export, compare, evaluate)")
+
+    parser = add_command(sub, "sample", cmd_sample,
+                         "Create the sample project from the bundled documents, with the recommended small models.")
+    parser.add_argument("dir", metavar="DIR", help="folder to create")
+    parser.add_argument("--offline-check", action="store_true",
+                        help="use tiny built-in models instead (no download): checks the machinery; answers are meaningless")
+
+
+def cmd_gui(ctx: CommandContext) -> int:
+    app = importlib.import_module("doctune.desktop.app")
+    return app.run(project=getattr(ctx.args, "project", None), page=ctx.args.page)
+
+
+def cmd_sample(ctx: CommandContext) -> int:
+    from doctune.core.project import Project
+    from doctune.core.resources import resource_path
+
+    project = Project.create(ctx.args.dir, name="DocTune sample (offline check)" if ctx.args.offline_check else "DocTune sample")
+    docs = project.root / "sample-docs"
+    shutil.copytree(resource_path("sample/docs"), docs, dirs_exist_ok=True)
+    if ctx.args.offline_check:
+        _use_tiny_models(project, ctx)
+    else:
+        project.config.student.model = SAMPLE_STUDENT
+        project.config.teacher.kind = "local"
+        project.config.teacher.hf_repo = SAMPLE_TEACHER_REPO
+        project.config.teacher.hf_file = SAMPLE_TEACHER_FILE
+    project.save()
+    from doctune.core.ingest import IngestParams, run
+
+    result = run(IngestParams(project_dir=project.root, paths=[docs]), events=ctx.events.child("ingest"), cancel=ctx.cancel)
+    ctx.events.done(f"Created the sample project in {project.root} ({result.summary()})", project=str(project.root))
+    return 0
+
+
+def _use_tiny_models(project, ctx: CommandContext) -> None:
+    """Tiny built-in student and teacher: every step runs offline in minutes; the answers mean nothing."""
+    from doctune.core.export.gguf import write_gguf
+    from doctune.core.tiny import ensure_tiny_model
+
+    models = project.cache_dir / "tiny-models"
+    ctx.events.log("Building the tiny built-in models (a machinery check: their answers are meaningless)")
+    student = ensure_tiny_model(TINY_FAMILY, models)
+    teacher = models / "tiny-teacher-f16.gguf"
+    if not teacher.exists():
+        write_gguf(ensure_tiny_model(TINY_FAMILY, models, seed=1), teacher, events=ctx.events.child("export"),
+                   cancel=ctx.cancel)
+    project.config.student.model = str(student)
+    project.config.teacher.kind = "local"
+    project.config.teacher.model_path = str(Path(teacher))
+    project.config.privacy.offline = True

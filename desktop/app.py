@@ -1,0 +1,53 @@
+"""Start the window: ``doctune gui`` (and ``python3 bootstrap.py app``) land here.
+
+Nothing heavy is imported on the way to the first paint: torch, transformers and
+llama.cpp load only in job processes or when a chat pane first answers.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication
+
+from doctune.desktop.theme import apply_theme
+from doctune.desktop.window import MainWindow
+
+ORGANISATION, APPLICATION = "DocTune", "DocTune"
+PAGE_KEYS = ("documents", "teacher", "synthesize", "train", "export", "compare", "evaluate")
+
+
+def icon_path() -> Path:
+    from doctune.core.resources import resource_path
+
+    return resource_path("icons/doctune.svg")
+
+
+def create_window(project: str | None = None, page: str | None = None, settings: QSettings | None = None) -> MainWindow:
+    """The main window, with the given (or last) project and page open."""
+    settings = settings or QSettings(ORGANISATION, APPLICATION)
+    window = MainWindow(settings)
+    if icon_path().exists():
+        window.setWindowIcon(QIcon(str(icon_path())))
+    chosen = project or settings.value("last_project")
+    if chosen and (Path(chosen) / "doctune.toml").exists():
+        window.open_project(Path(chosen))
+        if page in PAGE_KEYS:
+            window.show_page(PAGE_KEYS.index(page))
+    return window
+
+
+def run(project: str | None = None, page: str | None = None, argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C in the terminal closes the window
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    app = QApplication.instance() or QApplication(argv or sys.argv[:1])
+    app.setOrganizationName(ORGANISATION)
+    app.setApplicationName(APPLICATION)
+    app.setDesktopFileName("doctune")
+    apply_theme(app)
+    window = create_window(project, page)
+    window.show()
+    return app.exec()

@@ -1,0 +1,84 @@
+"""Streaming a chat answer off the event loop.
+
+A :class:`ChatWorker` (``QRunnable``) opens the chat system (once per pane; the
+opened system is kept by the pane's :class:`PaneSession`) and streams one answer.
+Its signals live on a separate :class:`ChatSignals` ``QObject`` that belongs to
+the GUI thread, so every delivery is a queued call into the event loop.
+"""
+from __future__ import annotations
+
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, Signal
+
+
+class ChatSignals(QObject):
+    opened = Signal()
+    piece = Signal(str)
+    answered = Signal(object)  # core Answer
+    failed = Signal(str, str)  # message, detail
+
+
+@dataclass
+class PaneSession:
+    """One pane's system and conversation; the system is opened lazily by the first worker."""
+
+    project: Path
+    system_name: str
+    history: list[dict[str, str]] = field(default_factory=list)
+    system: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def open(self) -> Any:
+        with self.lock:
+            if self.system is None:
+                from doctune.core.chat import open_system
+                from doctune.core.project import Project
+
+                self.system = open_system(Project.open(self.project), self.system_name)
+            return self.system
+
+    def close(self) -> None:
+        with self.lock:
+            backend = getattr(self.system, "backend", None)
+            if backend is not None and hasattr(backend, "close"):
+                backend.close()
+            self.system = None
+
+
+class ChatWorker(QRunnable):
+    """Answer one question on one pane, emitting the text as it comes."""
+
+    def __init__(self, session: PaneSession, question: str, signals: ChatSignals, cancel) -> None:
+        super().__init__()
+        self.session = session
+        self.question = question
+        self.signals = signals
+        self.cancel = cancel
+        self.setAutoDelete(True)
+
+    def run(self) -> None:
+        from doctune.core.errors import UserError
+
+        try:
+            system = self.session.open()
+            self.signals.opened.emit()
+            for piece in system.stream(self.question, history=list(self.session.history), cancel=self.cancel):
+                self.signals.piece.emit(piece)
+            answer = system.last_answer
+            self.session.history += [{"role": "user", "content": self.question},
+                                     {"role": "assistant", "content": answer.text if answer else ""}]
+            self.signals.answered.emit(answer)
+        except UserError as exc:
+            self.signals.failed.emit(str(exc), getattr(exc, "hint", "") or "")
+        except Exception as exc:  # noqa: BLE001 — shown to the user with its detail, never swallowed
+            from doctune.core.events import Cancelled
+
+            if isinstance(exc, Cancelled):
+                self.signals.failed.emit("Stopped.", "")
+                return
+            self.signals.failed.emit(f"This pane could not answer: {exc}", traceback.format_exc())

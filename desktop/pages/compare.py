@@ -1,0 +1,208 @@
+"""Compare: one question broadcast to two or three systems, answers streaming side by side."""
+from __future__ import annotations
+
+import html
+import time
+
+from PySide6.QtCore import QThreadPool, QUrl
+from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
+from PySide6.QtWidgets import (
+    QCheckBox, QDialog, QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QTextBrowser,
+    QVBoxLayout, QWidget,
+)
+
+from doctune.desktop.chat import ChatSignals, ChatWorker, PaneSession
+from doctune.desktop.pages.base import Page
+from doctune.desktop.widgets import show_error
+
+SYSTEMS = {
+    "tuned": "Tuned model (closed book)",
+    "base+rag": "Base model + retrieval",
+    "tuned+rag": "Tuned model + retrieval",
+}
+
+
+class ChatPane(QFrame):
+    """One system: its conversation, live answer, timing and citations."""
+
+    def __init__(self, session: PaneSession, pool: QThreadPool, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.session = session
+        self.pool = pool
+        self.cancel = None
+        self.busy = False
+        self.started = 0.0
+        self.first_piece: float | None = None
+        self.pieces = 0
+        self.sources: list = []
+        self.signals = ChatSignals(self)
+        self.signals.opened.connect(self._on_opened)
+        self.signals.piece.connect(self._on_piece)
+        self.signals.answered.connect(self._on_answered)
+        self.signals.failed.connect(self._on_failed)
+        title = QLabel(f"<b>{SYSTEMS.get(session.system_name, session.system_name)}</b>")
+        self.view = QTextBrowser()
+        self.view.setOpenLinks(False)
+        self.view.anchorClicked.connect(self._open_source)
+        self.stats = QLabel("")
+        self.stats.setObjectName("explanation")
+        layout = QVBoxLayout(self)
+        layout.addWidget(title)
+        layout.addWidget(self.view, 1)
+        layout.addWidget(self.stats)
+
+    def ask(self, question: str) -> None:
+        from doctune.core.events import CancelToken
+
+        self.busy = True
+        self.cancel = CancelToken()
+        self.started = time.perf_counter()
+        self.first_piece = None
+        self.pieces = 0
+        self.stats.setText("loading the model…" if self.session.system is None else "thinking…")
+        cursor = self.view.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertHtml(f"<p><b>You:</b> {html.escape(question)}</p><p><b>Answer:</b> ")
+        self.view.setTextCursor(cursor)
+        self.pool.start(ChatWorker(self.session, question, self.signals, self.cancel))
+
+    def stop(self) -> None:
+        if self.cancel is not None:
+            self.cancel.cancel()
+
+    def _on_opened(self) -> None:
+        self.started = time.perf_counter()
+        self.stats.setText("thinking…")
+
+    def _on_piece(self, piece: str) -> None:
+        now = time.perf_counter()
+        if self.first_piece is None:
+            self.first_piece = now - self.started
+        self.pieces += 1
+        cursor = self.view.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertText(piece)
+        self.view.ensureCursorVisible()
+        self.stats.setText(f"first token after {self.first_piece:.2f} s · streaming…")
+
+    def _on_answered(self, answer) -> None:
+        self.busy = False
+        if answer is None:
+            return
+        self.sources = list(answer.sources)
+        links = [f"<a href='source:{number}'>[{number}] {html.escape(hit.label)}</a>"
+                 for number, hit in enumerate(self.sources, 1)]
+        cursor = self.view.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        if links:
+            cursor.insertHtml("<br><small>Sources: " + " · ".join(links) + "</small>")
+        cursor.insertHtml("<hr>")
+        ttft = f"{answer.ttft_s:.2f} s" if answer.ttft_s is not None else "—"
+        speed = f"{answer.tokens_per_s:.1f} tokens/s" if answer.tokens_per_s else "—"
+        self.stats.setText(f"time to first token {ttft} · {speed} · {answer.completion_tokens} tokens · "
+                           f"{answer.context_tokens} context tokens")
+
+    def _on_failed(self, message: str, detail: str) -> None:
+        self.busy = False
+        cursor = self.view.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertHtml(f"<br><span style='color:#c0392b'>{html.escape(message)}</span><hr>")
+        self.stats.setText(message if len(message) < 120 else "failed — see the message above")
+        if detail and message != "Stopped.":
+            self.view.setToolTip(detail[-2000:])
+
+    def _open_source(self, url: QUrl) -> None:
+        number = int(url.toString().split(":", 1)[1])
+        hit = self.sources[number - 1]
+        dialog = QDialog(self)
+        dialog.setWindowTitle(f"[{number}] {hit.label}")
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(QLabel(f"<b>{html.escape(hit.doc_title or '')}</b> {html.escape(hit.pages)}<br>"
+                                f"<small>{html.escape(hit.doc_path or '')}</small>"))
+        text = QPlainTextEdit(hit.text)
+        text.setReadOnly(True)
+        layout.addWidget(text)
+        dialog.resize(620, 420)
+        dialog.open()
+
+
+class ComparePage(Page):
+    key = "compare"
+    title = "Compare"
+    summary = ("Ask one question; each system answers at the same time. The retrieval panes list the passages "
+               "they read — click one to see it. Each pane keeps its own conversation.")
+
+    def __init__(self, runner, parent=None) -> None:
+        super().__init__(runner, parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(len(SYSTEMS))
+        choices = QHBoxLayout()
+        self.system_boxes = {name: QCheckBox(label) for name, label in SYSTEMS.items()}
+        for name, box in self.system_boxes.items():
+            box.setChecked(name != "tuned+rag")
+            box.toggled.connect(self._rebuild_panes)
+            choices.addWidget(box)
+        choices.addStretch(1)
+        self.body.addLayout(choices)
+        self.panes_row = QHBoxLayout()
+        self.body.addLayout(self.panes_row, 1)
+        ask_row = QHBoxLayout()
+        self.question = QLineEdit()
+        self.question.setPlaceholderText("Ask something your documents answer…  (Enter to send, Esc to stop)")
+        self.send_button = QPushButton("Ask")
+        self.stop_button = QPushButton("Stop")
+        self.clear_button = QPushButton("New conversation")
+        for widget in (self.question, self.send_button, self.stop_button, self.clear_button):
+            ask_row.addWidget(widget, 1 if widget is self.question else 0)
+        self.body.addLayout(ask_row)
+        self.panes: list[ChatPane] = []
+        self.question.returnPressed.connect(self.ask)
+        self.send_button.clicked.connect(self.ask)
+        self.stop_button.clicked.connect(self.stop)
+        self.clear_button.clicked.connect(self._rebuild_panes)
+        QShortcut(QKeySequence("Esc"), self, self.stop)
+
+    def set_project(self, root) -> None:
+        super().set_project(root)
+        self._rebuild_panes()
+
+    def chosen_systems(self) -> list[str]:
+        return [name for name, box in self.system_boxes.items() if box.isChecked()]
+
+    def _rebuild_panes(self) -> None:
+        self.stop()
+        for pane in self.panes:
+            if not pane.busy:
+                pane.session.close()
+            pane.setParent(None)
+            pane.deleteLater()
+        self.panes = []
+        if self.project is None:
+            return
+        for name in self.chosen_systems():
+            pane = ChatPane(PaneSession(self.project, name), self.pool)
+            pane.setMinimumHeight(360)
+            self.panes_row.addWidget(pane, 1)
+            self.panes.append(pane)
+
+    def ask(self) -> None:
+        question = self.question.text().strip()
+        if not question:
+            return
+        if any(pane.busy for pane in self.panes):
+            show_error(self, "The previous question is still being answered; stop it first (Esc).")
+            return
+        self.question.clear()
+        for pane in self.panes:
+            pane.ask(question)
+
+    def stop(self) -> None:
+        for pane in self.panes:
+            pane.stop()
+
+    def close_resources(self) -> None:
+        self.stop()
+        self.pool.waitForDone(10000)
+        for pane in self.panes:
+            pane.session.close()

@@ -1,0 +1,133 @@
+"""Documents: drag files or folders in, see each one's status, remove, re-scan."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
+    QTableWidgetItem,
+)
+
+from doctune.desktop.pages.base import Page
+from doctune.desktop.widgets import JobProgress, run_cli_json
+
+COLUMNS = ("Name", "Type", "Pages", "Chunks", "Status", "Problem")
+
+
+class DocumentsPage(Page):
+    key = "documents"
+    title = "Documents"
+    summary = ("Drop files or folders here (PDF, Word, Markdown, text, HTML, EPUB). Each file is read, split into "
+               "passages and stored in the project. Files that cannot be read are listed with the reason.")
+
+    def __init__(self, runner, parent=None) -> None:
+        super().__init__(runner, parent)
+        self.setAcceptDrops(True)
+        self.rows: list[dict] = []
+        buttons = QHBoxLayout()
+        self.add_files_button = QPushButton("Add files…")
+        self.add_folder_button = QPushButton("Add folder…")
+        self.remove_button = QPushButton("Remove")
+        self.rescan_button = QPushButton("Re-scan")
+        self.rescan_button.setToolTip("Read every document again and pick up changed files (F5)")
+        for button in (self.add_files_button, self.add_folder_button, self.remove_button, self.rescan_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        self.body.addLayout(buttons)
+        self.progress = JobProgress()
+        self.body.addWidget(self.progress)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setWordWrap(True)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
+        self.table.setMinimumHeight(280)
+        self.body.addWidget(self.table, 1)
+        self.totals = QLabel("")
+        self.body.addWidget(self.totals)
+        self.add_files_button.clicked.connect(self.choose_files)
+        self.add_folder_button.clicked.connect(self.choose_folder)
+        self.remove_button.clicked.connect(self.remove_selected)
+        self.rescan_button.clicked.connect(self.rescan)
+        QShortcut(QKeySequence.StandardKey.Delete, self.table, self.remove_selected)
+        QShortcut(QKeySequence(Qt.Key.Key_F5), self, self.rescan)
+
+    # ----- drag and drop ---------------------------------------------------------------
+    def dragEnterEvent(self, event) -> None:  # noqa: N802 (Qt naming)
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        paths = [url.toLocalFile() for url in event.mimeData().urls() if url.isLocalFile()]
+        if paths:
+            self.add_paths(paths)
+            event.acceptProposedAction()
+
+    # ----- actions -------------------------------------------------------------------
+    def choose_files(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Add documents", str(Path.home()),
+                                                "Documents (*.pdf *.docx *.md *.markdown *.txt *.html *.htm *.epub);;All files (*)")
+        if files:
+            self.add_paths(files)
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Add a folder of documents", str(Path.home()))
+        if folder:
+            self.add_paths([folder])
+
+    def add_paths(self, paths: list[str]):
+        job = self.start_job(f"Add {len(paths)} item(s)", ["add", *paths])
+        self.progress.follow(job)
+        return job
+
+    def remove_selected(self) -> None:
+        chosen = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
+        if not chosen:
+            return
+        paths = [self.rows[row]["path"] for row in chosen]
+        self.progress.follow(self.start_job(f"Remove {len(paths)} document(s)", ["remove", *paths]))
+
+    def rescan(self):
+        paths = [row["path"] for row in self.rows if Path(row["path"]).exists()]
+        if not paths:
+            return None
+        job = self.start_job("Re-scan documents", ["add", *paths])
+        self.progress.follow(job)
+        return job
+
+    # ----- table ---------------------------------------------------------------------
+    def refresh(self) -> None:
+        if self.project is None:
+            return
+        run_cli_json(self, ["status", "--json", "-p", str(self.project)], self._show_status)
+
+    def _show_status(self, data: dict | None, error: str) -> None:
+        if data is None:
+            self.totals.setText(f"Could not read the project's documents: {error.splitlines()[-1] if error else 'unknown error'}")
+            return
+        self.rows = data["documents"]
+        self.table.setRowCount(len(self.rows))
+        for row, doc in enumerate(self.rows):
+            ok = doc["status"] == "ok"
+            problem = "" if ok else " ".join(part for part in (doc.get("error"), doc.get("hint")) if part)
+            values = (doc["name"], (doc.get("format") or "").upper(), "" if doc.get("pages") is None else str(doc["pages"]),
+                      str(doc.get("chunks") or 0), "Ready" if ok else "Could not read", problem)
+            for column, value in enumerate(values):
+                item = QTableWidgetItem(value)
+                item.setToolTip(doc["path"] if column == 0 else value)
+                if column == 4 and not ok:
+                    item.setForeground(Qt.GlobalColor.red)
+                if column in (2, 3):
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.table.setItem(row, column, item)
+        self.table.resizeRowsToContents()
+        failed = sum(1 for doc in self.rows if doc["status"] != "ok")
+        self.totals.setText(f"{len(self.rows) - failed} document(s) ready, {failed} with problems, "
+                            f"{data['chunks']} passages." if self.rows else
+                            "No documents yet: drop files or folders here, or use Add files….")

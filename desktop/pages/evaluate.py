@@ -1,0 +1,214 @@
+"""Evaluate: the scoreboard (table and chart), per-question drill-down, the HTML report."""
+from __future__ import annotations
+
+import html
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (
+    QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSpinBox, QSplitter, QTableWidget,
+    QTableWidgetItem, QTextBrowser,
+)
+
+from doctune.desktop.pages.base import Page
+from doctune.desktop.state import latest_eval_summary
+from doctune.desktop.widgets import JobProgress, explanation
+
+COLUMNS = ("System", "Multiple choice", "95% interval", "Open answers judged correct", "Open token F1",
+           "Time to first token")
+BAR_COLOURS = ("#2f80ed", "#27ae60", "#f2994a", "#9b51e0")
+
+
+def _percent(score: dict | None) -> str:
+    if not score or score.get("accuracy") is None:
+        return "—"
+    return f"{score['accuracy']:.0%} ({score['correct']}/{score['n']})"
+
+
+def _interval(score: dict | None) -> str:
+    ci = (score or {}).get("ci95")
+    return f"{ci[0]:.0%} – {ci[1]:.0%}" if ci else "—"
+
+
+def scoreboard_rows(summary: dict) -> list[tuple[str, ...]]:
+    rows = []
+    for system in summary.get("systems", []):
+        scores = summary["scores"][system]
+        f1 = scores.get("open_f1", {}).get("mean")
+        ttft = scores.get("ttft_s", {}).get("median")
+        rows.append((system, _percent(scores.get("mc_likelihood")), _interval(scores.get("mc_likelihood")),
+                     _percent(scores.get("open_judge")), "—" if f1 is None else f"{f1:.2f}",
+                     "—" if ttft is None else f"{ttft:.2f} s"))
+    return rows
+
+
+class EvaluatePage(Page):
+    key = "evaluate"
+    title = "Evaluate"
+    summary = ("Held-out questions (never used for training) are put to the base model, the base model with "
+               "retrieval, the tuned model and the tuned model with retrieval. The scoreboard shows who knows "
+               "your documents best, with 95% intervals.")
+
+    def __init__(self, runner, parent=None) -> None:
+        super().__init__(runner, parent)
+        options = QHBoxLayout()
+        self.run_button = QPushButton("Run evaluation")
+        self.run_button.setToolTip("Score every system; re-running continues where it stopped (Ctrl+R)")
+        self.limit = QSpinBox()
+        self.limit.setRange(0, 100_000)
+        self.limit.setSpecialValueText("all questions")
+        self.judge = QCheckBox("Let the teacher judge open answers")
+        self.judge.setChecked(True)
+        self.report_button = QPushButton("Open HTML report")
+        options.addWidget(self.run_button)
+        options.addWidget(QLabel("Questions:"))
+        options.addWidget(self.limit)
+        options.addWidget(self.judge)
+        options.addStretch(1)
+        options.addWidget(self.report_button)
+        self.body.addLayout(options)
+        self.progress = JobProgress()
+        self.body.addWidget(self.progress)
+        self.headline = explanation("")
+        self.body.addWidget(self.headline)
+        board = QSplitter()
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.chart = pg.PlotWidget()
+        self.chart.setLabel("left", "multiple choice correct", units="%")
+        self.chart.setYRange(0, 100)
+        self.chart.setMouseEnabled(x=False, y=False)
+        board.addWidget(self.table)
+        board.addWidget(self.chart)
+        board.setSizes([620, 380])
+        board.setMinimumHeight(220)
+        self.body.addWidget(board)
+        drill = QSplitter()
+        self.questions = QTableWidget(0, 2)
+        self.questions.setHorizontalHeaderLabels(("Kind", "Question"))
+        self.questions.verticalHeader().setVisible(False)
+        self.questions.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.questions.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.questions.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.detail = QTextBrowser()
+        drill.addWidget(self.questions)
+        drill.addWidget(self.detail)
+        drill.setMinimumHeight(240)
+        self.body.addWidget(drill, 1)
+        self.records: dict[str, list[dict]] = {}
+        self.question_list: list = []
+        self.run_button.clicked.connect(self.run_eval)
+        self.report_button.clicked.connect(self.open_report)
+        self.questions.itemSelectionChanged.connect(self._show_question)
+
+    def run_eval(self):
+        args = ["eval"]
+        if self.limit.value():
+            args += ["--limit", str(self.limit.value())]
+        if not self.judge.isChecked():
+            args.append("--no-judge")
+        job = self.start_job("Evaluate", args)
+        self.progress.follow(job)
+        return job
+
+    def open_report(self):
+        job = self.start_job("Write the HTML report", ["report"])
+        self.progress.follow(job)
+
+        def opened(state: str) -> None:
+            folder = job.record.last_event or {}
+            path = folder.get("path") or folder.get("report")
+            reports = sorted((self.project / "reports").glob("*.html"), key=lambda p: p.stat().st_mtime)
+            target = Path(path) if path else (reports[-1] if reports else None)
+            if state == "succeeded" and target is not None:
+                QDesktopServices.openUrl(QUrl.fromLocalFile(str(target)))
+
+        job.finished.connect(opened)
+        return job
+
+    # ----- showing ------------------------------------------------------------------
+    def refresh(self) -> None:
+        path = latest_eval_summary(self.project)
+        summary = None
+        if path is not None:
+            try:
+                summary = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                summary = None
+        self.report_button.setEnabled(summary is not None)
+        if summary is None:
+            self.headline.setText("No evaluation yet. It needs held-out questions (Synthesize) and, for the tuned "
+                                  "systems, an exported model.")
+            self.table.setRowCount(0)
+            self.chart.clear()
+            return
+        questions = summary.get("questions", {})
+        self.headline.setText(f"Evaluation {summary.get('eval_id')}: {questions.get('total', 0)} questions "
+                              f"({questions.get('mc', 0)} multiple choice, {questions.get('open', 0)} open).")
+        rows = scoreboard_rows(summary)
+        self.table.setRowCount(len(rows))
+        for row, values in enumerate(rows):
+            for column, value in enumerate(values):
+                self.table.setItem(row, column, QTableWidgetItem(value))
+        self._draw_chart(summary)
+        self._load_records(path.parent)
+
+    def _draw_chart(self, summary: dict) -> None:
+        self.chart.clear()
+        systems = summary.get("systems", [])
+        for index, system in enumerate(systems):
+            score = summary["scores"][system].get("mc_likelihood") or {}
+            accuracy = (score.get("accuracy") or 0.0) * 100
+            self.chart.addItem(pg.BarGraphItem(x=[index], height=[accuracy], width=0.6,
+                                               brush=BAR_COLOURS[index % len(BAR_COLOURS)]))
+            ci = score.get("ci95")
+            if ci:
+                self.chart.addItem(pg.ErrorBarItem(x=np.array([index]), y=np.array([accuracy]),
+                                                   top=np.array([ci[1] * 100 - accuracy]),
+                                                   bottom=np.array([accuracy - ci[0] * 100]), beam=0.2))
+        self.chart.getAxis("bottom").setTicks([[(i, s) for i, s in enumerate(systems)]])
+
+    def _load_records(self, folder: Path) -> None:
+        from doctune.core.fsio import read_jsonl
+        from doctune.core.items import load_eval_questions
+
+        self.records = defaultdict(list)
+        for record in read_jsonl(folder / "results.jsonl"):
+            self.records[record["question_id"]].append(record)
+        self.question_list = [q for q in load_eval_questions(self.open_config()) if q.id in self.records]
+        self.questions.setRowCount(len(self.question_list))
+        for row, question in enumerate(self.question_list):
+            self.questions.setItem(row, 0, QTableWidgetItem("multiple choice" if question.kind == "mc" else "open"))
+            self.questions.setItem(row, 1, QTableWidgetItem(question.question))
+
+    def _show_question(self) -> None:
+        rows = self.questions.selectionModel().selectedRows()
+        if not rows:
+            return
+        question = self.question_list[rows[0].row()]
+        parts = [f"<h3>{html.escape(question.question)}</h3>"]
+        if question.kind == "mc":
+            parts.append("<ol type='A'>" + "".join(f"<li>{html.escape(o)}</li>" for o in question.options) + "</ol>")
+        parts.append(f"<p><b>Expected:</b> {html.escape(str(question.answer))}</p>")
+        for record in self.records[question.id]:
+            verdict = self._verdict(record)
+            parts.append(f"<p><b>{html.escape(record['system'])}</b> — {verdict}<br>"
+                         f"{html.escape(record.get('answer') or record.get('error') or '')}</p>")
+        parts.append(f"<p><small>Source passage: {html.escape(question.source_text[:800])}</small></p>")
+        self.detail.setHtml("".join(parts))
+
+    @staticmethod
+    def _verdict(record: dict) -> str:
+        if record.get("mc") is not None:
+            return "<span style='color:#27ae60'>right</span>" if record["mc"].get("likelihood_correct") \
+                else "<span style='color:#c0392b'>wrong</span>"
+        verdict = (record.get("open") or {}).get("verdict")
+        return verdict or f"F1 {(record.get('open') or {}).get('f1', 0):.2f}"

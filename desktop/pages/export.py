@@ -1,0 +1,133 @@
+"""Export: GGUF formats, progress, the verification report in plain words, folder and commands."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PySide6.QtCore import QUrl
+from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QPushButton, QTextBrowser
+
+from doctune.desktop.pages.base import Page
+from doctune.desktop.state import latest_manifest, latest_run
+from doctune.desktop.widgets import JobProgress, explanation
+
+FORMATS = {
+    "f16": "F16 — full precision, largest file",
+    "q8_0": "Q8_0 — nearly lossless, half the size",
+    "q4_k_m": "Q4_K_M — smallest, for laptops with little memory",
+}
+
+
+def describe_manifest(manifest: dict) -> str:
+    """The verification report as a few plain sentences (HTML)."""
+    lines = []
+    for entry in manifest.get("files", []):
+        name = Path(str(entry.get("path", entry.get("file", "?")))).name
+        verification = entry.get("verification") or {}
+        if entry.get("ready"):
+            agreement = verification.get("agreement", verification.get("top1_agreement"))
+            detail = f" — agrees with the trained model on {agreement:.0%} of probe tokens" \
+                if isinstance(agreement, (int, float)) else ""
+            lines.append(f"<li><b>{name}</b>: verified and ready{detail}.</li>")
+        else:
+            reason = verification.get("message") or verification.get("reason") or entry.get("error") or "not verified"
+            lines.append(f"<li><b>{name}</b>: <span style='color:#c0392b'>not ready</span> — {reason}</li>")
+    return "<ul>" + "".join(lines) + "</ul>" if lines else "The manifest lists no files."
+
+
+class ExportPage(Page):
+    key = "export"
+    title = "Export"
+    summary = ("Export writes the tuned model as GGUF files that llama.cpp, Ollama and LM Studio run. Every file is "
+               "checked against the trained model before it is marked ready.")
+
+    def __init__(self, runner, parent=None) -> None:
+        super().__init__(runner, parent)
+        self.format_boxes = {name: QCheckBox(text) for name, text in FORMATS.items()}
+        for box in self.format_boxes.values():
+            box.setChecked(True)
+            self.body.addWidget(box)
+        buttons = QHBoxLayout()
+        self.export_button = QPushButton("Export")
+        self.open_button = QPushButton("Open folder")
+        self.copy_ollama = QPushButton("Copy Ollama command")
+        self.copy_llama = QPushButton("Copy llama.cpp command")
+        for button in (self.export_button, self.open_button, self.copy_ollama, self.copy_llama):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        self.body.addLayout(buttons)
+        self.progress = JobProgress()
+        self.body.addWidget(self.progress)
+        self.report = QTextBrowser()
+        self.report.setMinimumHeight(180)
+        self.body.addWidget(self.report, 1)
+        self.run_note = explanation("")
+        self.body.addWidget(self.run_note)
+        self.export_button.clicked.connect(self.export)
+        self.open_button.clicked.connect(self.open_folder)
+        self.copy_ollama.clicked.connect(lambda: self._copy("ollama"))
+        self.copy_llama.clicked.connect(lambda: self._copy("llama"))
+
+    def formats(self) -> list[str]:
+        return [name for name, box in self.format_boxes.items() if box.isChecked()]
+
+    def export(self):
+        found = latest_run(self.project)
+        if found is None:
+            self.run_note.setText("Train the student first: there is no finished training run to export.")
+            return None
+        job = self.start_job(f"Export {found[0].name}", ["export", "--run", found[0].name, "--formats", ",".join(self.formats())])
+        self.progress.follow(job)
+        return job
+
+    def manifest(self) -> tuple[Path, dict] | None:
+        path = latest_manifest(self.project) if self.project else None
+        if path is None:
+            return None
+        try:
+            return path, json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def ready_file(self) -> Path | None:
+        found = self.manifest()
+        if not found:
+            return None
+        ready = [Path(str(e.get("path", e.get("file")))) for e in found[1].get("files", []) if e.get("ready")]
+        ready = [p if p.is_absolute() else found[0].parent / p for p in ready]
+        return next((p for p in ready if "q8_0" in p.name.lower()), ready[0] if ready else None)
+
+    def refresh(self) -> None:
+        found = self.manifest()
+        ready = self.ready_file()
+        for button in (self.open_button, self.copy_ollama, self.copy_llama):
+            button.setEnabled(found is not None)
+        self.report.setHtml(describe_manifest(found[1]) if found else "No export yet.")
+        run = latest_run(self.project)
+        self.run_note.setText(f"Run to export: {run[0].name}." if run else "No finished training run yet.")
+        self.copy_llama.setEnabled(ready is not None)
+        self.copy_ollama.setEnabled(ready is not None)
+
+    def open_folder(self) -> None:
+        found = self.manifest()
+        if found:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(found[0].parent)))
+
+    def commands(self) -> dict[str, str]:
+        ready = self.ready_file()
+        if ready is None:
+            return {}
+        modelfile = ready.parent / "Modelfile"
+        name = "doctune-" + (self.project.name if self.project else "model").lower().replace(" ", "-")
+        return {
+            "ollama": f"ollama create {name} -f '{modelfile}'" if modelfile.exists()
+            else f"printf 'FROM {ready}\\n' > Modelfile && ollama create {name} -f Modelfile",
+            "llama": f"llama-cli -m '{ready}' -cnv",
+        }
+
+    def _copy(self, which: str) -> None:
+        command = self.commands().get(which)
+        if command:
+            QGuiApplication.clipboard().setText(command)
+            self.run_note.setText(f"Copied: {command}")

@@ -1,0 +1,183 @@
+"""Synthesize: recipe mix, estimate, run, browse and delete items, coverage per document."""
+from __future__ import annotations
+
+from collections import Counter
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView, QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
+    QPlainTextEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
+)
+
+from doctune.desktop.pages.base import Page
+from doctune.desktop.widgets import JobProgress, explanation
+
+RECIPES = {
+    "qa": "Question–answer pairs with explanations about each passage (Synthetic Mixed Training).",
+    "focal": "The passage rewritten to focus on one question about it (focal rewriting).",
+    "entigraph": "Texts on how the entities of a document relate, pair by pair (EntiGraph).",
+    "wrap": "The passage rephrased in easy, medium and hard styles (WRAP).",
+    "active_reading": "Study notes the teacher chooses per document: paraphrase, links, self-quiz (Active Reading).",
+}
+ALL = "All"
+
+
+class SynthesizePage(Page):
+    key = "synthesize"
+    title = "Synthesize"
+    summary = ("The teacher turns each passage into study material for the student. Pick the kinds of material and "
+               "how much of each; Estimate shows the work before anything runs.")
+
+    def __init__(self, runner, parent=None) -> None:
+        super().__init__(runner, parent)
+        self.items: list = []
+        grid = QGridLayout()
+        self.recipe_boxes: dict[str, tuple[QCheckBox, QDoubleSpinBox]] = {}
+        for row, (name, text) in enumerate(RECIPES.items()):
+            box = QCheckBox(name)
+            weight = QDoubleSpinBox()
+            weight.setRange(0.1, 10.0)
+            weight.setSingleStep(0.5)
+            weight.setValue(1.0)
+            weight.setToolTip("Relative weight of this recipe in the mix")
+            grid.addWidget(box, row, 0)
+            grid.addWidget(weight, row, 1)
+            grid.addWidget(explanation(text), row, 2)
+            self.recipe_boxes[name] = (box, weight)
+        grid.setColumnStretch(2, 1)
+        self.body.addLayout(grid)
+        buttons = QHBoxLayout()
+        self.estimate_button = QPushButton("Estimate")
+        self.run_button = QPushButton("Generate")
+        self.run_button.setToolTip("Generate the training material (Ctrl+R); re-running continues where it stopped")
+        self.eval_button = QPushButton("Held-out questions")
+        self.eval_button.setToolTip("Write the test questions used by Evaluate (never trained on)")
+        for button in (self.estimate_button, self.run_button, self.eval_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        self.body.addLayout(buttons)
+        self.progress = JobProgress()
+        self.body.addWidget(self.progress)
+        self.estimate = explanation("")
+        self.body.addWidget(self.estimate)
+        filters = QHBoxLayout()
+        self.recipe_filter = QComboBox()
+        self.document_filter = QComboBox()
+        self.view_button = QPushButton("View")
+        self.delete_button = QPushButton("Delete")
+        filters.addWidget(QLabel("Recipe"))
+        filters.addWidget(self.recipe_filter)
+        filters.addWidget(QLabel("Document"))
+        filters.addWidget(self.document_filter, 1)
+        filters.addWidget(self.view_button)
+        filters.addWidget(self.delete_button)
+        self.body.addLayout(filters)
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(("Recipe", "Document", "Kind", "Text"))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.table.setMinimumHeight(220)
+        self.body.addWidget(self.table, 1)
+        self.coverage = explanation("")
+        self.body.addWidget(self.coverage)
+        self.estimate_button.clicked.connect(lambda: self.run_synth(dry_run=True))
+        self.run_button.clicked.connect(lambda: self.run_synth(dry_run=False))
+        self.eval_button.clicked.connect(lambda: self._follow(self.start_job("Held-out questions", ["synth", "--eval"])))
+        self.recipe_filter.currentIndexChanged.connect(self._fill_table)
+        self.document_filter.currentIndexChanged.connect(self._fill_table)
+        self.table.doubleClicked.connect(self.view_selected)
+        self.view_button.clicked.connect(self.view_selected)
+        self.delete_button.clicked.connect(self.delete_selected)
+
+    def _follow(self, job):
+        self.progress.follow(job)
+        return job
+
+    def recipe_weights(self) -> dict[str, float]:
+        return {name: weight.value() for name, (box, weight) in self.recipe_boxes.items() if box.isChecked()}
+
+    def run_synth(self, dry_run: bool):
+        project = self.open_config()
+        weights = self.recipe_weights()
+        if weights and weights != project.config.synth.recipes:
+            project.config.synth.recipes = weights
+            project.save()
+        args = ["synth", "--recipes", ",".join(f"{name}:{weight:g}" for name, weight in weights.items())]
+        if dry_run:
+            job = self.start_job("Estimate synthesis", [*args, "--dry-run"])
+            job.finished.connect(lambda _state: self.estimate.setText(job.record.message))
+            return self._follow(job)
+        return self._follow(self.start_job("Generate training material", args))
+
+    # ----- items ---------------------------------------------------------------------
+    def refresh(self) -> None:
+        from doctune.core.items import load_training_items
+
+        project = self.open_config()
+        for name, (box, weight) in self.recipe_boxes.items():
+            box.setChecked(name in project.config.synth.recipes)
+            weight.setValue(project.config.synth.recipes.get(name, 1.0))
+        self.items = load_training_items(project)
+        self._fill_filter(self.recipe_filter, sorted({item.recipe for item in self.items}))
+        self._fill_filter(self.document_filter, sorted({self._document(item) for item in self.items}))
+        self._fill_table()
+        counts = Counter(self._document(item) for item in self.items)
+        self.coverage.setText("Coverage: " + "; ".join(f"{doc}: {n} item(s)" for doc, n in sorted(counts.items()))
+                              if counts else "No training material yet.")
+
+    @staticmethod
+    def _document(item) -> str:
+        return str(item.meta.get("doc_title") or item.meta.get("doc_name") or item.doc_id[:12])
+
+    @staticmethod
+    def _fill_filter(combo: QComboBox, values: list[str]) -> None:
+        current = combo.currentText()
+        combo.blockSignals(True)
+        combo.clear()
+        combo.addItems([ALL, *values])
+        combo.setCurrentText(current if current in values else ALL)
+        combo.blockSignals(False)
+
+    def shown_items(self) -> list:
+        recipe, document = self.recipe_filter.currentText(), self.document_filter.currentText()
+        return [item for item in self.items
+                if recipe in (ALL, "", item.recipe) and document in (ALL, "", self._document(item))]
+
+    def _fill_table(self) -> None:
+        shown = self.shown_items()
+        self.table.setRowCount(len(shown))
+        for row, item in enumerate(shown):
+            text = item.text if item.kind == "document" else " / ".join(m.content for m in item.messages)
+            for column, value in enumerate((item.recipe, self._document(item), item.kind, (text or "")[:300])):
+                cell = QTableWidgetItem(value)
+                cell.setData(Qt.ItemDataRole.UserRole, item.id)
+                self.table.setItem(row, column, cell)
+
+    def _selected_items(self) -> list:
+        shown = self.shown_items()
+        return [shown[index.row()] for index in self.table.selectionModel().selectedRows()]
+
+    def view_selected(self) -> None:
+        for item in self._selected_items()[:1]:
+            dialog = QDialog(self)
+            dialog.setWindowTitle(f"{item.recipe} item from {self._document(item)}")
+            text = QPlainTextEdit(item.text if item.kind == "document" else
+                                  "\n\n".join(f"{m.role.upper()}:\n{m.content}" for m in item.messages))
+            text.setReadOnly(True)
+            QVBoxLayout(dialog).addWidget(text)
+            dialog.resize(640, 420)
+            dialog.open()
+
+    def delete_selected(self) -> None:
+        from doctune.core.fsio import JsonlAppender
+        from doctune.core.items import deleted_path
+
+        chosen = self._selected_items()
+        if not chosen:
+            return
+        with JsonlAppender(deleted_path(self.open_config())) as log:
+            log.append_many({"id": item.id} for item in chosen)
+        self.refresh()
+        self.changed.emit()

@@ -1,0 +1,141 @@
+"""Teacher: a local GGUF file (default) or an OpenAI-compatible endpoint, with a Test button."""
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from PySide6.QtWidgets import (
+    QButtonGroup, QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+    QRadioButton,
+)
+
+from doctune.desktop.pages.base import Page
+from doctune.desktop.widgets import JobProgress, explanation, show_error
+
+KEYRING_SERVICE = "doctune"
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+def is_local_url(url: str) -> bool:
+    host = (urlparse(url).hostname or "").lower()
+    return host in LOCAL_HOSTS or host.endswith(".localhost")
+
+
+class TeacherPage(Page):
+    key = "teacher"
+    title = "Teacher"
+    summary = ("The teacher is the model that writes the study material (questions, answers, rewritten passages) "
+               "from your documents. A local GGUF file keeps everything on this computer.")
+
+    def __init__(self, runner, parent=None) -> None:
+        super().__init__(runner, parent)
+        self.local_radio = QRadioButton("Local model file (GGUF) — nothing leaves this computer")
+        self.endpoint_radio = QRadioButton("Server (OpenAI-compatible: Ollama, LM Studio, vLLM, llama.cpp server, OpenAI…)")
+        group = QButtonGroup(self)
+        group.addButton(self.local_radio)
+        group.addButton(self.endpoint_radio)
+        self.body.addWidget(self.local_radio)
+        local_box = QGroupBox()
+        local_row = QHBoxLayout(local_box)
+        self.model_path = QLineEdit()
+        self.model_path.setPlaceholderText("/path/to/teacher.gguf")
+        browse = QPushButton("Choose…")
+        browse.clicked.connect(self.choose_gguf)
+        local_row.addWidget(self.model_path, 1)
+        local_row.addWidget(browse)
+        self.body.addWidget(local_box)
+        self.body.addWidget(self.endpoint_radio)
+        endpoint_box = QGroupBox()
+        form = QFormLayout(endpoint_box)
+        self.base_url = QLineEdit()
+        self.base_url.setPlaceholderText("http://127.0.0.1:11434/v1")
+        self.model_name = QLineEdit()
+        self.model_name.setPlaceholderText("e.g. qwen2.5:7b-instruct")
+        self.api_key = QLineEdit()
+        self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.api_key.setPlaceholderText("stored in the system keyring, never in the project folder")
+        form.addRow("Address", self.base_url)
+        form.addRow("Model", self.model_name)
+        form.addRow("API key", self.api_key)
+        self.remote_warning = QLabel("")
+        self.remote_warning.setWordWrap(True)
+        self.remote_warning.setObjectName("warning")
+        self.remote_opt_in = QCheckBox("I understand, and allow sending my documents to this server")
+        form.addRow(self.remote_warning)
+        form.addRow(self.remote_opt_in)
+        self.body.addWidget(endpoint_box)
+        row = QHBoxLayout()
+        self.save_button = QPushButton("Save")
+        self.test_button = QPushButton("Test")
+        self.test_button.setToolTip("Send one small request and report latency and tokens per second")
+        row.addWidget(self.save_button)
+        row.addWidget(self.test_button)
+        row.addStretch(1)
+        self.body.addLayout(row)
+        self.progress = JobProgress()
+        self.body.addWidget(self.progress)
+        self.result = explanation("")
+        self.body.addWidget(self.result)
+        self.body.addStretch(1)
+        self.local_radio.toggled.connect(lambda local: (local_box.setEnabled(local), endpoint_box.setEnabled(not local)))
+        self.base_url.textChanged.connect(self._update_warning)
+        self.save_button.clicked.connect(self.save)
+        self.test_button.clicked.connect(self.test)
+        self.local_radio.setChecked(True)
+        self._update_warning()
+
+    def choose_gguf(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose the teacher model", str(Path.home()), "GGUF models (*.gguf)")
+        if path:
+            self.model_path.setText(path)
+
+    def _update_warning(self) -> None:
+        url = self.base_url.text().strip()
+        remote = bool(url) and not is_local_url(url)
+        host = urlparse(url).hostname or url
+        self.remote_warning.setText(
+            f"⚠ {host} is not on this computer: the text of your documents will be sent to it." if remote else "")
+        self.remote_opt_in.setVisible(remote)
+
+    def refresh(self) -> None:
+        teacher = self.open_config().config.teacher
+        privacy = self.open_config().config.privacy
+        (self.local_radio if teacher.kind == "local" else self.endpoint_radio).setChecked(True)
+        self.model_path.setText(teacher.model_path)
+        self.base_url.setText(teacher.base_url)
+        self.model_name.setText(teacher.model)
+        self.remote_opt_in.setChecked(privacy.allow_remote_teacher)
+
+    def save(self) -> bool:
+        project = self.open_config()
+        teacher = project.config.teacher
+        if self.local_radio.isChecked():
+            teacher.kind = "local"
+            teacher.model_path = self.model_path.text().strip()
+        else:
+            url = self.base_url.text().strip()
+            if url and not is_local_url(url) and not self.remote_opt_in.isChecked():
+                show_error(self, "This server is not on this computer. Tick the box to allow sending your documents "
+                                 "to it, or choose a local model.")
+                return False
+            teacher.kind = "openai"
+            teacher.base_url = url
+            teacher.model = self.model_name.text().strip()
+            project.config.privacy.allow_remote_teacher = bool(url) and not is_local_url(url)
+            if self.api_key.text():
+                import keyring
+
+                keyring.set_password(KEYRING_SERVICE, url, self.api_key.text())
+                self.api_key.clear()
+        project.save()
+        self.result.setText("Saved.")
+        self.changed.emit()
+        return True
+
+    def test(self):
+        if not self.save():
+            return None
+        job = self.start_job("Test the teacher", ["teacher", "test"])
+        job.finished.connect(lambda _state: self.result.setText(job.record.message))
+        self.progress.follow(job)
+        return job

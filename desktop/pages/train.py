@@ -1,0 +1,215 @@
+"""Train: student, preset, device, live loss curve with tokens/s and ETA, cancel and resume."""
+from __future__ import annotations
+
+import json
+import sys
+
+import pyqtgraph as pg
+from PySide6.QtCore import QProcess, Qt
+from PySide6.QtWidgets import (
+    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
+    QSpinBox, QToolButton,
+)
+
+from doctune.desktop.pages.base import Page
+from doctune.desktop.state import latest_run
+from doctune.desktop.widgets import JobProgress, explanation, format_seconds
+
+PRESETS = {
+    "Quick": {"epochs": 1.0, "lora_rank": 8, "learning_rate": 3e-4},
+    "Balanced": {"epochs": 3.0, "lora_rank": 16, "learning_rate": 2e-4},
+    "Thorough": {"epochs": 5.0, "lora_rank": 32, "learning_rate": 1e-4},
+}
+PRESET_HELP = {
+    "Quick": "one pass over the material: minutes, a first impression",
+    "Balanced": "three passes: the usual choice",
+    "Thorough": "five passes with a larger adapter: best recall, takes longest",
+}
+
+
+def probe_command() -> tuple[str, list[str]]:
+    if getattr(sys, "frozen", False):
+        return sys.executable, ["--probe-device"]
+    return sys.executable, ["-m", "doctune.desktop.probe"]
+
+
+class TrainPage(Page):
+    key = "train"
+    title = "Train"
+    summary = ("The student is the small model that learns your documents. Training adds a small adapter to it "
+               "(LoRA); it can be stopped at any time and resumed later.")
+
+    def __init__(self, runner, parent=None) -> None:
+        super().__init__(runner, parent)
+        self.job = None
+        form = QFormLayout()
+        student_row = QHBoxLayout()
+        self.student = QLineEdit()
+        self.student.setPlaceholderText("Hugging Face id (e.g. HuggingFaceTB/SmolLM2-360M-Instruct) or a folder")
+        browse = QPushButton("Folder…")
+        browse.clicked.connect(self.choose_folder)
+        student_row.addWidget(self.student, 1)
+        student_row.addWidget(browse)
+        form.addRow("Student model", student_row)
+        self.preset = QComboBox()
+        for name in PRESETS:
+            self.preset.addItem(f"{name} — {PRESET_HELP[name]}", name)
+        self.preset.setCurrentIndex(1)
+        form.addRow("Preset", self.preset)
+        self.device = QLabel("detecting…")
+        form.addRow("Device", self.device)
+        self.body.addLayout(form)
+        self.advanced_toggle = QToolButton()
+        self.advanced_toggle.setText("Advanced settings")
+        self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced = QGroupBox()
+        advanced = QFormLayout(self.advanced)
+        self.max_steps = QSpinBox()
+        self.max_steps.setRange(0, 1_000_000)
+        self.max_steps.setSpecialValueText("no limit (use the preset's passes)")
+        self.learning_rate = QDoubleSpinBox()
+        self.learning_rate.setDecimals(6)
+        self.learning_rate.setRange(0.0, 1.0)
+        self.learning_rate.setSpecialValueText("preset")
+        self.learning_rate.setSingleStep(1e-4)
+        self.checkpoint_every = QSpinBox()
+        self.checkpoint_every.setRange(1, 100_000)
+        self.checkpoint_every.setValue(100)
+        self.device_choice = QComboBox()
+        self.device_choice.addItems(["auto", "cpu", "cuda", "mps"])
+        advanced.addRow("Stop after steps", self.max_steps)
+        advanced.addRow("Learning rate", self.learning_rate)
+        advanced.addRow("Checkpoint every (steps)", self.checkpoint_every)
+        advanced.addRow("Device", self.device_choice)
+        self.advanced.setVisible(False)
+        self.advanced_toggle.toggled.connect(self._toggle_advanced)
+        self.body.addWidget(self.advanced_toggle)
+        self.body.addWidget(self.advanced)
+        buttons = QHBoxLayout()
+        self.train_button = QPushButton("Train")
+        self.train_button.setToolTip("Start training (Ctrl+R)")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the interrupted run from its last checkpoint")
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.resume_button)
+        buttons.addStretch(1)
+        self.body.addLayout(buttons)
+        self.progress = JobProgress()
+        self.body.addWidget(self.progress)
+        self.speed = QLabel("")
+        self.body.addWidget(self.speed)
+        self.plot = pg.PlotWidget()
+        self.plot.setMinimumHeight(260)
+        self.plot.setLabel("bottom", "step")
+        self.plot.setLabel("left", "loss")
+        self.plot.showGrid(x=True, y=True, alpha=0.3)
+        self.curve = self.plot.plot([], [], pen=pg.mkPen("#2f80ed", width=2), symbol="o", symbolSize=4,
+                                    symbolBrush="#2f80ed")
+        self.steps: list[float] = []
+        self.losses: list[float] = []
+        self.body.addWidget(self.plot, 1)
+        self.last_run = explanation("")
+        self.body.addWidget(self.last_run)
+        self.train_button.clicked.connect(self.train)
+        self.resume_button.clicked.connect(self.resume)
+        self._probe_device()
+
+    def _toggle_advanced(self, shown: bool) -> None:
+        self.advanced.setVisible(shown)
+        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Choose the student model folder")
+        if folder:
+            self.student.setText(folder)
+
+    def _probe_device(self) -> None:
+        process = QProcess(self)
+        program, args = probe_command()
+
+        def finished(code: int, _status) -> None:
+            text = bytes(process.readAllStandardOutput()).decode(errors="replace").strip().splitlines()
+            try:
+                found = json.loads(text[-1]) if code == 0 and text else None
+            except ValueError:
+                found = None
+            self.device.setText(f"{found['device'].upper()} ({found['dtype']})" if found else "could not be detected")
+            process.deleteLater()
+
+        process.finished.connect(finished)
+        process.start(program, args)
+
+    # ----- runs --------------------------------------------------------------------
+    def _interrupted_run(self) -> str | None:
+        if self.project is None:
+            return None
+        runs = sorted((self.project / "runs").glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+        for config in reversed(runs):
+            summary = config.parent / "summary.json"
+            try:
+                complete = json.loads(summary.read_text()).get("status") == "complete" if summary.exists() else False
+            except ValueError:
+                complete = False
+            if not complete:
+                return config.parent.name
+        return None
+
+    def refresh(self) -> None:
+        project = self.open_config()
+        self.student.setText(project.config.student.model)
+        self.resume_button.setEnabled(self._interrupted_run() is not None and not (self.job and self.job.running))
+        found = latest_run(self.project)
+        self.last_run.setText(
+            f"Last finished run: {found[0].name} — final loss {found[1].get('final_loss', '—')}, "
+            f"{found[1].get('steps', '—')} steps." if found else "No finished training run yet.")
+
+    def _save_settings(self) -> None:
+        project = self.open_config()
+        project.config.student.model = self.student.text().strip()
+        preset = dict(PRESETS[self.preset.currentData()])
+        if self.learning_rate.value() > 0:
+            preset["learning_rate"] = self.learning_rate.value()
+        preset.update(max_steps=self.max_steps.value(), checkpoint_every=self.checkpoint_every.value(),
+                      device=self.device_choice.currentText())
+        for name, value in preset.items():
+            setattr(project.config.train, name, value)
+        project.save()
+
+    def train(self):
+        self._save_settings()
+        return self._start(["train"], "Train the student")
+
+    def resume(self):
+        run_id = self._interrupted_run()
+        return self._start(["train", "--resume", run_id], f"Resume training {run_id}") if run_id else None
+
+    def _start(self, args: list[str], title: str):
+        self.steps.clear()
+        self.losses.clear()
+        self.curve.setData([], [])
+        self.speed.setText("")
+        self.job = self.start_job(title, args)
+        self.job.event.connect(self._on_event)
+        self.progress.follow(self.job)
+        self.train_button.setEnabled(False)
+        self.resume_button.setEnabled(False)
+        self.job.finished.connect(lambda _state: self.train_button.setEnabled(True))
+        return self.job
+
+    def _on_event(self, event: dict) -> None:
+        if event["event"] != "metric":
+            return
+        if "loss" in event and "step" in event:
+            self.steps.append(float(event["step"]))
+            self.losses.append(float(event["loss"]))
+            self.curve.setData(self.steps, self.losses)
+        parts = []
+        if event.get("tokens_per_s") is not None:
+            parts.append(f"{event['tokens_per_s']:.0f} tokens/s")
+        if event.get("loss") is not None:
+            parts.append(f"loss {event['loss']:.3f}")
+        if event.get("eta_s") is not None:
+            parts.append(f"about {format_seconds(event['eta_s'])} left")
+        if parts:
+            self.speed.setText(" · ".join(parts))

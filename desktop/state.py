@@ -1,0 +1,88 @@
+"""Whether each step of a project is done, stale (its inputs changed since) or not started.
+
+Judged from the project's files only (modification times and small JSON files), so it
+is cheap enough to run on the event loop after every job.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+DONE, STALE, NOT_STARTED = "done", "stale", "not started"
+STEPS = ("documents", "teacher", "synthesize", "train", "export", "compare", "evaluate")
+
+
+@dataclass(frozen=True)
+class StepState:
+    state: str
+    detail: str = ""
+
+
+def _mtime(path: Path) -> float | None:
+    """Newest modification time under ``path`` (a file or a folder), None if it does not exist."""
+    if not path.exists():
+        return None
+    if path.is_file():
+        return path.stat().st_mtime
+    times = [p.stat().st_mtime for p in path.rglob("*") if p.is_file()]
+    return max(times) if times else None
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def latest_run(root: Path) -> tuple[Path, dict] | None:
+    """The newest training run whose summary says it is complete."""
+    runs = sorted((root / "runs").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    for summary_path in reversed(runs):
+        summary = _read_json(summary_path)
+        if summary and summary.get("status") == "complete":
+            return summary_path.parent, summary
+    return None
+
+
+def latest_manifest(root: Path) -> Path | None:
+    found = sorted((root / "runs").glob("*/export/manifest.json"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def latest_eval_summary(root: Path) -> Path | None:
+    found = sorted((root / "eval").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _after(newer: float | None, older: float | None) -> bool:
+    return newer is not None and older is not None and newer > older + 1e-3
+
+
+def project_states(root: Path, teacher_configured: bool) -> dict[str, StepState]:
+    docs = _mtime(root / "lancedb" / "documents.lance")
+    items = _mtime(root / "synth" / "items.jsonl")
+    run = latest_run(root)
+    run_time = _mtime(run[0] / "summary.json") if run else None
+    manifest = latest_manifest(root)
+    manifest_time = _mtime(manifest) if manifest else None
+    evaluation = latest_eval_summary(root)
+    eval_time = _mtime(evaluation) if evaluation else None
+
+    def state(time: float | None, *inputs: float | None, detail: str = "") -> StepState:
+        if time is None:
+            return StepState(NOT_STARTED)
+        if any(_after(source, time) for source in inputs):
+            return StepState(STALE, "its inputs changed since it last ran")
+        return StepState(DONE, detail)
+
+    return {
+        "documents": state(docs),
+        "teacher": StepState(DONE) if teacher_configured else StepState(NOT_STARTED),
+        "synthesize": state(items, docs),
+        "train": state(run_time, items, detail=run[0].name if run else ""),
+        "export": state(manifest_time, run_time),
+        "compare": state(manifest_time, run_time),
+        "evaluate": state(eval_time, manifest_time),
+    }

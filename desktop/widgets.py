@@ -1,0 +1,133 @@
+"""Small widgets the pages share: headings, explanations, and a job's progress line."""
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+from PySide6.QtCore import QObject, QProcess, Qt
+from PySide6.QtWidgets import (
+    QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QVBoxLayout, QWidget,
+)
+
+from doctune.desktop.jobs import CANCELLED, FAILED, PARTIAL, SUCCEEDED, Job, cli_program
+
+
+def heading(text: str) -> QLabel:
+    label = QLabel(text)
+    font = label.font()
+    font.setPointSizeF(font.pointSizeF() * 1.6)
+    font.setBold(True)
+    label.setFont(font)
+    return label
+
+
+def explanation(text: str) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setObjectName("explanation")
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def show_error(parent: QWidget, message: str, detail: str = "") -> None:
+    box = QMessageBox(QMessageBox.Icon.Warning, "DocTune", message, QMessageBox.StandardButton.Ok, parent)
+    if detail:
+        box.setDetailedText(detail)
+    box.open()
+
+
+class JobProgress(QWidget):
+    """Progress bar, message, ETA and a Cancel button for the page's current job."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.job: Job | None = None
+        self.bar = QProgressBar()
+        self.bar.setTextVisible(True)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.eta = QLabel("")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop at the next safe point; finished work is kept (Esc)")
+        self.cancel_button.clicked.connect(self.cancel)
+        row = QHBoxLayout()
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.eta)
+        row.addWidget(self.cancel_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(row)
+        layout.addWidget(self.message)
+        self.setVisible(False)
+
+    def follow(self, job: Job) -> None:
+        self.job = job
+        self.bar.setRange(0, 0)
+        self.message.setText(f"{job.record.title}: starting…")
+        self.message.setStyleSheet("")
+        self.eta.setText("")
+        self.cancel_button.setEnabled(True)
+        self.setVisible(True)
+        job.event.connect(self._on_event)
+        job.finished.connect(self._on_finished)
+
+    def cancel(self) -> None:
+        if self.job is not None and self.job.running:
+            self.job.cancel()
+            self.cancel_button.setEnabled(False)
+            self.message.setText("Stopping at the next safe point…")
+
+    def _on_event(self, event: dict) -> None:
+        if event["event"] == "progress":
+            total, done = event.get("total"), event.get("done", 0)
+            if total:
+                self.bar.setRange(0, 1000)
+                self.bar.setValue(int(1000 * min(done / total, 1.0)))
+                self.bar.setFormat(f"{done:g} / {total:g} {event.get('unit', '')}".strip())
+            if event.get("message"):
+                self.message.setText(str(event["message"]))
+            if "eta_s" in event:
+                self.eta.setText(f"about {format_seconds(event['eta_s'])} left")
+        elif event["event"] in ("warning", "error") and event.get("message"):
+            self.message.setText(str(event["message"]))
+
+    def _on_finished(self, state: str) -> None:
+        assert self.job is not None
+        self.bar.setRange(0, 1000)
+        self.bar.setValue(1000 if state == SUCCEEDED else self.bar.value())
+        self.bar.setFormat({SUCCEEDED: "Done", PARTIAL: "Done, with problems", CANCELLED: "Cancelled",
+                            FAILED: "Failed"}.get(state, state))
+        self.eta.setText("")
+        self.cancel_button.setEnabled(False)
+        self.message.setText(self.job.record.message)
+        self.message.setStyleSheet("color: #c0392b;" if state == FAILED else "")
+
+
+def run_cli_json(parent: QObject, args: list[str], on_result: Callable[[dict | None, str], None]) -> QProcess:
+    """Run a quick CLI command that prints one JSON object, without blocking; call back with (data, error)."""
+    program, prefix = cli_program()
+    process = QProcess(parent)
+
+    def finished(code: int, _status) -> None:
+        out = bytes(process.readAllStandardOutput()).decode("utf-8", errors="replace")
+        err = bytes(process.readAllStandardError()).decode("utf-8", errors="replace")
+        process.deleteLater()
+        try:
+            on_result(json.loads(out) if code == 0 else None, err.strip())
+        except json.JSONDecodeError:
+            on_result(None, (err or out).strip())
+
+    process.finished.connect(finished)
+    process.start(program, [*prefix, *args])
+    return process
