@@ -106,25 +106,51 @@ class TrainSettings(Section):
 
 class ExportSettings(Section):
     formats: list[str] = Field(default_factory=lambda: ["f16", "q8_0", "q4_k_m"], description="GGUF formats to write.")
+    min_top1: dict[str, float] = Field(
+        default_factory=lambda: {"f16": 0.99, "q8_0": 0.9, "q4_k_m": 0.45, "default": 0.4},
+        description="Least next-token agreement with the merged model for a file to be marked ready, per format "
+                    "('default' for the others). Quantized thresholds are set for the worst case, tiny random "
+                    "models whose predictions are nearly flat; trained models agree far more.",
+    )
+    answer_budget: int = Field(64, ge=8, le=4096, description="Tokens within which a verified chat answer must end.")
+    pretokenizer_fallback: str = Field(
+        "", description="llama.cpp pre-tokenizer name to write when the tokenizer's is not recognised "
+                        "(e.g. 'gpt-2'); empty: stop with an error instead.",
+    )
+    merge_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="Precision of the merged model's saved weights; auto: the base model's own.",
+    )
 
 
 class RagSettings(Section):
-    embedder: str = Field("bundled:all-MiniLM-L6-v2", description="Sentence-transformers model name or folder.")
-    reranker: str = Field("", description="Optional cross-encoder model for reranking.")
+    embedder: str = Field(
+        "bundled:all-MiniLM-L6-v2",
+        description="Sentence-transformers model name or folder; 'bundled:all-MiniLM-L6-v2' is the offline default.",
+    )
+    reranker: str = Field("", description="Optional cross-encoder model (name or folder) reranking the fused results.")
     k: int = Field(8, ge=1, le=100, description="Chunks retrieved per question.")
+    candidates: int = Field(50, ge=1, le=1000, description="Results taken from each of vector and full-text search before fusion.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant (higher: flatter weighting of ranks).")
+    embed_batch: int = Field(64, ge=1, le=4096, description="Chunks embedded per batch while indexing.")
+    n_ctx: int = Field(4096, ge=128, description="Chat context window in tokens (capped by the model's own).")
+    max_answer_tokens: int = Field(512, ge=8, description="Hard limit of tokens in one answer; reserved in the context.")
+    temperature: float = Field(0.0, ge=0, le=2, description="Chat sampling temperature (0: greedy, reproducible).")
+    n_gpu_layers: int = Field(-1, description="Chat model layers offloaded to the GPU when there is one (-1: all).")
+    gguf_format: str = Field("q8_0", description="GGUF format of the base and tuned models used by ask and compare.")
 
 
 class EvalSettings(Section):
     systems: list[str] = Field(
         default_factory=lambda: ["base", "base+rag", "tuned", "tuned+rag"], description="Systems to score."
     )
-    gguf_format: str = Field("q8_0", description="GGUF format of the base and tuned models that are scored.")
     compare: list[str] = Field(
         default_factory=lambda: ["tuned:base+rag", "tuned+rag:base+rag", "tuned:base"],
         description="Pairs 'A:B' compared with paired tests (McNemar exact, paired bootstrap).",
     )
     judge_attempts: int = Field(3, ge=1, le=10, description="Tries per open answer before it is recorded as unjudged.")
     judge_max_tokens: int = Field(256, ge=32, description="Hard limit of tokens in one verdict.")
+    mc_answer_tokens: int = Field(32, ge=1, description="Hard limit of tokens of a generated multiple-choice answer.")
+    open_answer_tokens: int = Field(256, ge=8, description="Hard limit of tokens of a generated open answer.")
 
 
 class ProjectConfig(Section):

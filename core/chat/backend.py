@@ -1,0 +1,171 @@
+"""A GGUF model in process through llama-cpp-python: render, count, stream, score.
+
+The prompt is rendered with the chat template stored in the GGUF (ChatML when
+the file has none) and tokenized here, so the prompt that is measured is the
+prompt that runs. Generation has a hard token limit of its own (llama.cpp can
+skip ``max_tokens`` after an incomplete UTF-8 sequence, see FIELD-NOTES).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from doctune.core.errors import UserError
+from doctune.core.events import Cancelled, CancelToken
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+GGUF_MAGIC = b"GGUF"
+
+
+class ModelFileError(UserError):
+    """A GGUF file that is missing or cannot be loaded."""
+
+
+def check_gguf_file(path: Path) -> Path:
+    """The file, resolved, if it exists and starts like a GGUF; else a ``ModelFileError`` naming it."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise ModelFileError(f"Model file not found: {path}", hint="Check the path, or export a model with: doctune export")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise ModelFileError(
+            f"{path} is not a GGUF model file (it does not start with 'GGUF').",
+            hint="Give the path of a .gguf file, or export the model again with: doctune export",
+        )
+    return path
+
+
+def _unloadable(path: Path, exc: BaseException) -> ModelFileError:
+    return ModelFileError(
+        f"{path} could not be loaded by llama.cpp ({exc}); the file may be damaged or incomplete.",
+        hint="Export the model again with: doctune export, or pick another .gguf file.",
+    )
+
+
+def trained_context_length(path: Path) -> int | None:
+    """The context length the model was trained with, from the GGUF header."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+        arch = bytes(reader.fields["general.architecture"].parts[-1]).decode()
+        field = reader.fields.get(f"{arch}.context_length")
+        return int(field.parts[field.data[0]][0]) if field is not None else None
+    except Exception as exc:  # any parse failure means a damaged file
+        raise _unloadable(path, exc) from None
+
+
+class LlamaBackend:
+    """One loaded GGUF model. Not thread-safe: one generation at a time."""
+
+    def __init__(self, path: Path, *, n_ctx: int = 4096, n_gpu_layers: int = -1, seed: int = 0) -> None:
+        self.path = check_gguf_file(path)
+        from llama_cpp import Llama
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        trained = trained_context_length(self.path)
+        try:
+            self.llm = Llama(
+                model_path=str(self.path), n_ctx=min(n_ctx, trained) if trained else n_ctx, n_gpu_layers=n_gpu_layers,
+                seed=seed, n_threads=max(1, min(os.cpu_count() or 1, 8)), verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise _unloadable(self.path, exc) from None
+        self.n_ctx = self.llm.n_ctx()
+        self.eos_text = self._token_text(self.llm.token_eos())
+        self.bos_id = self.llm.token_bos()
+        template = self.llm.metadata.get("tokenizer.chat_template") or CHATML
+        self.formatter = Jinja2ChatFormatter(template, eos_token=self.eos_text, bos_token=self._token_text(self.bos_id))
+
+    def _token_text(self, token: int) -> str:
+        if token is None or token < 0:
+            return ""
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+    # ----- measuring -------------------------------------------------------------------------
+    def render(self, messages: Sequence[dict]) -> str:
+        return self.formatter(messages=list(messages)).prompt
+
+    def tokenize_prompt(self, messages: Sequence[dict]) -> list[int]:
+        tokens = self.llm.tokenize(self.render(messages).encode("utf-8"), add_bos=True, special=True)
+        if len(tokens) >= 2 and tokens[0] == tokens[1] == self.bos_id:  # template wrote BOS and llama.cpp added one
+            tokens = tokens[1:]
+        return tokens
+
+    def count_messages(self, messages: Sequence[dict]) -> int:
+        return len(self.tokenize_prompt(messages))
+
+    def text_tokens(self, text: str) -> list[int]:
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def count_text(self, text: str) -> int:
+        return len(self.text_tokens(text))
+
+    def truncate_text(self, text: str, n_tokens: int) -> str:
+        tokens = self.text_tokens(text)[: max(n_tokens, 0)]
+        return self.llm.detokenize(tokens).decode("utf-8", errors="ignore")
+
+    # ----- generating ------------------------------------------------------------------------
+    def stream(
+        self, prompt_tokens: list[int], *, max_tokens: int, temperature: float = 0.0, cancel: CancelToken | None = None
+    ) -> Iterator[tuple[str, int]]:
+        """Yield ``(text piece, tokens generated so far)``; stops at EOS, the stop text or ``max_tokens``."""
+        from llama_cpp import StoppingCriteriaList
+
+        generated = 0
+
+        def hard_limit(_ids: np.ndarray, _logits: np.ndarray) -> bool:
+            nonlocal generated
+            generated += 1
+            return generated >= max_tokens or bool(cancel and cancel.cancelled)
+
+        pieces = self.llm.create_completion(
+            prompt=prompt_tokens, max_tokens=max_tokens, temperature=temperature, top_k=1 if temperature == 0 else 40,
+            stream=True, stop=[self.eos_text] if self.eos_text else None,
+            stopping_criteria=StoppingCriteriaList([hard_limit]),
+        )
+        for chunk in pieces:
+            text = chunk["choices"][0]["text"]
+            if text:
+                yield text, generated
+        if cancel is not None and cancel.cancelled:
+            raise Cancelled()
+
+    # ----- scoring ---------------------------------------------------------------------------
+    def continuation_logprob(self, prompt_tokens: list[int], continuation: list[int]) -> float:
+        """Sum of log-probabilities of ``continuation`` after ``prompt_tokens`` (KV cache of a shared prefix reused)."""
+        import llama_cpp
+
+        llm = self.llm
+        if len(prompt_tokens) + len(continuation) > self.n_ctx:
+            raise ValueError("prompt and continuation exceed the context window")
+        reusable = llama_cpp.Llama.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt_tokens)
+        llm.n_tokens = min(reusable, len(prompt_tokens) - 1)
+        llm.eval(prompt_tokens[llm.n_tokens:])
+        total = 0.0
+        for token in continuation:
+            total += float(_log_softmax(self._last_logits())[token])
+            llm.eval([token])
+        return total if math.isfinite(total) else float("-inf")
+
+    def _last_logits(self) -> np.ndarray:
+        import llama_cpp
+
+        pointer = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self.llm.n_vocab(),)).astype(np.float64)
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max()
+    return shifted - np.log(np.exp(shifted).sum())

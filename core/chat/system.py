@@ -1,0 +1,203 @@
+"""Chat systems: a GGUF model, with or without retrieval, behind one streaming interface.
+
+``open_system(project, name)`` understands ``base``, ``tuned``, ``base+rag``,
+``tuned+rag``, or the path of a ``.gguf`` file, optionally followed by
+``+rag``. ``system.stream(question)`` yields the answer's text as it is
+generated; ``system.last_answer`` then holds the whole answer with its
+sources (the chunks that were in the prompt, numbered as the model saw them),
+timings and token counts.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+from doctune.core.chat.backend import LlamaBackend, check_gguf_file
+from doctune.core.chat.prompt import Counter, Message, Prompt, assemble, cited_numbers
+from doctune.core.errors import UserError
+from doctune.core.events import CancelToken, Events
+from doctune.core.rag.hits import Hit
+
+if TYPE_CHECKING:  # pragma: no cover
+    from doctune.core.project import Project
+    from doctune.core.rag.search import Retriever
+
+RAG_SUFFIX = "+rag"
+
+
+class SystemNameError(UserError):
+    """A system name that is neither base, tuned nor a GGUF path."""
+
+
+class NoTunedModel(UserError):
+    """No exported, verified tuned model yet."""
+
+
+@dataclass
+class Answer:
+    text: str
+    sources: list[Hit] = field(default_factory=list)
+    """The sources that were in the prompt, in the order numbered [1], [2]…"""
+    cited: list[int] = field(default_factory=list)
+    """Source numbers the answer cites (1-based, valid ones only)."""
+    ttft_s: float | None = None
+    total_s: float = 0.0
+    completion_tokens: int = 0
+    context_tokens: int = 0
+    """Tokens of the prompt as given to the model."""
+    history_kept: int = 0
+    system: str = ""
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        generating = self.total_s - (self.ttft_s or 0.0)
+        return self.completion_tokens / generating if generating > 0 and self.completion_tokens > 1 else None
+
+
+class ChatSystem:
+    """One model (and optionally a retriever); answers one question at a time."""
+
+    def __init__(
+        self, name: str, backend: LlamaBackend, *, retriever: "Retriever | None" = None, k: int = 8,
+        max_answer_tokens: int = 512, temperature: float = 0.0, min_source_tokens: int = 32,
+    ) -> None:
+        self.name = name
+        self.backend = backend
+        self.retriever = retriever
+        self.k = k
+        self.max_answer_tokens = min(max_answer_tokens, backend.n_ctx // 2)
+        self.temperature = temperature
+        self.min_source_tokens = min_source_tokens
+        self.last_answer: Answer | None = None
+
+    @property
+    def rag(self) -> bool:
+        return self.retriever is not None
+
+    @property
+    def prompt_budget(self) -> int:
+        return self.backend.n_ctx - self.max_answer_tokens
+
+    def counter(self) -> Counter:
+        backend = self.backend
+        return Counter(count=backend.count_messages, truncate=backend.truncate_text, tokens=backend.count_text)
+
+    def prompt(self, question: str, history: Sequence[Message] = ()) -> Prompt:
+        """The messages for ``question``: retrieved sources (RAG) and recent history fitted to the context."""
+        sources = self.retriever.search(question, k=self.k) if self.retriever is not None else []
+        return assemble(
+            question, budget=self.prompt_budget, counter=self.counter(), sources=sources, history=history,
+            rag=self.rag, min_source_tokens=self.min_source_tokens,
+        )
+
+    def stream(self, question: str, history: Sequence[Message] = (), cancel: CancelToken | None = None) -> Iterator[str]:
+        """Yield the answer's text as it is generated; ``last_answer`` holds the whole answer afterwards."""
+        started = time.perf_counter()
+        self.last_answer = None
+        prompt = self.prompt(question, history)
+        tokens = self.backend.tokenize_prompt(prompt.messages)
+        pieces: list[str] = []
+        first: float | None = None
+        generated = 0
+        for piece, generated in self.backend.stream(
+            tokens, max_tokens=self.max_answer_tokens, temperature=self.temperature, cancel=cancel
+        ):
+            if first is None:
+                first = time.perf_counter() - started
+            pieces.append(piece)
+            yield piece
+        text = "".join(pieces)
+        self.last_answer = Answer(
+            text=text, sources=prompt.sources, cited=cited_numbers(text, len(prompt.sources)), ttft_s=first,
+            total_s=time.perf_counter() - started, completion_tokens=generated, context_tokens=len(tokens),
+            history_kept=prompt.history_kept, system=self.name,
+        )
+
+    def answer(self, question: str, history: Sequence[Message] = (), cancel: CancelToken | None = None) -> Answer:
+        for _ in self.stream(question, history, cancel):
+            pass
+        assert self.last_answer is not None
+        return self.last_answer
+
+    def option_logprob(self, prompt: str | Sequence[Message], option_text: str) -> float:
+        """Log-likelihood of ``option_text`` as the assistant's answer.
+
+        ``prompt`` is a question (sources retrieved and fitted as for ``stream``)
+        or ready messages (used as given).
+        """
+        continuation = self.backend.text_tokens(option_text)
+        if isinstance(prompt, str):
+            messages = assemble(
+                prompt, budget=min(self.prompt_budget, self.backend.n_ctx - len(continuation)), counter=self.counter(),
+                sources=self.retriever.search(prompt, k=self.k) if self.retriever is not None else [],
+                rag=self.rag, min_source_tokens=self.min_source_tokens,
+            ).messages
+        else:
+            messages = list(prompt)
+        return self.backend.continuation_logprob(self.backend.tokenize_prompt(messages), continuation)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def split_name(name: str) -> tuple[str, bool]:
+    """``"tuned+rag"`` → ``("tuned", True)``."""
+    name = name.strip()
+    if name.lower().endswith(RAG_SUFFIX):
+        return name[: -len(RAG_SUFFIX)].strip(), True
+    return name, False
+
+
+def model_path(project: "Project", model: str, *, events: Events | None = None, cancel: CancelToken | None = None) -> Path:
+    """The GGUF behind ``base``, ``tuned`` or a path."""
+    fmt = project.config.rag.gguf_format
+    if model == "base":
+        from doctune.core.export import base_gguf
+
+        return Path(base_gguf(project, fmt=fmt, events=events, cancel=cancel))
+    if model == "tuned":
+        from doctune.core.export import ready_gguf
+
+        path = ready_gguf(project, fmt=fmt)
+        if path is None:
+            raise NoTunedModel(
+                f"No tuned model exported as {fmt} and verified yet in {project.root}.",
+                hint=f"Make one with: doctune train -p {project.root}, then doctune export -p {project.root}",
+            )
+        return Path(path)
+    if model.lower().endswith(".gguf") or Path(model).expanduser().exists():
+        return check_gguf_file(Path(model))
+    raise SystemNameError(
+        f"Unknown system '{model}'.",
+        hint="Use base, tuned, base+rag, tuned+rag, or the path of a .gguf file (optionally followed by +rag).",
+    )
+
+
+def open_system(
+    project: "Project", name: str, *, events: Events | None = None, cancel: CancelToken | None = None,
+    backends: dict[Path, LlamaBackend] | None = None,
+) -> ChatSystem:
+    """Load the model (and the search index for ``+rag``) behind a system name.
+
+    ``backends`` lets several systems on the same GGUF share one loaded model
+    (e.g. ``tuned`` and ``tuned+rag`` answered one after the other).
+    """
+    model, rag = split_name(name)
+    settings = project.config.rag
+    retriever = None
+    if rag:
+        from doctune.core.rag.search import Retriever
+
+        retriever = Retriever(project)  # fails early, before a model loads, when there is no index
+    path = check_gguf_file(model_path(project, model, events=events, cancel=cancel))
+    backend = backends.get(path) if backends is not None else None
+    if backend is None:
+        backend = LlamaBackend(path, n_ctx=settings.n_ctx, n_gpu_layers=settings.n_gpu_layers)
+        if backends is not None:
+            backends[path] = backend
+    return ChatSystem(
+        name, backend, retriever=retriever, k=settings.k, max_answer_tokens=settings.max_answer_tokens,
+        temperature=settings.temperature,
+    )

