@@ -17,7 +17,7 @@ from doctune.core.evaluate.store import EvalStore, list_evals, open_eval
 
 def report(project, eval_id: str | None = None, out: Path | None = None) -> Path:
     """Write the HTML report of an evaluation (default: the latest) and return its path."""
-    from doctune.core.evaluate.report import write_report
+    from doctune.core.evaluate.report_html import write_report
 
     store = open_eval(project, eval_id)
     if store is None or store.summary() is None:

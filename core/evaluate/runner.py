@@ -36,6 +36,7 @@ from doctune.core.events import Cancelled, CancelToken, Events
 RECORD_VERSION = 1
 PROMPT_VERSION = 1  # part of the fingerprint: changing prompts starts a new evaluation
 NAMED_SYSTEMS = ("base", "base+rag", "tuned", "tuned+rag")
+FINGERPRINT_RAG_SETTINGS = ("k", "n_ctx", "max_answer_tokens", "temperature", "gguf_format", "embedder", "reranker")
 MC_INSTRUCTION = "Answer with the letter of the correct option (A, B, C or D)."
 
 
@@ -109,37 +110,26 @@ class SystemSpec:
 
 
 def resolve_system(project, name: str, events: Events, cancel: CancelToken) -> SystemSpec:
-    """Which GGUF a system name means; a missing model gives a spec with the reason instead."""
-    rag = name.endswith("+rag")
-    model = name.removesuffix("+rag")
-    fmt = project.config.eval.gguf_format
-    if model.endswith(".gguf"):
-        path = Path(model).expanduser()
-        if not path.is_file():
-            return SystemSpec(name, None, rag, f"{path} does not exist")
-        return SystemSpec(name, path.resolve(), rag)
-    from doctune.core import export
+    """Which GGUF a system name means (as chat resolves it); a missing model gives the reason instead."""
+    from doctune.core.chat.system import model_path, split_name
 
-    if model == "tuned":
-        path = export.ready_gguf(project, fmt=fmt)
-        if path is None:
-            return SystemSpec(name, None, rag, f"no tuned model exported as {fmt} and verified yet; "
-                                               "make one with: doctune train, then doctune export")
-        return SystemSpec(name, Path(path), rag)
+    model, rag = split_name(name)
     try:
-        path = export.base_gguf(project, fmt=fmt, events=events.child("export"), cancel=cancel)
+        path = model_path(project, model, events=events.child("export"), cancel=cancel)
     except Cancelled:
         raise
-    except Exception as exc:  # no student configured, export failed…: skip this system, say why
-        return SystemSpec(name, None, rag, f"no base model: {exc}")
-    return SystemSpec(name, Path(path), rag)
+    except Exception as exc:  # no tuned model yet, no student configured, a missing file…: skip it, say why
+        return SystemSpec(name, None, rag, str(exc))
+    return SystemSpec(name, Path(path).resolve(), rag)
 
 
-def open_spec(project, spec: SystemSpec):
+def open_spec(project, spec: SystemSpec, backends: dict, events: Events, cancel: CancelToken):
+    """Open the system on exactly the GGUF resolved for it; systems on the same file share one loaded model."""
     from doctune.core.chat import open_system
 
     assert spec.model_path is not None
-    return open_system(project, f"{spec.model_path}{'+rag' if spec.rag else ''}")
+    name = f"{spec.model_path}{'+rag' if spec.rag else ''}"
+    return open_system(project, name, events=events, cancel=cancel, backends=backends)
 
 
 # ----- questions -------------------------------------------------------------------------------------------
@@ -194,16 +184,19 @@ def _generate(system, prompt: str, cancel: CancelToken) -> tuple[str, Any]:
 
 
 def _option_likelihoods(system, question) -> dict[str, Any]:
-    """Log-likelihood of each option's text as the answer to the bare question."""
-    logprobs = [float(system.option_logprob(question.question, option)) for option in question.options]
+    """Log-likelihood of each option's text as the answer to the bare question (with the system's retrieved context)."""
+    messages = system.prompt(question.question).messages
+    logprobs = [float(system.option_logprob(messages, option)) for option in question.options]
     lengths = [len(option.encode("utf-8")) for option in question.options]
     return {"option_logprobs": [round(v, 5) for v in logprobs], "option_bytes": lengths,
             "likelihood_index": likelihood_choice(logprobs, lengths)}
 
 
-def answer_question(system, spec: SystemSpec, question, cancel: CancelToken) -> dict[str, Any]:
+def answer_question(system, spec: SystemSpec, question, cancel: CancelToken, max_tokens: int | None = None) -> dict[str, Any]:
     """One question through one system: the answer, its scores, timings and sources."""
     started = time.perf_counter()
+    if max_tokens is not None:
+        system.max_answer_tokens = max_tokens
     record: dict[str, Any] = {
         "schema_version": RECORD_VERSION, "question_id": question.id, "system": spec.name, "kind": question.kind,
         "doc_id": question.doc_id, "chunk_id": question.chunk_id,
@@ -246,42 +239,58 @@ def answer_all(
     project, store: EvalStore, specs: list[SystemSpec], questions: list, events: Events, cancel: CancelToken,
     open_system: Callable = open_spec,
 ) -> tuple[int, dict[str, str]]:
-    """Answer every pair not answered yet; returns (pairs answered now, systems skipped with reasons)."""
+    """Answer every pair not answered yet; returns (pairs answered now, systems skipped with reasons).
+
+    Systems run one after the other; a loaded model is kept while the next system uses the same file (``tuned``
+    then ``tuned+rag``) and closed after the last one that needs it.
+    """
     answered = store.answers()
     skipped = {spec.name: spec.missing_reason for spec in specs if spec.model_path is None}
-    todo = {spec.name: [q for q in questions if (q.id, spec.name) not in answered]
-            for spec in specs if spec.model_path is not None}
-    total = sum(len(pending) for pending in todo.values())
-    tracker = events.tracker(total, unit="answers", stage="eval.answer")
     for name, reason in skipped.items():
         events.warning(f"Skipping {name}: {reason}", item=name)
+    runnable = [spec for spec in specs if spec.model_path is not None]
+    todo = {spec.name: [q for q in questions if (q.id, spec.name) not in answered] for spec in runnable}
+    tracker = events.tracker(sum(len(pending) for pending in todo.values()), unit="answers", stage="eval.answer")
+    backends: dict = {}
     count = 0
-    with store.answer_log() as log:
-        for spec in specs:
-            pending = todo.get(spec.name)
-            if not pending:
-                continue
-            cancel.raise_if_cancelled()
-            try:
-                system = open_system(project, spec)
-            except Cancelled:
-                raise
-            except Exception as exc:
-                skipped[spec.name] = f"could not load {spec.model_path}: {exc}"
-                events.warning(f"Skipping {spec.name}: {skipped[spec.name]}", item=spec.name)
-                tracker.total = (tracker.total or 0) - len(pending)
-                continue
-            try:
-                for question in pending:
-                    cancel.raise_if_cancelled()
-                    log.append(answer_question(system, spec, question, cancel))
-                    count += 1
-                    tracker.advance(message=f"{spec.name}: {question.id}")
-            finally:
-                close = getattr(system, "close", None)
-                if close:
-                    close()
+    try:
+        with store.answer_log() as log:
+            for index, spec in enumerate(runnable):
+                pending = todo[spec.name]
+                if pending:
+                    count += _answer_system(project, spec, pending, log, backends, tracker, skipped, events, cancel,
+                                            open_system)
+                _close_unneeded(backends, runnable[index + 1:])
+    finally:
+        _close_unneeded(backends, [])
     return count, skipped
+
+
+def _answer_system(project, spec: SystemSpec, pending: list, log, backends: dict, tracker, skipped: dict[str, str],
+                   events: Events, cancel: CancelToken, open_system: Callable) -> int:
+    cancel.raise_if_cancelled()
+    try:
+        system = open_system(project, spec, backends, events, cancel)
+    except Cancelled:
+        raise
+    except Exception as exc:  # a model that does not load: skip this system, the others still run
+        skipped[spec.name] = f"could not load {spec.model_path}: {exc}"
+        events.warning(f"Skipping {spec.name}: {skipped[spec.name]}", item=spec.name)
+        tracker.total = (tracker.total or 0) - len(pending)
+        return 0
+    settings, ceiling = project.config.eval, system.max_answer_tokens  # the system's own limit fits its context
+    for question in pending:
+        cancel.raise_if_cancelled()
+        limit = settings.mc_answer_tokens if question.kind == "mc" else settings.open_answer_tokens
+        log.append(answer_question(system, spec, question, cancel, min(limit, ceiling)))
+        tracker.advance(message=f"{spec.name}: {question.id}")
+    return len(pending)
+
+
+def _close_unneeded(backends: dict, remaining: list[SystemSpec]) -> None:
+    needed = {spec.model_path for spec in remaining}
+    for path in [path for path in backends if path not in needed]:
+        backends.pop(path).close()
 
 
 # ----- judging --------------------------------------------------------------------------------------------
@@ -391,8 +400,9 @@ def run(params: EvalParams, *, events: Events, cancel: CancelToken,
     EvalParams(project_dir=params.project_dir, systems=systems)  # validate the configured list too
     questions = load_questions(project, params.limit)
     specs = [resolve_system(project, name, events, cancel) for name in systems]
-    settings = project.config.eval.model_dump(mode="json")
-    fingerprint = _fingerprint(questions, specs, {k: settings[k] for k in ("gguf_format",)} | {"k": project.config.rag.k})
+    rag = project.config.rag.model_dump(mode="json")
+    answer_limits = project.config.eval.model_dump(include={"mc_answer_tokens", "open_answer_tokens"})
+    fingerprint = _fingerprint(questions, specs, {key: rag.get(key) for key in FINGERPRINT_RAG_SETTINGS} | answer_limits)
     store = select_store(project, params, fingerprint, {
         "fingerprint": fingerprint, "systems": systems, "questions": len(questions),
         "models": [spec.identity() for spec in specs],

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from doctune.core.evaluate.report import SYSTEM_COLOURS, render_html
+from doctune.core.evaluate.report_html import SYSTEM_COLOURS, render_html
 from doctune.core.evaluate.summary import summarize
 
 CHROMIUM = Path("/usr/bin/chromium")
