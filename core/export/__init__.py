@@ -1,1 +1,13 @@
-"""Export: merged model → GGUF (F16 and quantized) → verified files ready for llama.cpp, Ollama, LM Studio."""
+"""Export: merged model → GGUF (F16 and quantized) → verified files ready for llama.cpp, Ollama, LM Studio.
+
+Public surface:
+
+- ``gguf.write_gguf(model_dir, out_path, events=)``: F16 GGUF from a Hugging Face folder;
+- ``quantize.quantize_gguf(src, dst, fmt)``: in-process llama.cpp quantization;
+- ``base_gguf(project, fmt)``: the student's base model as a verified GGUF, cached in ``cache/base/``;
+- ``ready_gguf(project, run_id=None, fmt)``: the latest verified tuned file, or None.
+"""
+from doctune.core.export.base import base_gguf, ready_gguf
+from doctune.core.export.errors import ExportError, UnsupportedModelError, VerificationError
+
+__all__ = ["base_gguf", "ready_gguf", "ExportError", "UnsupportedModelError", "VerificationError"]

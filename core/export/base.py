@@ -1,0 +1,59 @@
+"""Where other steps find GGUF files: the student's base, and the latest tuned export."""
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from doctune.core.events import CancelToken, Events
+from doctune.core.export.pipeline import export_folder, read_manifest, ready_file, require_ready
+from doctune.core.export.quantize import normalise_format
+
+EXPORT_DIR = "export"
+
+
+def base_cache_dir(project, student: str, revision: str = "") -> Path:
+    """``cache/base/<name>-<hash>``: one folder per student model and revision."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(student).name or "student").strip("-") or "student"
+    key = hashlib.sha256(f"{student}@{revision}".encode()).hexdigest()[:8]
+    return Path(project.cache_dir) / "base" / f"{slug}-{key}"
+
+
+def base_gguf(project, fmt: str = "q8_0", events: Events | None = None, cancel: CancelToken | None = None) -> Path:
+    """The project's student base model as a verified GGUF of ``fmt``, exported once and cached."""
+    from doctune.core.train.student import resolve_student
+
+    fmt = normalise_format(fmt)
+    events = (events or Events()).child("export")
+    cancel = cancel or CancelToken()
+    student = project.config.student
+    out_dir = base_cache_dir(project, student.model, student.revision)
+    cached = ready_file(out_dir, fmt)
+    if cached is not None:
+        return cached
+    folder = resolve_student(student.model, revision=student.revision, offline=project.config.privacy.offline,
+                             trust_remote_code=student.trust_remote_code, events=events)
+    events.log(f"Exporting the base student {student.model} to GGUF {fmt} (once; kept in {out_dir})")
+    manifest = export_folder(folder, out_dir, [fmt], stem="base", settings=project.config.export,
+                             events=events, cancel=cancel, extra={"kind": "base", "student": student.model})
+    return require_ready(manifest, out_dir, fmt)
+
+
+def run_export_dir(project, run_id: str) -> Path:
+    return Path(project.runs_dir) / run_id / EXPORT_DIR
+
+
+def ready_gguf(project, run_id: str | None = None, fmt: str = "q8_0") -> Path | None:
+    """The verified tuned GGUF of ``fmt`` from ``run_id`` (else the most recent export that has one)."""
+    fmt = normalise_format(fmt)
+    if run_id is not None:
+        return ready_file(run_export_dir(project, run_id), fmt)
+    candidates = []
+    runs_dir = Path(project.runs_dir)
+    for run_dir in runs_dir.iterdir() if runs_dir.is_dir() else ():
+        out_dir = run_dir / EXPORT_DIR
+        path = ready_file(out_dir, fmt)
+        if path is not None:
+            manifest = read_manifest(out_dir) or {}
+            candidates.append((manifest.get("finished_at") or 0, run_dir.name, path))
+    return max(candidates)[2] if candidates else None

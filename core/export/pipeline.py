@@ -1,0 +1,174 @@
+"""From a Hugging Face folder to verified GGUF files with a manifest.
+
+``export_folder`` writes the F16 file, quantizes it to each requested format
+in process, verifies every file against the folder's transformers model and
+keeps ``manifest.json`` up to date: a file is listed ``"ready": true`` only
+after it is complete on disk and has passed verification. The manifest is
+rewritten atomically after each file, so an interrupted export leaves earlier
+verified files ready and nothing else; re-running skips files already ready
+for the same source.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from doctune.core.config import ExportSettings
+from doctune.core.events import CancelToken, Events
+from doctune.core.export.errors import ExportError
+from doctune.core.export.gguf import safetensors_files, write_gguf
+from doctune.core.export.quantize import normalise_format, quantize_gguf
+from doctune.core.export.verify import Reference, build_reference, summary_text, verify_gguf
+from doctune.core.fsio import atomic_write_json, atomic_write_text, read_json
+
+MANIFEST_SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def source_fingerprint(model_dir: Path) -> str:
+    """Changes when the folder's config, tokenizer or weights change."""
+    digest = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        file = model_dir / name
+        if file.is_file():
+            digest.update(file.read_bytes())
+    for file in safetensors_files(model_dir):
+        stat = file.stat()
+        digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+def gguf_name(stem: str, fmt: str) -> str:
+    return f"{stem}-{fmt}.gguf"
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any] | None:
+    try:
+        manifest = read_json(out_dir / MANIFEST)
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and "files" in manifest else None
+
+
+def ready_file(out_dir: Path, fmt: str) -> Path | None:
+    """The file of ``fmt`` in ``out_dir`` if the manifest lists it ready and it is there."""
+    manifest = read_manifest(out_dir)
+    entry = (manifest or {}).get("files", {}).get(fmt)
+    if not entry or not entry.get("ready"):
+        return None
+    path = out_dir / entry["file"]
+    return path if path.is_file() and path.stat().st_size == entry.get("bytes") else None
+
+
+def min_top1_for(settings: ExportSettings, fmt: str) -> float:
+    return settings.min_top1.get(fmt, settings.min_top1.get("default", 0.4))
+
+
+class _Manifest:
+    """The manifest being built; every change is written atomically at once."""
+
+    def __init__(self, out_dir: Path, source: Path, fingerprint: str, formats: list[str], extra: dict[str, Any]):
+        self.path = out_dir / MANIFEST
+        previous = read_manifest(out_dir)
+        kept = previous["files"] if previous and previous.get("source_fingerprint") == fingerprint else {}
+        self.data: dict[str, Any] = {
+            "schema_version": MANIFEST_SCHEMA_VERSION, "source": str(source), "source_fingerprint": fingerprint,
+            **extra, "formats": formats, "started_at": time.time(), "finished_at": None,
+            "files": {fmt: entry for fmt, entry in kept.items() if entry.get("ready")},
+        }
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+    def set(self, fmt: str, entry: dict[str, Any]) -> None:
+        self.data["files"][fmt] = entry
+        self.save()
+
+
+def export_folder(
+    model_dir: Path,
+    out_dir: Path,
+    formats: list[str],
+    *,
+    stem: str,
+    settings: ExportSettings,
+    events: Events,
+    cancel: CancelToken,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write, quantize and verify ``formats`` of ``model_dir`` into ``out_dir``; return the manifest."""
+    formats = list(dict.fromkeys(normalise_format(f) for f in formats))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint = source_fingerprint(model_dir)
+    manifest = _Manifest(out_dir, model_dir, fingerprint, formats, extra or {})
+    todo = [fmt for fmt in formats if ready_file(out_dir, fmt) is None]
+    for fmt in formats:
+        if fmt not in todo:
+            events.log(f"{gguf_name(stem, fmt)} is already exported and verified; kept")
+    reports = [manifest.data["files"][fmt]["verification"] for fmt in formats if fmt not in todo]
+    if todo:
+        reference = build_reference(model_dir, settings.answer_budget, events.child("export.verify"))
+        f16 = out_dir / gguf_name(stem, "f16")
+        _ensure_f16(model_dir, f16, fingerprint, settings, events, cancel)
+        for fmt in todo:
+            cancel.raise_if_cancelled()
+            path = f16 if fmt == "f16" else _quantize(f16, out_dir / gguf_name(stem, fmt), fmt, events)
+            report = _verify(path, reference, fmt, settings, events, cancel)
+            reports.append(report)
+            manifest.set(fmt, {"file": path.name, "bytes": path.stat().st_size, "ready": report["passed"],
+                               "verification": report})
+        if "f16" not in formats:
+            f16.unlink(missing_ok=True)
+    reports.sort(key=lambda r: formats.index(r["format"]))
+    atomic_write_json(out_dir / "verification.json", {"schema_version": MANIFEST_SCHEMA_VERSION, "files": reports})
+    atomic_write_text(out_dir / "verification.txt", summary_text(reports))
+    manifest.data["finished_at"] = time.time()
+    manifest.save()
+    return manifest.data
+
+
+def _ensure_f16(model_dir: Path, f16: Path, fingerprint: str, settings: ExportSettings, events: Events,
+                cancel: CancelToken) -> None:
+    """Write the F16 file unless one from the same source is already complete beside its stamp."""
+    stamp = f16.with_suffix(".source")
+    if f16.is_file() and stamp.is_file() and stamp.read_text(encoding="utf-8") == fingerprint:
+        return
+    started = time.monotonic()
+    write_gguf(model_dir, f16, events=events, cancel=cancel, fallback_pre=settings.pretokenizer_fallback or None)
+    atomic_write_text(stamp, fingerprint)
+    events.child("export.write").log(f"Wrote {f16.name} ({f16.stat().st_size / 1e6:.1f} MB) in "
+                                     f"{time.monotonic() - started:.1f} s", bytes=f16.stat().st_size)
+
+
+def _quantize(f16: Path, out: Path, fmt: str, events: Events) -> Path:
+    stage = events.child("export.quantize")
+    stage.progress(0, 1, message=f"quantizing to {fmt}", unit="files", bytes_in=f16.stat().st_size)
+    started = time.monotonic()
+    quantize_gguf(f16, out, fmt)
+    stage.progress(1, 1, message=f"{out.name} ({out.stat().st_size / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s",
+                   unit="files", bytes=out.stat().st_size)
+    return out
+
+
+def _verify(path: Path, reference: Reference, fmt: str, settings: ExportSettings, events: Events,
+            cancel: CancelToken) -> dict[str, Any]:
+    report = verify_gguf(path, reference, fmt, min_top1_for(settings, fmt), settings.answer_budget,
+                         events.child("export.verify"), cancel)
+    report["file"] = path.name
+    if not report["passed"]:
+        events.error(f"{path.name} failed verification and is not marked ready: " + "; ".join(report["problems"]),
+                     path=str(path))
+    return report
+
+
+def require_ready(manifest: dict[str, Any], out_dir: Path, fmt: str) -> Path:
+    path = ready_file(out_dir, fmt)
+    if path is None:
+        problems = manifest.get("files", {}).get(fmt, {}).get("verification", {}).get("problems", [])
+        raise ExportError(f"The {fmt} GGUF in {out_dir} did not pass verification"
+                          + (f": {'; '.join(problems)}" if problems else "."),
+                          f"See {out_dir / 'verification.txt'}.")
+    return path

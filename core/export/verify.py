@@ -1,0 +1,231 @@
+"""Prove that a GGUF file behaves like the Hugging Face model it came from.
+
+Checks, each recorded with its figures in the report:
+
+- tokenizer: llama.cpp tokenizes every probe text exactly as transformers does;
+- top-1 agreement: on every position of the probe prompts, llama.cpp's most
+  likely next token equals transformers' (threshold per format);
+- chat template: the template embedded in the file renders a conversation
+  to the same text as the transformers tokenizer's template;
+- end of turn: the file stops on the model's end-of-turn token; when the model
+  itself ends its greedy answer within the budget, llama.cpp (through the
+  embedded template) must end it within the budget too.
+
+The transformers side is computed once per model (``Reference``) and shared by
+every format of an export.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from doctune.core.events import CancelToken, Events
+
+PROBE_TEXTS = [
+    "The archive holds 1,204 letters written between 1871 and 1903.",
+    "Q: Who built the lighthouse at Grellan Point?\nA: It was designed by a team of engineers.",
+    "Prices rose by 3.5% — don't panic! See section 4.2 (appendix B) for details.",
+    "  Indented   text\twith tabs,\nnewlines\n\nand ÜNÏCÖDÉ: café, naïve, 東京.",
+]
+PROBE_CONVERSATION = [
+    {"role": "system", "content": "You answer questions about the user's documents."},
+    {"role": "user", "content": "What is the Lanternfall festival?"},
+    {"role": "assistant", "content": "A harvest festival held over three nights."},
+    {"role": "user", "content": "When does it start?"},
+]
+PROBE_QUESTION = [{"role": "user", "content": "Where is the Quintrel Foundry?"}]
+MAX_PROBE_TOKENS = 256
+
+
+@dataclass
+class Reference:
+    """What transformers says about the probes; computed once per model folder."""
+
+    token_ids: list[list[int]]
+    top1: list[list[int]]
+    template_text: str | None
+    eos_ids: list[int]
+    answer_ids: list[int]
+    answer_stops: bool
+    texts: list[str] = field(default_factory=list)
+
+
+def _eos_ids(model_dir: Path, tokenizer: Any) -> list[int]:
+    from transformers import GenerationConfig
+
+    ids: list[int] = []
+    try:
+        eos = GenerationConfig.from_pretrained(model_dir).eos_token_id
+        ids = list(eos) if isinstance(eos, (list, tuple)) else ([eos] if eos is not None else [])
+    except OSError:
+        pass
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def build_reference(model_dir: Path, answer_budget: int, events: Events | None = None) -> Reference:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    events = events or Events()
+    events.log(f"Computing the reference answers of {model_dir.name} with transformers")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    template_text = None
+    texts = list(PROBE_TEXTS)
+    if tokenizer.chat_template:
+        template_text = tokenizer.apply_chat_template(PROBE_CONVERSATION, tokenize=False, add_generation_prompt=True)
+        texts.append(template_text)
+    token_ids = [tokenizer.encode(text)[:MAX_PROBE_TOKENS] for text in texts]
+    top1 = []
+    with torch.no_grad():
+        for ids in token_ids:
+            logits = model(torch.tensor([ids])).logits[0]
+            top1.append(logits.argmax(-1).tolist())
+    eos_ids = _eos_ids(model_dir, tokenizer)
+    answer_ids, stops = _greedy_answer(model, tokenizer, eos_ids, answer_budget)
+    return Reference(token_ids, top1, template_text, eos_ids, answer_ids, stops, texts)
+
+
+def _greedy_answer(model: Any, tokenizer: Any, eos_ids: list[int], budget: int) -> tuple[list[int], bool]:
+    import torch
+
+    if not tokenizer.chat_template:
+        return [], False
+    prompt = tokenizer.apply_chat_template(PROBE_QUESTION, tokenize=False, add_generation_prompt=True)
+    ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
+    with torch.no_grad():
+        out = model.generate(ids, max_new_tokens=budget, do_sample=False, eos_token_id=eos_ids or None,
+                             pad_token_id=tokenizer.pad_token_id or (eos_ids[0] if eos_ids else 0))
+    answer = out[0, ids.shape[1]:].tolist()
+    return answer, bool(answer) and answer[-1] in eos_ids
+
+
+def verify_gguf(path: Path, reference: Reference, fmt: str, min_top1: float, answer_budget: int,
+                events: Events | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
+    """Run every check on ``path``; the result says ``passed`` and why not."""
+    import llama_cpp
+
+    events = events or Events()
+    try:
+        llm = llama_cpp.Llama(str(path), n_ctx=max(512, MAX_PROBE_TOKENS + answer_budget + 64), n_threads=None,
+                              logits_all=True, verbose=False, seed=0)
+    except (ValueError, RuntimeError) as exc:
+        return {"format": fmt, "passed": False, "problems": [f"llama.cpp cannot load the file ({exc})"]}
+    try:
+        checks = {
+            "tokenizer": _check_tokenizer(llm, reference),
+            "top1": _check_top1(llm, reference, min_top1, cancel),
+            "chat_template": _check_template(llm, reference),
+            "end_of_turn": _check_end_of_turn(llm, reference, answer_budget),
+        }
+    finally:
+        llm.close()
+    problems = [check["problem"] for check in checks.values() if not check["passed"]]
+    report = {"format": fmt, "passed": not problems, "problems": problems, "checks": checks}
+    events.log(f"{path.name}: " + ("verified" if not problems else "FAILED — " + "; ".join(problems)),
+               top1_agreement=checks["top1"].get("agreement"))
+    return report
+
+
+def _check_tokenizer(llm: Any, reference: Reference) -> dict[str, Any]:
+    mismatches = []
+    for text, expected in zip(reference.texts, reference.token_ids):
+        ours = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)[:MAX_PROBE_TOKENS]
+        if ours != expected:
+            first = next((i for i, (a, b) in enumerate(zip(ours, expected)) if a != b), min(len(ours), len(expected)))
+            mismatches.append({"text": text[:80], "first_difference_at": first})
+    return {"passed": not mismatches, "texts": len(reference.texts), "mismatches": mismatches,
+            "problem": f"llama.cpp tokenizes {len(mismatches)} of {len(reference.texts)} probe texts differently"}
+
+
+def _check_top1(llm: Any, reference: Reference, threshold: float, cancel: CancelToken | None) -> dict[str, Any]:
+    agree = total = 0
+    for ids, expected in zip(reference.token_ids, reference.top1):
+        if cancel:
+            cancel.raise_if_cancelled()
+        llm.reset()
+        llm.eval(ids)
+        ours = np.asarray(llm.scores[: len(ids)]).argmax(-1)
+        agree += int((ours == np.asarray(expected)).sum())
+        total += len(ids)
+    agreement = agree / total if total else 0.0
+    return {"passed": agreement >= threshold, "agreement": round(agreement, 4), "positions": total,
+            "threshold": threshold,
+            "problem": f"next-token agreement with the merged model is {agreement:.1%} (needs ≥ {threshold:.0%})"}
+
+
+def _check_template(llm: Any, reference: Reference) -> dict[str, Any]:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    embedded = llm.metadata.get("tokenizer.chat_template")
+    if reference.template_text is None:
+        return {"passed": embedded is None, "embedded": embedded is not None,
+                "problem": "the file has a chat template the model does not have"}
+    if embedded is None:
+        return {"passed": False, "embedded": False, "problem": "the file has no chat template"}
+    vocab = llm._model
+    bos = llm.token_bos()
+    eos = llm.token_eos()
+    formatter = Jinja2ChatFormatter(
+        embedded,
+        eos_token=vocab.token_get_text(eos) if eos >= 0 else "",
+        bos_token=vocab.token_get_text(bos) if bos >= 0 else "",
+    )
+    rendered = formatter(messages=PROBE_CONVERSATION).prompt
+    same = rendered == reference.template_text
+    return {"passed": same, "embedded": True,
+            "problem": "the embedded chat template renders a conversation differently from transformers"}
+
+
+def _check_end_of_turn(llm: Any, reference: Reference, budget: int) -> dict[str, Any]:
+    file_eos = {llm.token_eos()} | ({llm._model.token_eot()} if llm._model.token_eot() >= 0 else set())
+    eos_known = bool(set(reference.eos_ids) & file_eos)
+    result: dict[str, Any] = {"model_stops": reference.answer_stops, "budget": budget, "eos_ids": reference.eos_ids}
+    if not eos_known:
+        return {**result, "passed": False,
+                "problem": f"the file's end-of-turn token {sorted(file_eos)} is not the model's {reference.eos_ids}"}
+    if not reference.answer_stops:
+        return {**result, "passed": True, "stops": None,
+                "note": "the model itself does not end its greedy answer within the budget (untrained?)",
+                "problem": ""}
+    reply = llm.create_chat_completion(messages=PROBE_QUESTION, max_tokens=budget, temperature=0.0, seed=0)
+    choice = reply["choices"][0]
+    tokens = reply["usage"]["completion_tokens"]
+    stops = choice["finish_reason"] == "stop" and tokens <= budget
+    return {**result, "passed": stops, "stops": stops, "tokens": tokens,
+            "problem": f"a chat answer through the embedded template did not end within {budget} tokens"}
+
+
+def summary_text(reports: list[dict[str, Any]]) -> str:
+    """The verification report in plain words, one block per file."""
+    lines = []
+    for report in reports:
+        status = "READY" if report["passed"] else "FAILED"
+        lines.append(f"{report.get('file', report['format'])}: {status}")
+        checks = report.get("checks", {})
+        if "tokenizer" in checks:
+            tok = checks["tokenizer"]
+            lines.append(f"  tokenizer: {tok['texts'] - len(tok['mismatches'])}/{tok['texts']} probe texts identical")
+        if "top1" in checks:
+            top = checks["top1"]
+            lines.append(f"  next-token agreement: {top['agreement']:.1%} over {top['positions']} positions "
+                         f"(threshold {top['threshold']:.0%})")
+        if "chat_template" in checks:
+            lines.append("  chat template: " + ("renders identically" if checks["chat_template"]["passed"] else "differs"))
+        if "end_of_turn" in checks:
+            eot = checks["end_of_turn"]
+            if eot.get("stops") is None and eot["passed"]:
+                lines.append("  end of turn: token matches; " + eot["note"])
+            else:
+                lines.append(f"  end of turn: {'stops' if eot['passed'] else 'does not stop'} "
+                             f"within {eot['budget']} tokens")
+        for problem in report["problems"]:
+            lines.append(f"  problem: {problem}")
+    return "\n".join(lines) + "\n"
+
