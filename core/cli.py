@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "doctune.core.commands.ingest",
     "doctune.core.commands.evaluate",
     "doctune.core.commands.gui",
+    "doctune.core.commands.rag",
 ]
 
 
