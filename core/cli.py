@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "doctune.core.commands.evaluate",
     "doctune.core.commands.gui",
     "doctune.core.commands.rag",
+    "doctune.core.commands.export",
 ]
 
 

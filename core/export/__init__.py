@@ -5,9 +5,13 @@ Public surface:
 - ``gguf.write_gguf(model_dir, out_path, events=)``: F16 GGUF from a Hugging Face folder;
 - ``quantize.quantize_gguf(src, dst, fmt)``: in-process llama.cpp quantization;
 - ``base_gguf(project, fmt)``: the student's base model as a verified GGUF, cached in ``cache/base/``;
-- ``ready_gguf(project, run_id=None, fmt)``: the latest verified tuned file, or None.
+- ``ready_gguf(project, run_id=None, fmt)``: the latest verified tuned file, or None;
+- ``run(ExportParams(project_dir, run_id, formats), events=, cancel=)``: the whole export of a training run
+  into ``runs/<id>/export/`` (merged folder, GGUF files, manifest.json, verification report, Modelfile).
 """
 from doctune.core.export.base import base_gguf, ready_gguf
 from doctune.core.export.errors import ExportError, UnsupportedModelError, VerificationError
+from doctune.core.export.run import ExportParams, ExportResult, run
 
-__all__ = ["base_gguf", "ready_gguf", "ExportError", "UnsupportedModelError", "VerificationError"]
+__all__ = ["base_gguf", "ready_gguf", "run", "ExportParams", "ExportResult", "ExportError",
+           "UnsupportedModelError", "VerificationError"]

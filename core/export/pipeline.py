@@ -17,7 +17,7 @@ from typing import Any
 
 from doctune.core.config import ExportSettings
 from doctune.core.events import CancelToken, Events
-from doctune.core.export.errors import ExportError
+from doctune.core.export.errors import VerificationError
 from doctune.core.export.gguf import safetensors_files, write_gguf
 from doctune.core.export.quantize import normalise_format, quantize_gguf
 from doctune.core.export.verify import Reference, build_reference, summary_text, verify_gguf
@@ -168,7 +168,7 @@ def require_ready(manifest: dict[str, Any], out_dir: Path, fmt: str) -> Path:
     path = ready_file(out_dir, fmt)
     if path is None:
         problems = manifest.get("files", {}).get(fmt, {}).get("verification", {}).get("problems", [])
-        raise ExportError(f"The {fmt} GGUF in {out_dir} did not pass verification"
+        raise VerificationError(f"The {fmt} GGUF in {out_dir} did not pass verification"
                           + (f": {'; '.join(problems)}" if problems else "."),
                           f"See {out_dir / 'verification.txt'}.")
     return path

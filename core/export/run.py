@@ -1,0 +1,113 @@
+"""``doctune export``: merge a run's adapter, write and verify GGUF files, write the Modelfile."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from doctune.core.events import CancelToken, Events
+from doctune.core.export.base import run_export_dir
+from doctune.core.export.errors import ExportError, disk_errors
+from doctune.core.export.merge import merge_run
+from doctune.core.export.modelfile import modelfile_text, usage_text
+from doctune.core.export.pipeline import export_folder, gguf_name, ready_file
+from doctune.core.export.quantize import normalise_format
+from doctune.core.fsio import atomic_write_text
+
+PREFERRED_FOR_USE = ("q8_0", "q4_k_m", "f16")
+
+
+class ExportParams(BaseModel):
+    """What ``run`` needs; checked before any model loads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project_dir: Path = Field(description="The project folder.")
+    run_id: str | None = Field(None, description="Training run to export; default: the latest complete run.")
+    formats: list[str] | None = Field(None, description="GGUF formats; default: [export] formats.")
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("give at least one format")
+        return list(dict.fromkeys(normalise_format(fmt) for fmt in value))
+
+
+class ExportResult(BaseModel):
+    run_id: str
+    export_dir: Path
+    files: dict[str, Path]
+    ready: dict[str, bool]
+    modelfile: Path | None
+    usage: str
+
+    @property
+    def all_ready(self) -> bool:
+        return all(self.ready.values())
+
+
+def _choose_run(project, run_id: str | None) -> Path:
+    from doctune.core.train import latest_complete_run
+
+    if run_id:
+        run_dir = Path(project.runs_dir) / run_id
+        if not run_dir.is_dir():
+            raise ExportError(f"There is no training run '{run_id}' in {project.runs_dir}.",
+                              "List the runs with 'doctune runs' or omit --run to export the latest one.")
+        return run_dir
+    run_dir = latest_complete_run(project)
+    if run_dir is None:
+        raise ExportError("This project has no finished training run to export.", "Train one with 'doctune train'.")
+    return run_dir
+
+
+def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportResult:
+    from doctune.core.project import Project
+
+    project = Project.open(params.project_dir)
+    settings = project.config.export
+    formats = params.formats or [normalise_format(fmt) for fmt in settings.formats]
+    run_dir = _choose_run(project, params.run_id)
+    export_dir = run_export_dir(project, run_dir.name)
+    events = events.child("export")
+    started = time.monotonic()
+    with disk_errors("export folder", export_dir):
+        export_dir.mkdir(parents=True, exist_ok=True)
+    merged = merge_run(run_dir, export_dir / "merged", merge_dtype=settings.merge_dtype,
+                       offline=project.config.privacy.offline, events=events, cancel=cancel)
+    stem = f"doctune-{run_dir.name}"
+    with disk_errors("GGUF files", export_dir):
+        manifest = export_folder(merged, export_dir, formats, stem=stem, settings=settings, events=events,
+                                 cancel=cancel, extra={"kind": "tuned", "run_id": run_dir.name})
+    ready = {fmt: bool(manifest["files"].get(fmt, {}).get("ready")) for fmt in formats}
+    files = {fmt: export_dir / gguf_name(stem, fmt) for fmt in formats}
+    modelfile, usage = _write_instructions(export_dir, merged, stem, formats)
+    seconds = time.monotonic() - started
+    message = (f"Exported run {run_dir.name}: " + ", ".join(f"{fmt} {'ready' if ok else 'FAILED'}"
+                                                              for fmt, ok in ready.items())
+               + f" in {seconds:.0f} s ({export_dir})")
+    events.done(message, run_id=run_dir.name, export_dir=str(export_dir), ready=ready,
+                files={fmt: str(path) for fmt, path in files.items()})
+    return ExportResult(run_id=run_dir.name, export_dir=export_dir, files=files, ready=ready,
+                        modelfile=modelfile, usage=usage)
+
+
+def _write_instructions(export_dir: Path, merged: Path, stem: str, formats: list[str]) -> tuple[Path | None, str]:
+    """Modelfile and USAGE.txt for the best ready file; none when nothing passed."""
+    ordered = [fmt for fmt in PREFERRED_FOR_USE if fmt in formats] + [f for f in formats if f not in PREFERRED_FOR_USE]
+    chosen = next((path for fmt in ordered if (path := ready_file(export_dir, fmt)) is not None), None)
+    modelfile = export_dir / "Modelfile"
+    if chosen is None:
+        modelfile.unlink(missing_ok=True)
+        (export_dir / "USAGE.txt").unlink(missing_ok=True)
+        return None, "No file passed verification; see verification.txt."
+    text, style = modelfile_text(chosen.name, merged)
+    usage = usage_text(stem, export_dir, chosen, style)
+    with disk_errors("Modelfile", export_dir):
+        atomic_write_text(modelfile, text)
+        atomic_write_text(export_dir / "USAGE.txt", usage)
+    return modelfile, usage
