@@ -27,6 +27,7 @@ EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_CANCELLED = 0, 1, 2, 130
 
 COMMAND_MODULES = [
     "doctune.core.commands.project",
+    "doctune.core.commands.train",
     "doctune.core.commands.ingest",
     "doctune.core.commands.evaluate",
     "doctune.core.commands.gui",

@@ -1,0 +1,248 @@
+"""From training items to packed token rows: the mix, the loss mask, the positions.
+
+- QA items are rendered with the student's own chat template; only the
+  assistant turns (including their end-of-turn token) carry loss.
+- Document items are continued-pretraining text with the title as a prefix,
+  ending in EOS; every token carries loss.
+- The epoch mix repeats the smaller of QA and documents until their tokens
+  stand in the configured ratio, then adds replay items up to the replay
+  fraction of all tokens.
+- Sequences are packed into rows of at most ``batch_tokens`` tokens, one row
+  per step and process, with no padding at all. ``position_ids`` restart at 0
+  for each sequence, which transformers turns into a block-diagonal causal mask
+  (sdpa/eager) or varlen attention (flash-attention), so no token attends
+  across items; the first token of each sequence gets no label, so no item is
+  trained to predict from the one before it.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Iterable, Literal, Sequence
+
+from doctune.core.items import TrainingItem
+
+IGNORE = -100
+Source = Literal["qa", "document", "replay"]
+
+
+@dataclass
+class Example:
+    item_id: str
+    source: Source
+    input_ids: list[int]
+    loss_mask: list[bool]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.input_ids)
+
+
+@dataclass
+class TokenizeReport:
+    examples: list[Example] = field(default_factory=list)
+    truncated: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # nothing left to learn after truncation
+
+
+def _render(tokenizer, messages: list[dict], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def _assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered chat and the character spans of each assistant turn.
+
+    Renders the chat up to each assistant turn with and without that turn; the
+    difference is what the assistant says, plus the template's end-of-turn.
+    """
+    spans = []
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        before = _render(tokenizer, messages[:index], generation_prompt=True)
+        through = _render(tokenizer, messages[: index + 1], generation_prompt=False)
+        spans.append((len(before), len(through)))
+    return _render(tokenizer, messages, generation_prompt=False), spans
+
+
+def tokenize_qa(tokenizer, item: TrainingItem, source: Source = "qa") -> Example:
+    messages = [m.model_dump() for m in item.messages]
+    text, spans = _assistant_spans(tokenizer, messages)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    mask = [any(start <= begin < end for start, end in spans) for begin, _ in encoded["offset_mapping"]]
+    return Example(item.id, source, list(encoded["input_ids"]), mask)
+
+
+def tokenize_document(tokenizer, item: TrainingItem) -> Example:
+    text = f"{item.title.strip()}\n\n{item.text.strip()}" if item.title.strip() else item.text.strip()
+    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    if tokenizer.eos_token_id is not None:
+        ids.append(tokenizer.eos_token_id)
+    return Example(item.id, "document", ids, [True] * len(ids))
+
+
+def tokenize_items(tokenizer, items: Iterable[TrainingItem], max_seq_len: int, source_of=None) -> TokenizeReport:
+    """Tokenize items; truncate those longer than ``max_seq_len`` and drop those left with no loss."""
+    report = TokenizeReport()
+    for item in items:
+        source = source_of(item) if source_of else item.kind
+        example = tokenize_document(tokenizer, item) if item.kind == "document" else tokenize_qa(tokenizer, item, source)
+        if example.n_tokens > max_seq_len:
+            example.input_ids = example.input_ids[:max_seq_len]
+            example.loss_mask = example.loss_mask[:max_seq_len]
+            report.truncated.append(item.id)
+        if sum(example.loss_mask[1:]) == 0:
+            report.dropped.append(item.id)
+            continue
+        report.examples.append(example)
+    return report
+
+
+# ----- the mix ---------------------------------------------------------------------
+
+def _tokens(examples: Sequence[Example]) -> int:
+    return sum(e.n_tokens for e in examples)
+
+
+def _repeat_to(examples: list[Example], factor: float, rng: random.Random) -> list[Example]:
+    """``factor`` ≥ 1 copies of the list: whole repeats plus a random share for the fraction."""
+    whole = int(factor)
+    out = examples * whole
+    extra = round((factor - whole) * len(examples))
+    return out + rng.sample(examples, extra)
+
+
+def _take_tokens(pool: list[Example], tokens: int, rng: random.Random) -> list[Example]:
+    """Replay examples (cycling through shuffled copies) until ``tokens`` are reached."""
+    if tokens <= 0 or not pool:
+        return []
+    taken: list[Example] = []
+    total = 0
+    while total < tokens:
+        order = pool[:]
+        rng.shuffle(order)
+        for example in order:
+            if total >= tokens:
+                break
+            taken.append(example)
+            total += example.n_tokens
+    return taken
+
+
+def epoch_mix(qa: list[Example], documents: list[Example], replay: list[Example], *,
+              qa_to_document_ratio: float, replay_fraction: float, rng: random.Random) -> list[Example]:
+    """One epoch: QA and documents in the token ratio, replay at its fraction, shuffled."""
+    qa_tokens, doc_tokens = _tokens(qa), _tokens(documents)
+    if qa and documents:
+        wanted_qa = qa_to_document_ratio * doc_tokens
+        if qa_tokens < wanted_qa:
+            qa = _repeat_to(qa, wanted_qa / qa_tokens, rng)
+        else:
+            documents = _repeat_to(documents, qa_tokens / (qa_to_document_ratio * doc_tokens), rng)
+    core = qa + documents
+    replay_tokens = round(replay_fraction / (1 - replay_fraction) * _tokens(core))
+    mix = core + _take_tokens(replay, replay_tokens, rng)
+    rng.shuffle(mix)
+    return mix
+
+
+def pack(examples: Sequence[Example], batch_tokens: int) -> list[list[Example]]:
+    """Greedy packing in order: a row is closed when the next sequence would not fit."""
+    rows: list[list[Example]] = []
+    row: list[Example] = []
+    used = 0
+    for example in examples:
+        if row and used + example.n_tokens > batch_tokens:
+            rows.append(row)
+            row, used = [], 0
+        row.append(example)
+        used += example.n_tokens
+    if row:
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class Plan:
+    """Every row the run trains on, in order; rows ``[step*world, (step+1)*world)`` make one step."""
+
+    rows: list[list[Example]]
+    world_size: int
+    epochs_planned: int
+
+    @property
+    def total_steps(self) -> int:
+        return len(self.rows) // self.world_size
+
+    def rows_for_step(self, step: int) -> list[list[Example]]:
+        return self.rows[step * self.world_size:(step + 1) * self.world_size]
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for row in self.rows:
+            digest.update("|".join(e.item_id for e in row).encode())
+            digest.update(b"\n")
+        return digest.hexdigest()[:16]
+
+    def count_by_source(self) -> dict[str, dict[str, int]]:
+        counts: dict[str, dict[str, int]] = {}
+        for row in self.rows:
+            for example in row:
+                entry = counts.setdefault(example.source, {"sequences": 0, "tokens": 0})
+                entry["sequences"] += 1
+                entry["tokens"] += example.n_tokens
+        return counts
+
+
+def build_plan(qa: list[Example], documents: list[Example], replay: list[Example], *, qa_to_document_ratio: float,
+               replay_fraction: float, batch_tokens: int, epochs: float, max_steps: int, seed: int,
+               world_size: int = 1) -> Plan:
+    """The whole run's rows, deterministic in the examples and ``seed`` (so a resume replays the same order)."""
+    rows_per_epoch: list[list[list[Example]]] = []
+    total_rows = None
+    epoch = 0
+    while True:
+        rng = random.Random(f"{seed}:{epoch}")
+        mix = epoch_mix(qa, documents, replay, qa_to_document_ratio=qa_to_document_ratio,
+                        replay_fraction=replay_fraction, rng=rng)
+        rows_per_epoch.append(pack(mix, batch_tokens))
+        epoch += 1
+        available = sum(len(r) for r in rows_per_epoch)
+        if max_steps > 0:
+            total_rows = max_steps * world_size
+            if available >= total_rows:
+                break
+        else:
+            total_rows = max(world_size, round(epochs * len(rows_per_epoch[0])))
+            if epoch >= epochs and available >= total_rows:
+                break
+    rows = [row for epoch_rows in rows_per_epoch for row in epoch_rows][:total_rows]
+    usable = len(rows) - len(rows) % world_size
+    return Plan(rows[:usable], world_size, epoch)
+
+
+def collate(row: Sequence[Example]):
+    """One packed row as tensors of shape (1, L): input_ids, position_ids, labels."""
+    import torch
+
+    input_ids: list[int] = []
+    positions: list[int] = []
+    labels: list[int] = []
+    for example in row:
+        input_ids += example.input_ids
+        positions += range(example.n_tokens)
+        labels += [IGNORE] + [tok if keep else IGNORE
+                              for tok, keep in zip(example.input_ids[1:], example.loss_mask[1:])]
+    return {
+        "input_ids": torch.tensor([input_ids], dtype=torch.long),
+        "position_ids": torch.tensor([positions], dtype=torch.long),
+        "labels": torch.tensor([labels], dtype=torch.long),
+    }
+
+
+def items_fingerprint(items: Iterable[TrainingItem]) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(item.model_dump_json(exclude={"created_at"}).encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,430 @@
+"""The training run: settings → data plan → LoRA student → steps → adapter.
+
+Runs the same on one process or under ``torchrun`` (each process trains on
+its own packed rows; gradients are averaged by DDP; only rank 0 writes files
+and events).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from doctune.core.config import StudentSettings, TrainSettings
+from doctune.core.events import Cancelled, CancelToken, Events
+from doctune.core.fsio import JsonlAppender, atomic_write_json, atomic_write_text, read_jsonl
+from doctune.core.items import LoadReport, TrainingItem, load_training_items_report, read_items_file
+from doctune.core.project import Project
+from doctune.core.train import data as packing
+from doctune.core.train import runs
+from doctune.core.train.device import Placement, check_qlora, choose_placement
+from doctune.core.train.errors import TrainError
+from doctune.core.train.params import TrainParams, TrainResult, resolve_settings
+from doctune.core.train.replay import replay_items
+from doctune.core.train.student import resolve_student
+
+EMBEDDING_MODULES = ["embed_tokens", "lm_head"]
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> "Dist":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    def start(self, placement: Placement) -> None:
+        import torch.distributed as tdist
+
+        if self.active and not tdist.is_initialized():
+            tdist.init_process_group("nccl" if placement.kind == "cuda" else "gloo")
+
+    def barrier(self) -> None:
+        if self.active:
+            import torch.distributed as tdist
+
+            tdist.barrier()
+
+    def broadcast(self, value: Any) -> Any:
+        if not self.active:
+            return value
+        import torch.distributed as tdist
+
+        box = [value]
+        tdist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def any_true(self, flag: bool) -> bool:
+        if not self.active:
+            return flag
+        import torch
+        import torch.distributed as tdist
+
+        tensor = torch.tensor([1.0 if flag else 0.0])
+        tdist.all_reduce(tensor)
+        return bool(tensor.item() > 0)
+
+    def mean(self, value: float) -> float:
+        if not self.active:
+            return value
+        import torch
+        import torch.distributed as tdist
+
+        tensor = torch.tensor([value], dtype=torch.float64)
+        tdist.all_reduce(tensor)
+        return float(tensor.item()) / self.world_size
+
+    def stop(self) -> None:
+        if self.active:
+            import torch.distributed as tdist
+
+            if tdist.is_initialized():
+                tdist.destroy_process_group()
+
+
+# ----- inputs --------------------------------------------------------------------
+
+def _load_items(project: Project, items_file: Path | None, events: Events) -> list[TrainingItem]:
+    if items_file is not None:
+        if not items_file.is_file():
+            raise TrainError(f"The items file {items_file} does not exist.",
+                             "Pass a JSONL file of training items (see doctune.core.items).")
+        report: LoadReport = read_items_file(items_file)
+        source = str(items_file)
+    else:
+        report = load_training_items_report(project)
+        source = str(project.synth_dir / "items.jsonl")
+    for problem in report.problems:
+        events.warning(f"Skipped item {problem.id or '(no id)'} (line {problem.line}): {problem.reason}",
+                       item=problem.id, path=source)
+    if report.problems:
+        events.warning(f"{len(report.problems)} item(s) failed the schema and were skipped",
+                       skipped=len(report.problems))
+    if not report.items:
+        raise TrainError(f"There is nothing to train on: no valid training items in {source}.",
+                         "Generate items with 'doctune synth', or pass --items FILE with a JSONL of items.")
+    return report.items
+
+
+def _settings(project: Project, params: TrainParams) -> tuple[StudentSettings, TrainSettings, str, Path | None]:
+    """Settings, run id and items file: from the project and overrides, or from the run being resumed."""
+    if params.resume:
+        saved = runs.read_run_config(project.runs_dir / params.resume)
+        items_file = Path(saved["items_file"]) if saved.get("items_file") else None
+        return (StudentSettings.model_validate(saved["student"]), TrainSettings.model_validate(saved["train"]),
+                params.resume, items_file)
+    student, train = resolve_settings(project.config.student, project.config.train, params)
+    return student, train, runs.new_run_id(), params.items_file.resolve() if params.items_file else None
+
+
+# ----- model -------------------------------------------------------------------
+
+def _load_model(folder: Path, student: StudentSettings, train: TrainSettings, placement: Placement):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=student.trust_remote_code)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    kwargs: dict[str, Any] = {"use_safetensors": True, "trust_remote_code": student.trust_remote_code,
+                              "dtype": placement.torch_dtype, "attn_implementation": "sdpa"}
+    if train.qlora:
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=placement.torch_dtype,
+            bnb_4bit_use_double_quant=True, bnb_4bit_quant_storage=torch.uint8)
+        kwargs["device_map"] = {"": placement.device}
+    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    if not train.qlora:
+        model.to(placement.device)
+    model.config.use_cache = False
+    return model, tokenizer
+
+
+def _lora(model, train: TrainSettings):
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if train.qlora:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
+    elif train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    targets: Any = "all-linear" if train.target_modules == ["all-linear"] else train.target_modules
+    config = LoraConfig(
+        r=train.lora_rank, lora_alpha=train.lora_alpha, lora_dropout=train.lora_dropout, target_modules=targets,
+        task_type="CAUSAL_LM", modules_to_save=EMBEDDING_MODULES if train.train_embeddings else None,
+        ensure_weight_tying=bool(train.train_embeddings and getattr(model.config, "tie_word_embeddings", False)),
+    )
+    try:
+        model = get_peft_model(model, config)
+    except ValueError as exc:
+        raise TrainError(f"LoRA cannot be applied with target_modules={train.target_modules}: {exc}",
+                         "Use 'all-linear' or module names that exist in this model (q_proj, v_proj, …).") from None
+    for param in model.parameters():  # trainable weights in fp32, whatever the compute dtype
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+    return model
+
+
+def _optimizer(model, train: TrainSettings, total_steps: int):
+    import torch
+    from transformers import get_scheduler
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=train.learning_rate, weight_decay=train.weight_decay)
+    warmup = math.ceil(train.warmup_ratio * total_steps)
+    scheduler = get_scheduler(train.lr_scheduler if train.lr_scheduler != "constant" else "constant_with_warmup",
+                              optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    return optimizer, scheduler
+
+
+# ----- data --------------------------------------------------------------------
+
+def _examples(items: list[TrainingItem], replay: list[TrainingItem], tokenizer, train: TrainSettings, events: Events):
+    report = packing.tokenize_items(tokenizer, items + replay, train.max_seq_len,
+                                    source_of=lambda item: "replay" if item.recipe == "replay" else item.kind)
+    if report.truncated:
+        events.warning(f"{len(report.truncated)} sequence(s) were longer than max_seq_len={train.max_seq_len} "
+                       "tokens and were truncated", truncated=len(report.truncated))
+    if report.dropped:
+        events.warning(f"{len(report.dropped)} item(s) had no answer left after truncation and were skipped",
+                       dropped=len(report.dropped))
+    by_source: dict[str, list[packing.Example]] = {"qa": [], "document": [], "replay": []}
+    for example in report.examples:
+        by_source[example.source].append(example)
+    if not by_source["qa"] and not by_source["document"]:
+        raise TrainError("No training item fits in max_seq_len with something left to learn.",
+                         "Raise [train] max_seq_len.")
+    return by_source, report
+
+
+def _plan(by_source, train: TrainSettings, dist: Dist) -> packing.Plan:
+    return packing.build_plan(by_source["qa"], by_source["document"], by_source["replay"],
+                              qa_to_document_ratio=train.qa_to_document_ratio, replay_fraction=train.replay_fraction,
+                              batch_tokens=train.batch_tokens, epochs=train.epochs, max_steps=train.max_steps,
+                              seed=train.seed, world_size=dist.world_size)
+
+
+# ----- the run -------------------------------------------------------------------
+
+def _seed(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _run_config(run_id: str, student: StudentSettings, train: TrainSettings, student_folder: Path,
+                items_file: Path | None, items: list[TrainingItem], plan: packing.Plan, placement: Placement,
+                dist: Dist) -> dict[str, Any]:
+    return {
+        "schema_version": runs.RUN_SCHEMA_VERSION, "run_id": run_id, "created_at": time.time(),
+        "student": student.model_dump(mode="json"), "train": train.model_dump(mode="json"),
+        "base_model": student.model, "student_folder": str(student_folder),
+        "items_file": str(items_file) if items_file else None,
+        "data": {"items": len(items), "items_fingerprint": packing.items_fingerprint(items),
+                 "plan_fingerprint": plan.fingerprint(), "total_steps": plan.total_steps,
+                 "epochs_planned": plan.epochs_planned, "mix": plan.count_by_source()},
+        "device": placement.device, "dtype": placement.dtype, "world_size": dist.world_size,
+        "versions": runs.library_versions(),
+    }
+
+
+def _check_same_data(saved: dict[str, Any], items: list[TrainingItem], plan: packing.Plan) -> None:
+    if saved["data"]["items_fingerprint"] != packing.items_fingerprint(items) or \
+            saved["data"]["plan_fingerprint"] != plan.fingerprint():
+        raise TrainError(f"The training items changed since run {saved['run_id']} started, so it cannot resume "
+                         "with the same data order.", "Start a new run with 'doctune train'.")
+
+
+def _truncate_metrics(path: Path, up_to_step: int) -> None:
+    """Drop metric lines written after the checkpoint being resumed (those steps are redone)."""
+    kept = [record for record in read_jsonl(path) if record.get("step", 0) <= up_to_step]
+    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+
+
+def run(params: TrainParams, *, events: Events, cancel: CancelToken) -> TrainResult:
+    """Train a LoRA adapter on the project's items; resumable, cancellable, distributed-ready."""
+    dist = Dist.from_env()
+    events = events.child("train") if dist.main else Events()
+    project = Project.open(params.project_dir)
+    student, train, run_id, items_file = _settings(project, params)
+    placement = choose_placement(train.device, train.dtype, dist.local_rank)
+    if train.qlora:
+        check_qlora(placement)
+    items = _load_items(project, items_file, events)
+    run_id = dist.broadcast(run_id)
+    run_dir = project.runs_dir / run_id
+    if dist.main:
+        runs.ensure_writable(run_dir)
+    student_folder = resolve_student(student.model, revision=student.revision, offline=project.config.privacy.offline,
+                                     trust_remote_code=student.trust_remote_code, events=events)
+    dist.start(placement)
+    try:
+        return _train(project, params, dist, events, cancel, student, train, run_id, run_dir, items_file, items,
+                      student_folder, placement)
+    finally:
+        dist.stop()
+
+
+def _replay(model, tokenizer, project: Project, student_folder: Path, train: TrainSettings, dist: Dist,
+            events: Events, cancel: CancelToken) -> list[TrainingItem]:
+    if train.replay_fraction <= 0:
+        return []
+    kwargs = dict(student_folder=student_folder, cache_dir=project.cache_dir, prompts=train.replay_prompts,
+                  max_new_tokens=train.replay_max_new_tokens, events=events, cancel=cancel)
+    if dist.main:
+        model.eval()
+        replay = replay_items(model, tokenizer, **kwargs)
+    dist.barrier()
+    if not dist.main:
+        replay = replay_items(model, tokenizer, **kwargs)
+    if not replay:
+        events.warning("The base student gave no usable replay answers; training without replay")
+    return replay
+
+
+def _train(project, params, dist, events, cancel, student, train, run_id, run_dir, items_file, items,
+           student_folder, placement) -> TrainResult:
+    import torch
+
+    _seed(train.seed)
+    model, tokenizer = _load_model(student_folder, student, train, placement)
+    replay = _replay(model, tokenizer, project, student_folder, train, dist, events, cancel)
+    by_source, _ = _examples(items, replay, tokenizer, train, events)
+    plan = _plan(by_source, train, dist)
+    if plan.total_steps == 0:
+        raise TrainError("The training mix is too small for the number of processes.", "Run with fewer processes.")
+    config = _run_config(run_id, student, train, student_folder, items_file, items, plan, placement, dist)
+    if params.resume:
+        _check_same_data(runs.read_run_config(run_dir), items, plan)
+    elif dist.main:
+        with runs.disk_errors("run configuration", run_dir):
+            atomic_write_json(run_dir / "config.json", config)
+    _seed(train.seed)
+    model = _lora(model, train)
+    optimizer, scheduler = _optimizer(model, train, plan.total_steps)
+    scaler = torch.amp.GradScaler(placement.kind) if placement.needs_grad_scaler else None
+    start_step = 0
+    if params.resume:
+        checkpoint = runs.latest_checkpoint(run_dir)
+        if checkpoint is not None:
+            start_step = runs.load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
+            events.log(f"Resuming run {run_id} from step {start_step}")
+        if dist.main:
+            _truncate_metrics(run_dir / "metrics.jsonl", start_step)
+    mix = plan.count_by_source()
+    events.log(f"Training {run_id}: {plan.total_steps} steps on {placement.device} ({placement.dtype}), "
+               f"world size {dist.world_size}; mix tokens: "
+               + ", ".join(f"{k} {v['tokens']}" for k, v in sorted(mix.items())))
+    trained = model
+    if dist.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        trained = DistributedDataParallel(model, device_ids=[placement.device] if placement.kind == "cuda" else None)
+    return _steps(trained, model, tokenizer, optimizer, scheduler, scaler, plan, start_step, train, placement, dist,
+                  run_dir, run_id, student, events, cancel)
+
+
+def _forward_backward(trained, batch, placement: Placement, scaler):
+    import torch
+
+    with torch.autocast(placement.kind, dtype=placement.torch_dtype, enabled=placement.autocast):
+        loss = trained(**batch).loss
+    (scaler.scale(loss) if scaler else loss).backward()
+    return float(loss.detach())
+
+
+def _optimizer_step(model, optimizer, scheduler, scaler, max_grad_norm: float) -> None:
+    import torch
+
+    if scaler:
+        scaler.unscale_(optimizer)
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def _checkpoint(run_dir, step, model, optimizer, scheduler, scaler, dist, events) -> None:
+    if dist.main:
+        with runs.disk_errors("checkpoint", run_dir):
+            runs.save_checkpoint(run_dir, step, model, optimizer, scheduler, scaler)
+        events.log(f"Checkpoint saved at step {step}")
+    dist.barrier()
+
+
+def _steps(trained, model, tokenizer, optimizer, scheduler, scaler, plan, start_step, train, placement, dist,
+           run_dir, run_id, student, events, cancel) -> TrainResult:
+    total = plan.total_steps
+    tracker = events.tracker(total, unit="steps")
+    tracker.done = start_step
+    started = time.monotonic()
+    tokens_seen = 0
+    loss = float("nan")
+    trained.train()
+    metrics = JsonlAppender(run_dir / "metrics.jsonl") if dist.main else None
+    try:
+        for step in range(start_step, total):
+            if dist.any_true(cancel.cancelled):
+                _checkpoint(run_dir, step, model, optimizer, scheduler, scaler, dist, events)
+                raise Cancelled()
+            rows = plan.rows_for_step(step)
+            batch = {k: v.to(placement.device) for k, v in packing.collate(rows[dist.rank]).items()}
+            loss = dist.mean(_forward_backward(trained, batch, placement, scaler))
+            lr = scheduler.get_last_lr()[0]
+            _optimizer_step(model, optimizer, scheduler, scaler, train.max_grad_norm)
+            tokens_seen += sum(e.n_tokens for row in rows for e in row)
+            elapsed = time.monotonic() - started
+            rate = tokens_seen / elapsed if elapsed > 0 else 0.0
+            steps_done = step + 1 - start_step
+            eta = (total - step - 1) * elapsed / steps_done
+            record = {"step": step + 1, "total_steps": total, "loss": round(loss, 5), "lr": lr,
+                      "tokens_per_s": round(rate, 1), "eta_s": round(eta, 1), "tokens": tokens_seen}
+            if metrics:
+                metrics.append({"schema_version": runs.RUN_SCHEMA_VERSION, "time": time.time(), **record})
+            events.metric(**record)
+            tracker.update(step + 1, message=f"loss {loss:.4f}")
+            if (step + 1) % train.checkpoint_every == 0 and step + 1 < total:
+                _checkpoint(run_dir, step + 1, model, optimizer, scheduler, scaler, dist, events)
+    finally:
+        if metrics:
+            metrics.close()
+    seconds = time.monotonic() - started
+    adapter_dir = run_dir / "adapter"
+    if dist.main:
+        with runs.disk_errors("adapter", run_dir):
+            runs.save_adapter(run_dir, model, tokenizer)
+            runs.write_summary(run_dir, {
+                "status": "complete", "run_id": run_id, "base_model": student.model,
+                "student_folder": str(runs.read_run_config(run_dir)["student_folder"]),
+                "steps": total, "final_loss": loss, "tokens": tokens_seen, "seconds": round(seconds, 2),
+                "world_size": dist.world_size, "adapter": "adapter", "finished_at": time.time()})
+    dist.barrier()
+    events.done(f"Trained {run_id}: {total} steps, final loss {loss:.4f}", run_id=run_id, run_dir=str(run_dir))
+    return TrainResult(run_id=run_id, run_dir=run_dir, adapter_dir=adapter_dir, steps=total, final_loss=loss,
+                       tokens=tokens_seen, seconds=seconds)

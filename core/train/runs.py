@@ -1,0 +1,225 @@
+"""Run folders and resumable checkpoints.
+
+``runs/<run_id>/``::
+
+    config.json      every resolved parameter, data fingerprints, library versions
+    metrics.jsonl    one record per step (step, loss, lr, tokens/s, …)
+    checkpoints/     step-NNNNNNNN/ (trainable weights, optimizer, scheduler, RNG) + latest.json
+    adapter/         the final LoRA adapter (peft safetensors) and the tokenizer files
+    summary.json     written last; "status": "complete" only when the adapter is in place
+
+A checkpoint is written into a hidden temporary folder and renamed into place
+only when complete; ``latest.json`` (written atomically) then points at it. A
+crash, a full disk or a cancel during the write leaves the previous checkpoint
+as the latest valid one.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import platform
+import random
+import secrets
+import shutil
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from doctune.core.fsio import atomic_write_json, read_json
+from doctune.core.train.errors import TrainError
+
+RUN_SCHEMA_VERSION = 1
+CHECKPOINTS = "checkpoints"
+LATEST = "latest.json"
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+
+
+def library_versions() -> dict[str, str]:
+    import peft
+    import torch
+    import transformers
+
+    from doctune.core import __version__ as doctune_version
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__, "doctune": doctune_version}
+
+
+def read_summary(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        return read_json(run_dir / "summary.json")
+    except (OSError, ValueError):
+        return None
+
+
+def latest_complete_run(project) -> Path | None:
+    """The most recently finished run folder whose summary says "complete"."""
+    runs_dir = Path(project.runs_dir)
+    if not runs_dir.is_dir():
+        return None
+    finished = []
+    for run_dir in runs_dir.iterdir():
+        summary = read_summary(run_dir) if run_dir.is_dir() else None
+        if summary and summary.get("status") == "complete" and (run_dir / "adapter").is_dir():
+            finished.append((summary.get("finished_at", 0), run_dir.name, run_dir))
+    return max(finished)[2] if finished else None
+
+
+def ensure_writable(folder: Path) -> None:
+    """Fail early, in plain words, when the run folder cannot be written."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainError(f"Cannot write to the run folder {folder}: {exc.strerror or exc}.",
+                         "Check the folder's permissions and free disk space.") from None
+
+
+@contextmanager
+def disk_errors(what: str, folder: Path) -> Iterator[None]:
+    """Turn a failed write (disk full, permissions) into a ``TrainError`` naming the folder."""
+    try:
+        yield
+    except OSError as exc:
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        reason = "the disk is full" if full else (exc.strerror or str(exc))
+        raise TrainError(f"Could not write the {what} in {folder}: {reason}.",
+                         "Free some disk space (or fix the folder's permissions), then continue with "
+                         "doctune train --resume " + folder.name + "; the last good checkpoint is kept.") from None
+
+
+# ----- checkpoints --------------------------------------------------------------------
+
+def trainable_state(model) -> dict[str, Any]:
+    return {name: param.detach().cpu().contiguous() for name, param in model.named_parameters() if param.requires_grad}
+
+
+def rng_state() -> dict[str, Any]:
+    import torch
+
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    import torch
+
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, scaler=None, keep: int = 1) -> Path:
+    """Write a complete checkpoint for ``step``, then point ``latest.json`` at it."""
+    import torch
+    from safetensors.torch import save_file
+
+    root = run_dir / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / _step_dir_name(step)
+    tmp = root / f".tmp-{_step_dir_name(step)}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_state()},
+                   tmp / "state.pt")
+        atomic_write_json(tmp / "step.json", {"schema_version": RUN_SCHEMA_VERSION, "step": step})
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        atomic_write_json(root / LATEST, {"schema_version": RUN_SCHEMA_VERSION, "step": step,
+                                          "folder": final.name})
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _prune(root, keep_newest=keep, current=final)
+    return final
+
+
+def _prune(root: Path, keep_newest: int, current: Path) -> None:
+    steps = sorted(p for p in root.glob("step-*") if p.is_dir())
+    for old in steps[:-keep_newest]:
+        if old != current:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint ``latest.json`` names, else the newest complete one."""
+    root = run_dir / CHECKPOINTS
+    try:
+        pointer = read_json(root / LATEST)
+        folder = root / pointer["folder"]
+        if (folder / "step.json").is_file():
+            return folder
+    except (OSError, ValueError, KeyError):
+        pass
+    complete = sorted(p for p in root.glob("step-*") if (p / "step.json").is_file())
+    return complete[-1] if complete else None
+
+
+def load_checkpoint(folder: Path, model, optimizer, scheduler, scaler=None) -> int:
+    """Restore weights, optimizer, scheduler and RNG; return the step reached."""
+    import torch
+    from safetensors.torch import load_file
+
+    weights = load_file(str(folder / "trainable.safetensors"))
+    params = dict(model.named_parameters())
+    missing = [name for name in weights if name not in params]
+    if missing:
+        raise TrainError(f"The checkpoint {folder} does not fit this model (e.g. {missing[0]}).",
+                         "Resume with the same student and settings the run started with.")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value.to(params[name].device, params[name].dtype))
+    state = torch.load(folder / "state.pt", map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    restore_rng(state["rng"])
+    return int(read_json(folder / "step.json")["step"])
+
+
+def save_adapter(run_dir: Path, model, tokenizer) -> Path:
+    """The final adapter (peft safetensors) with the tokenizer files, renamed into place when complete."""
+    final = run_dir / "adapter"
+    tmp = run_dir / f".tmp-adapter-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    atomic_write_json(run_dir / "summary.json", {"schema_version": RUN_SCHEMA_VERSION, **summary})
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    try:
+        return read_json(run_dir / "config.json")
+    except FileNotFoundError:
+        raise TrainError(f"There is no run {run_dir.name} to resume (no {run_dir / 'config.json'}).",
+                         "List the runs in the project's runs/ folder; pass one of their names to --resume.") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise TrainError(f"The run configuration {run_dir / 'config.json'} cannot be read: {exc}.") from None

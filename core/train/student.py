@@ -1,0 +1,126 @@
+"""The student: a Hugging Face id or a local folder, resolved to a checked local folder.
+
+A hub id is downloaded into the standard Hugging Face cache (safetensors and
+tokenizer files only) with progress events, unless the project is offline (or
+``HF_HUB_OFFLINE`` is set): then only an already cached copy is used, and a
+missing one is a clear error. Every folder is checked before training starts:
+it must hold a config of a causal language model and safetensors weights.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from doctune.core.events import Events
+from doctune.core.train.errors import TrainError
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "*.tiktoken"]
+
+
+def looks_like_hub_id(name: str) -> bool:
+    return bool(HUB_ID.match(name)) and not name.startswith((".", "~"))
+
+
+def hub_offline(project_offline: bool) -> bool:
+    return project_offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def _progress_bar_class(events: Events):
+    """A tqdm class that reports a download as progress events (bytes, rate, ETA)."""
+    from tqdm.auto import tqdm
+
+    class EventTqdm(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = False
+            kwargs.setdefault("file", open(os.devnull, "w"))
+            super().__init__(*args, **kwargs)
+            self._last = 0.0
+
+        def update(self, n=1):
+            shown = super().update(n)
+            now = time.monotonic()
+            if now - self._last >= 0.5 or (self.total and self.n >= self.total):
+                self._last = now
+                rate = self.format_dict.get("rate")
+                eta = (self.total - self.n) / rate if rate and self.total else None
+                events.progress(self.n, self.total, message=self.desc or "downloading the student",
+                                unit="bytes" if self.unit == "B" else self.unit,
+                                rate=round(rate, 1) if rate else None,
+                                eta_s=round(eta, 1) if eta is not None else None)
+            return shown
+
+    return EventTqdm
+
+
+def _download(repo_id: str, revision: str, offline: bool, events: Events) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        if offline:
+            folder = snapshot_download(repo_id, revision=revision or None, allow_patterns=DOWNLOAD_PATTERNS,
+                                       local_files_only=True)
+        else:
+            events.log(f"Downloading {repo_id} into the Hugging Face cache")
+            folder = snapshot_download(repo_id, revision=revision or None, allow_patterns=DOWNLOAD_PATTERNS,
+                                       tqdm_class=_progress_bar_class(events))
+    except LocalEntryNotFoundError:
+        if offline:
+            raise TrainError(
+                f"The student '{repo_id}' is not in the Hugging Face cache, and downloads are off (offline mode).",
+                "Turn off [privacy] offline (and unset HF_HUB_OFFLINE) to download it, "
+                "or set [student] model to a local folder.",
+            ) from None
+        raise TrainError(f"Could not download the student '{repo_id}': no connection to the Hugging Face hub.",
+                         "Check the network, or set [student] model to a local folder.") from None
+    except RepositoryNotFoundError:
+        raise TrainError(f"The student '{repo_id}' does not exist on the Hugging Face hub (or needs a login).",
+                         "Check the id's spelling, or run 'hf auth login' for a gated model.") from None
+    except HfHubHTTPError as exc:
+        raise TrainError(f"Downloading the student '{repo_id}' failed: {exc}", "Try again later.") from None
+    return Path(folder)
+
+
+def check_student_folder(folder: Path, trust_remote_code: bool = False) -> None:
+    """Raise ``TrainError`` unless ``folder`` holds a causal LM with safetensors weights."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if not (folder / "config.json").is_file():
+        raise TrainError(f"{folder} is not a model folder (it has no config.json).",
+                         "Point [student] model at a Hugging Face model folder or a hub id.")
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except ValueError as exc:
+        hint = ("This model ships its own code; set [student] trust_remote_code = true only if you trust it."
+                if "trust_remote_code" in str(exc) else "Use a supported model family (Llama, Qwen2, Qwen3, Mistral…).")
+        raise TrainError(f"{folder}: the model config cannot be read ({exc}).", hint) from None
+    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not trust_remote_code:
+        raise TrainError(f"{folder} holds a '{config.model_type}' model, which is not a causal language model.",
+                         "Choose a text-generation model (Llama, Qwen2, Qwen3, Mistral, SmolLM2…).")
+    if not any(folder.glob("*.safetensors")):
+        raise TrainError(f"{folder} has no .safetensors weights (only safetensors are loaded, for safety).",
+                         "Use a model published in safetensors format, or convert it first.")
+
+
+def resolve_student(name: str, *, revision: str = "", offline: bool = False, trust_remote_code: bool = False,
+                    events: Events | None = None) -> Path:
+    """A local folder for the student named by ``name`` (folder path or hub id)."""
+    events = events or Events()
+    if not name.strip():
+        raise TrainError("No student model is set.",
+                         "Set [student] model in doctune.toml (a Hugging Face id or a folder), or pass --student.")
+    local = Path(name).expanduser()
+    if local.exists():
+        folder = local.resolve()
+    elif looks_like_hub_id(name):
+        folder = _download(name, revision, hub_offline(offline), events)
+    else:
+        raise TrainError(f"The student folder {local} does not exist.",
+                         "Check the path in [student] model (or --student), or give a Hugging Face id such as "
+                         "HuggingFaceTB/SmolLM2-135M-Instruct.")
+    check_student_folder(folder, trust_remote_code)
+    return folder
