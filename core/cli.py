@@ -33,6 +33,8 @@ COMMAND_MODULES = [
     "doctune.core.commands.gui",
     "doctune.core.commands.rag",
     "doctune.core.commands.export",
+    "doctune.core.commands.synth",
+    "doctune.core.commands.teacher",
 ]
 
 

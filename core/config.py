@@ -47,6 +47,13 @@ class TeacherSettings(Section):
     concurrency: int = Field(4, ge=1, le=256, description="Endpoint teacher: requests in flight at once.")
     timeout_s: float = Field(120.0, gt=0, description="Endpoint teacher: seconds before a request times out.")
     max_retries: int = Field(5, ge=0, le=50, description="Endpoint teacher: retries of a failed request.")
+    retry_base_s: float = Field(1.0, gt=0, description="Endpoint teacher: first retry delay; doubles each retry (with jitter).")
+    retry_max_s: float = Field(60.0, gt=0, description="Endpoint teacher: longest delay between retries.")
+    structured_output: Literal["auto", "json_schema", "llama_cpp", "json_object", "off"] = Field(
+        "auto",
+        description="Endpoint teacher: how a JSON schema is sent (auto: try OpenAI json_schema, then the "
+        "llama.cpp server form, else plain text with JSON extraction).",
+    )
     temperature: float = Field(0.7, ge=0, le=2, description="Sampling temperature.")
     max_tokens: int = Field(1024, ge=16, description="Hard limit of generated tokens per call.")
     price_in_per_mtok: float = Field(0.0, ge=0, description="Price per million input tokens (for estimates).")
@@ -62,6 +69,24 @@ class SynthSettings(Section):
     seed: int = Field(0, description="Seed for reproducible sampling.")
     eval_mc_per_chunk: int = Field(1, ge=0, description="Held-out multiple-choice questions per chunk.")
     eval_open_per_chunk: int = Field(1, ge=0, description="Held-out open questions per chunk.")
+    max_question_chars: int = Field(300, ge=20, le=2000, description="Longest question a teacher may write.")
+    max_answer_chars: int = Field(600, ge=20, le=4000, description="Longest answer or explanation a teacher may write.")
+    max_document_chars: int = Field(
+        1500, ge=100, le=8000,
+        description="Longest synthetic document (llama.cpp grammars grow with it; keep it under ~2000).",
+    )
+    min_document_chars: int = Field(100, ge=1, description="Shorter synthetic documents are dropped.")
+    grounding: Literal["terms", "judge", "off"] = Field(
+        "terms", description="Grounding check: key terms of the answer must occur in the source, or ask the teacher."
+    )
+    grounding_min: float = Field(0.5, ge=0, le=1, description="Share of an answer's key terms that must be in its source.")
+    near_duplicate: float = Field(0.7, gt=0, le=1, description="Word-trigram Jaccard similarity above which an item is a near-duplicate.")
+    leakage_threshold: float = Field(
+        0.6, gt=0, le=1, description="Word similarity above which an eval question counts as seen in training."
+    )
+    entigraph_window_tokens: int = Field(2048, ge=128, description="EntiGraph: longest span of a document read at once.")
+    entigraph_max_entities: int = Field(12, ge=2, le=50, description="EntiGraph: entities kept per window.")
+    entigraph_triples: bool = Field(True, description="EntiGraph: also write about triples of entities.")
 
 
 class StudentSettings(Section):

@@ -1,0 +1,71 @@
+"""``doctune synth``: training items from the chunks (``--eval``: held-out questions); ``synth export``."""
+from __future__ import annotations
+
+from doctune.core.cli import CommandContext, UsageError, add_command
+
+RECIPE_NAMES = ("qa", "focal", "rephrase", "entigraph")
+
+
+def register(sub) -> None:
+    parser = add_command(sub, "synth", cmd_synth,
+                         "Generate training data from the documents with the teacher (or export it).")
+    parser.add_argument("action", nargs="?", choices=["run", "export"], default="run",
+                        help="run (default): generate; export: write the items for other trainers")
+    parser.add_argument("--recipes", metavar="NAMES",
+                        help=f"comma-separated recipes ({', '.join(RECIPE_NAMES)}); default: the project's")
+    parser.add_argument("--eval", action="store_true",
+                        help="write held-out evaluation questions to eval/ (never trained on)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="only show the planned calls, tokens, time and cost")
+    parser.add_argument("--format", choices=["openai", "sharegpt"], default="openai", help="export: file format")
+    parser.add_argument("-o", "--output", metavar="FILE", help="export: where to write (default: synth/export-FORMAT.jsonl)")
+
+
+def cmd_synth(ctx: CommandContext) -> int:
+    if ctx.args.action == "export":
+        return _export(ctx)
+    from pydantic import ValidationError
+
+    from doctune.core.synth import SynthParams, run
+
+    project = ctx.project()
+    recipes = [name.strip() for name in ctx.args.recipes.split(",") if name.strip()] if ctx.args.recipes else None
+    try:
+        params = SynthParams(project_dir=project.root, recipes=recipes, eval=ctx.args.eval, dry_run=ctx.args.dry_run)
+    except ValidationError as exc:
+        raise UsageError("; ".join(error["msg"] for error in exc.errors())) from None
+    result = run(params, events=ctx.events.child("synth"), cancel=ctx.cancel)
+    if params.dry_run:
+        _print_estimate(ctx, result)
+        return 0
+    if not ctx.jsonl:
+        reasons = ", ".join(f"{name}: {count}" for name, count in {**result.filtered_by_reason,
+                                                                   **result.failed_by_reason}.items())
+        ctx.print(f"{result.generated} new, {result.already_done} already there, {result.filtered} filtered, "
+                  f"{result.failed} failed" + (f" ({reasons})" if reasons else "") + ".")
+        if result.failed:
+            ctx.print("Failed items are listed in failures.jsonl; re-run to retry them.")
+    return 2 if result.failed else 0
+
+
+def _print_estimate(ctx: CommandContext, result) -> None:
+    if ctx.jsonl:
+        return
+    e = result.estimate
+    ctx.print(f"{result.planned} item(s) planned, {result.already_done} already done, {e['items']} to generate.")
+    ctx.print(f"Teacher calls: {e['calls']}; tokens: ~{e['prompt_tokens']} in, ~{e['completion_tokens']} out "
+              f"(at most {e['completion_tokens_max']}).")
+    if e["seconds"] is not None:
+        ctx.print(f"Time: about {e['seconds'] / 60:.1f} min at the teacher's measured speed.")
+    else:
+        ctx.print("Time: unknown until the teacher's speed is measured (doctune teacher test).")
+    if e["priced"]:
+        ctx.print(f"Cost: about {e['cost']:.2f} at the configured prices.")
+
+
+def _export(ctx: CommandContext) -> int:
+    from doctune.core.synth import export_items
+
+    path, count = export_items(ctx.project(), ctx.args.format, ctx.args.output)
+    ctx.events.done(f"Exported {count} item(s) to {path}", path=str(path), items=count, format=ctx.args.format)
+    return 0

@@ -1,0 +1,499 @@
+"""``synth.run``: plan tasks from the chunks, ask the teacher, filter, append to ``synth/`` (or ``eval/``).
+
+Crash safety and resuming: every finished task leaves exactly one record,
+appended (flushed, fsynced) by the single writer thread: an item in
+``synth/items.jsonl`` (``eval/questions.jsonl``), or an outcome in
+``synth/failures.jsonl`` (``eval/failures.jsonl``) that says ``failed`` or
+``filtered`` and why. A re-run skips tasks with an item or a ``filtered``
+outcome and retries the ``failed`` ones; a SIGKILL loses only the tasks in
+flight, and the torn last line it may leave is cut off on the next run.
+
+Counting: ``planned = already_done + generated + failed + filtered + deferred``
+(deferred: not started because the token budget ran out).
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from doctune.core.errors import UserError
+from doctune.core.events import Cancelled, CancelToken, Events
+from doctune.core.fsio import JsonlAppender, atomic_write_json, read_json, read_jsonl
+from doctune.core.items import (
+    EvalQuestion, TrainingItem, failures_path, items_path, questions_path,
+)
+from doctune.core.synth import filters, schemas
+from doctune.core.synth.prompts import load_prompt
+from doctune.core.synth.recipes import (
+    CALLS_PER_TASK, EVAL_RECIPES, LETTERS, RUNNERS, TRAIN_RECIPES, Draft, EntityCache, GenerationContext,
+    InvalidOutput, Task, Usage, letter_index, plan_eval_tasks, plan_tasks,
+)
+from doctune.core.teachers.base import Teacher, TeacherCallError, estimate_tokens
+
+OUTCOME_VERSION = 1
+SPEED_FILE = "teacher-speed.json"
+EVAL_FAILURES_FILE = "failures.jsonl"
+EXPECTED_OUTPUT_SHARE = 0.6  # replies use about this share of the longest reply their schema allows
+
+
+class SynthInputError(UserError):
+    """Synthesis cannot start: no chunks, an unknown recipe, settings that do not fit."""
+
+
+class SynthParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    project_dir: Path = Field(description="The project folder.")
+    recipes: list[str] | None = Field(None, description="Recipes to run (default: the project's [synth] recipes).")
+    eval: bool = Field(False, description="Write held-out evaluation questions to eval/ instead of training items.")
+    dry_run: bool = Field(False, description="Only plan and estimate: calls, tokens, time and cost.")
+
+    @field_validator("recipes")
+    @classmethod
+    def _known_recipes(cls, names: list[str] | None) -> list[str] | None:
+        if names is not None:
+            unknown = [name for name in names if name not in TRAIN_RECIPES]
+            if unknown:
+                raise ValueError(f"unknown recipe(s) {', '.join(unknown)}; choose from {', '.join(TRAIN_RECIPES)}")
+            if not names:
+                raise ValueError("name at least one recipe")
+        return names
+
+
+@dataclass
+class SynthResult:
+    mode: str
+    planned: int = 0
+    already_done: int = 0
+    generated: int = 0
+    failed: int = 0
+    filtered: int = 0
+    deferred: int = 0
+    filtered_by_reason: dict[str, int] = field(default_factory=dict)
+    failed_by_reason: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+    items_per_s: float = 0.0
+    teacher: str = ""
+    estimate: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Outcome:
+    task: Task
+    usage: Usage
+    draft: Draft | None = None
+    failure: str | None = None  # the teacher failed for good
+    invalid: str | None = None  # the reply could not make an item
+
+
+# ----- the project's files -----------------------------------------------------------------------
+
+class Outputs:
+    """Where one mode writes, what is already there, and the indexes the filters need."""
+
+    def __init__(self, project, mode: str) -> None:
+        self.mode = mode
+        if mode == "eval":
+            self.items_file = questions_path(project)
+            self.outcomes_file = Path(project.eval_dir) / EVAL_FAILURES_FILE
+        else:
+            self.items_file = items_path(project)
+            self.outcomes_file = failures_path(project)
+        self.existing = list(read_jsonl(self.items_file))
+        self.done_ids = {str(r.get("id")) for r in self.existing}
+        self.done_ids |= {str(r.get("id")) for r in read_jsonl(self.outcomes_file) if r.get("outcome") == "filtered"}
+        self._items: JsonlAppender | None = None
+        self._outcomes: JsonlAppender | None = None
+
+    def append_item(self, record: dict[str, Any]) -> None:
+        if self._items is None:
+            self._items = JsonlAppender(self.items_file)
+        self._items.append(record)
+
+    def append_outcome(self, record: dict[str, Any]) -> None:
+        if self._outcomes is None:
+            self._outcomes = JsonlAppender(self.outcomes_file)
+        self._outcomes.append(record)
+
+    def close(self) -> None:
+        for appender in (self._items, self._outcomes):
+            if appender is not None:
+                appender.close()
+
+
+def _question_of(record: dict[str, Any]) -> str:
+    if "question" in record:
+        return str(record["question"])
+    for message in record.get("messages") or []:
+        if message.get("role") == "user":
+            return str(message.get("content", ""))
+    return ""
+
+
+def _dedupe_key(record: dict[str, Any]) -> tuple[str, str]:
+    """(near-duplicate group, text) of an item or question record."""
+    kind = record.get("kind", "")
+    text = record.get("text", "") if kind == "document" else _question_of(record)
+    return f"{record.get('chunk_id', '')}:{kind}", text
+
+
+def _leakage_index(project, mode: str, threshold: float) -> filters.LeakageIndex:
+    """The other side's questions: training QA questions for eval, eval questions for training."""
+    if mode == "eval":
+        questions = [_question_of(r) for r in read_jsonl(items_path(project)) if r.get("kind") == "qa"]
+    else:
+        questions = [str(r.get("question", "")) for r in read_jsonl(questions_path(project))]
+    return filters.LeakageIndex([q for q in questions if q], threshold)
+
+
+# ----- turning drafts into records ---------------------------------------------------------------
+
+class Finisher:
+    """Builds the record of a draft and applies the filters; returns (record, None) or (None, reason)."""
+
+    def __init__(self, settings, teacher_name: str, duplicates: filters.DuplicateIndex,
+                 leakage: filters.LeakageIndex) -> None:
+        self.settings = settings
+        self.teacher_name = teacher_name
+        self.duplicates = duplicates
+        self.leakage = leakage
+
+    def finish(self, draft: Draft) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            record, answer = self._record(draft)
+        except (ValidationError, InvalidOutput) as exc:
+            return None, f"schema: {str(exc).splitlines()[0][:200]}"
+        reason = self._problem(draft, record, answer)
+        if reason:
+            return None, reason
+        group, text = _dedupe_key(record)
+        reason = self.duplicates.check_and_add(group, text)
+        return (None, reason) if reason else (record, None)
+
+    def _meta(self, draft: Draft) -> dict[str, Any]:
+        usage = draft.usage
+        return {"task_index": draft.task.index, "seed": draft.task.seed, "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens, "seconds": round(usage.seconds, 3),
+                "calls": usage.calls, "attempts": usage.attempts, **draft.meta}
+
+    def _record(self, draft: Draft) -> tuple[dict[str, Any], str]:
+        task, f = draft.task, draft.fields
+        common = {"id": task.id, "chunk_id": task.source.chunk_ids[0], "doc_id": task.source.doc_id}
+        if draft.kind in ("mc", "open"):
+            return self._question_record(draft, common)
+        if draft.kind == "qa":
+            answer = f"{f['answer'].strip()} {f['explanation'].strip()}".strip()
+            item = TrainingItem(**common, kind="qa", recipe=task.recipe, teacher=self.teacher_name,
+                                prompt_hash=draft.prompt_hash, meta=self._meta(draft),
+                                messages=[{"role": "user", "content": f["question"]},
+                                          {"role": "assistant", "content": answer}])
+            return item.to_record(), f["answer"]
+        item = TrainingItem(**common, kind="document", recipe=task.recipe, teacher=self.teacher_name,
+                            prompt_hash=draft.prompt_hash, meta=self._meta(draft), text=f["text"],
+                            title=task.source.title)
+        return item.to_record(), f["text"]
+
+    def _question_record(self, draft: Draft, common: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        task, f = draft.task, draft.fields
+        meta = {**self._meta(draft), "recipe": task.recipe, "teacher": self.teacher_name,
+                "prompt_hash": draft.prompt_hash}
+        if draft.kind == "mc":
+            options = [option.strip() for option in f["options"]]
+            if len({filters.normalized(option) for option in options}) < 4:
+                raise InvalidOutput("the four options are not all different")
+            reference = options[letter_index(f["answer"])]
+            question = EvalQuestion(**common, kind="mc", question=f["question"], options=options, answer=f["answer"],
+                                    reference=reference, source_text=task.source.text, meta=meta)
+        else:
+            reference = f["answer"].strip()
+            question = EvalQuestion(**common, kind="open", question=f["question"], answer=reference,
+                                    reference=reference, source_text=task.source.text, meta=meta)
+        return question.to_record(), reference
+
+    def _problem(self, draft: Draft, record: dict[str, Any], answer: str) -> str | None:
+        s = self.settings
+        if draft.kind == "document":
+            reason = filters.length_problem(answer, s.min_document_chars, s.max_document_chars, "text")
+        else:
+            reason = filters.length_problem(_question_of(record), 10, s.max_question_chars, "question")
+        if reason:
+            return reason
+        if draft.kind == "document" or s.grounding == "terms":
+            minimum = s.grounding_min / 2 if draft.kind == "document" else s.grounding_min
+            if s.grounding != "off" and filters.grounding_share(answer, draft.task.source.text) < minimum:
+                return "not grounded: key terms missing from the source"
+        elif s.grounding == "judge" and draft.meta.get("judge_supported") is False:
+            return "not grounded: the judge found it unsupported"
+        if draft.kind in ("qa", "mc", "open") and self.leakage.leaks(_question_of(record)):
+            return "leakage: too close to an evaluation question" if draft.kind == "qa" else \
+                "leakage: too close to a training question"
+        return None
+
+
+# ----- running tasks ------------------------------------------------------------------------------
+
+def _judge(draft: Draft, ctx: GenerationContext, usage: Usage) -> None:
+    """Ask the teacher whether a QA answer (or reference answer) is supported by its passage."""
+    f = draft.fields
+    answer = f.get("answer", "")
+    if draft.kind == "mc":
+        answer = f["options"][letter_index(f["answer"])]
+    prompt = load_prompt("grounding_judge")
+    data = ctx.ask(prompt.messages(passage=draft.task.source.text, question=f.get("question", ""), answer=answer),
+                   schemas.judge_schema(), draft.task, usage, salt="judge")
+    draft.meta["judge_supported"] = bool(data["supported"])
+    draft.meta["judge_reason"] = data.get("reason", "")
+
+
+def execute(task: Task, ctx: GenerationContext) -> Outcome:
+    usage = Usage()
+    try:
+        draft = RUNNERS[task.recipe](task, ctx, usage)
+        if ctx.settings.grounding == "judge" and draft.kind != "document":
+            _judge(draft, ctx, usage)
+    except TeacherCallError as exc:
+        return Outcome(task, usage, failure=str(exc))
+    except InvalidOutput as exc:
+        return Outcome(task, usage, invalid=str(exc))
+    return Outcome(task, usage, draft=draft)
+
+
+def _category(reason: str) -> str:
+    return reason.split(":", 1)[0].strip()
+
+
+class Run:
+    """One synthesis pass: submits tasks to a thread pool, writes outcomes from this thread."""
+
+    def __init__(self, project, mode: str, teacher: Teacher, outputs: Outputs, events: Events,
+                 cancel: CancelToken) -> None:
+        settings = project.config.synth
+        self.settings = settings
+        self.teacher = teacher
+        self.outputs = outputs
+        self.events = events
+        self.cancel = cancel
+        self.result = SynthResult(mode=mode, teacher=teacher.name)
+        duplicates = filters.DuplicateIndex(settings.near_duplicate)
+        for record in outputs.existing:
+            duplicates.check_and_add(*_dedupe_key(record))
+        self.finisher = Finisher(settings, teacher.name, duplicates,
+                                 _leakage_index(project, mode, settings.leakage_threshold))
+        self.entities = EntityCache(Path(project.synth_dir) / "entities.jsonl")
+        self.ctx = GenerationContext(teacher, settings, self.entities)
+        self.teacher_seconds = 0.0
+
+    def _budget_spent(self) -> bool:
+        budget = self.settings.token_budget
+        return bool(budget) and self.result.completion_tokens >= budget
+
+    def execute_all(self, pending: list[Task]) -> None:
+        tracker = self.events.tracker(len(pending), unit="items")
+        workers = max(1, self.teacher.concurrency)
+        queue: Iterator[Task] = iter(pending)
+        in_flight: dict[Future, Task] = {}
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="synth") as pool:
+            def top_up() -> None:
+                while len(in_flight) < workers * 2 and not self.cancel.cancelled and not self._budget_spent():
+                    task = next(queue, None)
+                    if task is None:
+                        return
+                    in_flight[pool.submit(execute, task, self.ctx)] = task
+
+            top_up()
+            while in_flight:
+                finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    del in_flight[future]
+                    self._record(future.result())
+                    tracker.advance(message=self._progress_message(), tokens_in=self.result.prompt_tokens,
+                                    tokens_out=self.result.completion_tokens, failed=self.result.failed,
+                                    filtered=self.result.filtered)
+                top_up()
+        self.result.seconds = time.monotonic() - started
+        done = self.result.generated + self.result.failed + self.result.filtered
+        self.result.deferred = len(pending) - done
+        self.result.items_per_s = round(self.result.generated / self.result.seconds, 3) if self.result.seconds else 0.0
+        if self.cancel.cancelled:
+            raise Cancelled()
+        if self.result.deferred:
+            self.events.warning(f"Token budget of {self.settings.token_budget} reached: {self.result.deferred} "
+                                "item(s) not started. Raise synth.token_budget and re-run to continue.")
+
+    def _progress_message(self) -> str:
+        r = self.result
+        return f"{r.generated} written, {r.filtered} filtered, {r.failed} failed"
+
+    def _record(self, outcome: Outcome) -> None:
+        r, task = self.result, outcome.task
+        r.prompt_tokens += outcome.usage.prompt_tokens
+        r.completion_tokens += outcome.usage.completion_tokens
+        self.teacher_seconds += outcome.usage.seconds
+        if outcome.failure:
+            self._outcome(task, "failed", outcome.failure)
+            return
+        record, reason = (None, outcome.invalid) if outcome.invalid else self.finisher.finish(outcome.draft)
+        if record is None:
+            self._outcome(task, "filtered", reason or "unknown")
+            return
+        self.outputs.append_item(record)
+        r.generated += 1
+
+    def _outcome(self, task: Task, outcome: str, reason: str) -> None:
+        category = _category(reason)
+        counts = self.result.failed_by_reason if outcome == "failed" else self.result.filtered_by_reason
+        counts[category] = counts.get(category, 0) + 1
+        if outcome == "failed":
+            self.result.failed += 1
+        else:
+            self.result.filtered += 1
+        self.outputs.append_outcome({
+            "schema_version": OUTCOME_VERSION, "id": task.id, "outcome": outcome, "reason": category,
+            "detail": reason[:500], "recipe": task.recipe, "chunk_id": task.source.chunk_ids[0],
+            "doc_id": task.source.doc_id, "teacher": self.teacher.name, "time": time.time(),
+        })
+
+    def close(self) -> None:
+        self.entities.close()
+        self.outputs.close()
+
+
+# ----- estimates and measured speed ---------------------------------------------------------------
+
+def speed_path(project) -> Path:
+    return Path(project.cache_dir) / SPEED_FILE
+
+
+def save_speed(project, teacher_name: str, completion_tokens: int, seconds: float, calls: int) -> None:
+    if completion_tokens <= 0 or seconds <= 0 or calls <= 0:
+        return
+    atomic_write_json(speed_path(project), {
+        "schema_version": 1, "teacher": teacher_name, "tokens_per_s": completion_tokens / seconds,
+        "seconds_per_call": seconds / calls, "measured_at": time.time(),
+    })
+
+
+def load_speed(project) -> dict[str, Any] | None:
+    try:
+        return read_json(speed_path(project))
+    except (OSError, ValueError):
+        return None
+
+
+def _task_schemas(task: Task, settings) -> list[dict[str, Any]]:
+    by_recipe = {
+        "qa": [schemas.qa_schema(settings)],
+        "focal": [schemas.question_schema(settings), schemas.document_schema(settings)],
+        "rephrase": [schemas.document_schema(settings)],
+        "entigraph": [schemas.document_schema(settings)],
+        "eval_mc": [schemas.mc_schema(settings)],
+        "eval_open": [schemas.open_schema(settings)],
+    }
+    return by_recipe[task.recipe]
+
+
+def estimate(project, pending: list[Task]) -> dict[str, Any]:
+    """Planned calls, tokens, time (from the teacher's last measured speed) and cost of ``pending``."""
+    settings, teacher = project.config.synth, project.config.teacher
+    calls = prompt_tokens = output_max = 0
+    windows = set()
+    for task in pending:
+        calls += CALLS_PER_TASK[task.recipe]
+        prompt_tokens += CALLS_PER_TASK[task.recipe] * (estimate_tokens(task.source.text) + 250)
+        output_max += sum(schemas.output_tokens(schema) for schema in _task_schemas(task, settings))
+        if task.recipe == "entigraph" and task.source.id not in windows:
+            windows.add(task.source.id)
+            calls += 1
+            prompt_tokens += estimate_tokens(task.source.text) + 200
+            output_max += schemas.output_tokens(schemas.entities_schema(settings))
+    output_expected = int(output_max * EXPECTED_OUTPUT_SHARE)
+    speed = load_speed(project)
+    concurrency = teacher.concurrency if teacher.kind == "openai" else 1
+    seconds = None
+    if speed and speed.get("seconds_per_call") and speed.get("tokens_per_s"):
+        per_call = max(speed["seconds_per_call"], output_expected / max(calls, 1) / speed["tokens_per_s"])
+        seconds = round(per_call * calls / concurrency, 1)
+    cost = (prompt_tokens * teacher.price_in_per_mtok + output_expected * teacher.price_out_per_mtok) / 1e6
+    return {"items": len(pending), "calls": calls, "prompt_tokens": prompt_tokens,
+            "completion_tokens": output_expected, "completion_tokens_max": output_max,
+            "seconds": seconds, "speed_known": speed is not None, "cost": round(cost, 4),
+            "priced": bool(teacher.price_in_per_mtok or teacher.price_out_per_mtok)}
+
+
+# ----- the step ----------------------------------------------------------------------------------
+
+def _recipes(project, params: SynthParams) -> dict[str, float]:
+    configured = project.config.synth.recipes
+    unknown = [name for name in configured if name not in TRAIN_RECIPES]
+    if unknown:
+        raise SynthInputError(f"doctune.toml names unknown recipe(s) in synth.recipes: {', '.join(unknown)}.",
+                              f"Use some of: {', '.join(TRAIN_RECIPES)}.")
+    if params.recipes is None:
+        return dict(configured)
+    return {name: configured.get(name, 1.0) or 1.0 for name in params.recipes}
+
+
+def plan(project, params: SynthParams) -> list[Task]:
+    from doctune.core.store import list_chunks
+
+    chunks = list_chunks(project)
+    if not chunks:
+        raise SynthInputError(f"The project {project.root} has no document chunks yet.",
+                              f"Add documents first: doctune add FILES -p {project.root}")
+    if params.eval:
+        return plan_eval_tasks(chunks, project.config.synth)
+    return plan_tasks(chunks, _recipes(project, params), project.config.synth)
+
+
+def run(params: SynthParams, *, events: Events, cancel: CancelToken,
+        teacher: Teacher | None = None, open_teacher: Callable[[Any], Teacher] | None = None) -> SynthResult:
+    """Generate training items (or, with ``params.eval``, held-out questions) for the project."""
+    from doctune.core.project import Project
+
+    project = Project.open(params.project_dir)
+    mode = "eval" if params.eval else "train"
+    tasks = plan(project, params)
+    outputs = Outputs(project, mode)
+    pending = [task for task in tasks if task.id not in outputs.done_ids]
+    already = len(tasks) - len(pending)
+    if params.dry_run:
+        result = SynthResult(mode=mode, planned=len(tasks), already_done=already, estimate=estimate(project, pending))
+        events.done("Dry run: nothing was generated.", **result.as_dict())
+        return result
+    owned = teacher is None
+    if owned:
+        if open_teacher is None:
+            from doctune.core.teachers import open_teacher
+        teacher = open_teacher(project)
+    events.log(f"{len(tasks)} item(s) planned, {already} already done, {len(pending)} to generate with {teacher.name}.")
+    job = Run(project, mode, teacher, outputs, events, cancel)
+    try:
+        job.execute_all(pending)
+    finally:
+        job.close()
+        r = job.result
+        save_speed(project, teacher.name, r.completion_tokens, job.teacher_seconds,
+                   r.generated + r.failed + r.filtered)
+        if owned:
+            teacher.close()
+    result = job.result
+    result.planned, result.already_done = len(tasks), already
+    events.metric(items_per_s=result.items_per_s, generated=result.generated, failed=result.failed,
+                  filtered=result.filtered, prompt_tokens=result.prompt_tokens,
+                  completion_tokens=result.completion_tokens)
+    target = "eval/questions.jsonl" if params.eval else "synth/items.jsonl"
+    events.done(f"{result.generated} written to {target}, {result.filtered} filtered, {result.failed} failed.",
+                **result.as_dict())
+    return result

@@ -1,0 +1,34 @@
+"""Teachers: the models that write synthetic training data and judge answers.
+
+``open_teacher(project)`` builds the teacher the project's ``[teacher]``
+settings describe, after the privacy checks: a remote endpoint needs
+``privacy.allow_remote_teacher`` and is always refused when
+``privacy.offline`` is set.
+"""
+from __future__ import annotations
+
+from doctune.core.teachers.base import Teacher, TeacherCallError, TeacherError, TeacherReply, extract_json
+
+
+def open_teacher(project, *, n_threads: int | None = None) -> Teacher:
+    settings = project.config.teacher
+    privacy = project.config.privacy
+    if settings.kind == "local":
+        from doctune.core.teachers.local import LocalTeacher, resolve_model_file
+
+        return LocalTeacher(resolve_model_file(settings, privacy.offline), n_ctx=settings.n_ctx,
+                            n_gpu_layers=settings.n_gpu_layers, temperature=settings.temperature,
+                            max_tokens=settings.max_tokens, n_threads=n_threads)
+    from doctune.core.teachers.api import ApiTeacher, check_endpoint_allowed
+    from doctune.core.teachers.keys import read_api_key
+
+    check_endpoint_allowed(settings.base_url, privacy)
+    return ApiTeacher(
+        settings.base_url, settings.model, api_key=read_api_key(settings.base_url, settings.api_key_env),
+        concurrency=settings.concurrency, timeout_s=settings.timeout_s, max_retries=settings.max_retries,
+        retry_base_s=settings.retry_base_s, retry_max_s=settings.retry_max_s, temperature=settings.temperature,
+        max_tokens=settings.max_tokens, structured_output=settings.structured_output,
+    )
+
+
+__all__ = ["open_teacher", "Teacher", "TeacherReply", "TeacherError", "TeacherCallError", "extract_json"]
