@@ -349,7 +349,7 @@ def _forward_backward(trained, batch, placement: Placement, scaler):
     import torch
 
     with torch.autocast(placement.kind, dtype=placement.torch_dtype, enabled=placement.autocast):
-        loss = trained(**batch).loss
+        loss = trained(**batch, use_cache=False).loss  # a cache would disable the per-item packed mask
     (scaler.scale(loss) if scaler else loss).backward()
     return float(loss.detach())
 
