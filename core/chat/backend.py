@@ -8,7 +8,6 @@ skip ``max_tokens`` after an incomplete UTF-8 sequence, see FIELD-NOTES).
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -75,7 +74,7 @@ class LlamaBackend:
         try:
             self.llm = Llama(
                 model_path=str(self.path), n_ctx=min(n_ctx, trained) if trained else n_ctx, n_gpu_layers=n_gpu_layers,
-                seed=seed, n_threads=max(1, min(os.cpu_count() or 1, 8)), verbose=False,
+                seed=seed, verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise _unloadable(self.path, exc) from None

@@ -113,6 +113,9 @@ def load_embedder(spec: str, *, offline: bool = False) -> Embedder:
 @lru_cache(maxsize=4)
 def _load(ref: EmbedderRef, offline: bool) -> Embedder:
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # the event stream reports progress, not stray bars on stderr
 
     try:
         model = SentenceTransformer(ref.target, local_files_only=offline or ref.local)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from datetime import timedelta
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,20 @@ def table_schema(dim: int):
     ])
 
 
-def open_table(db):
-    """The search table, or None when the project was never indexed."""
-    return db.open_table(TABLE) if TABLE in db.table_names() else None
+def open_table(db, name: str = TABLE):
+    """The table, or None when it was never created (the project was never indexed)."""
+    try:
+        return db.open_table(name)
+    except ValueError:  # lancedb: "Table '…' was not found"
+        return None
+
+
+def connect_fresh(project):
+    """A connection whose tables always read the latest data (other handles and processes write too)."""
+    import lancedb
+
+    project.lancedb_dir.mkdir(parents=True, exist_ok=True)
+    return lancedb.connect(str(project.lancedb_dir), read_consistency_interval=timedelta(0))
 
 
 def stored_identity(table) -> str | None:

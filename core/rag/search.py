@@ -49,17 +49,17 @@ class Retriever:
 
     def __init__(self, project: "Project", *, embedder: str | None = None, reranker: str | None = None) -> None:
         from doctune.core.rag.embedder import load_embedder, load_reranker, resolve
-        from doctune.core.rag.index import open_table, stored_identity
-        from doctune.core.store import Store
+        from doctune.core.rag.index import connect_fresh, open_table, stored_identity
+        from doctune.core.store import DOCUMENTS
 
         self.project = project
         self.settings = project.config.rag
         offline = project.config.privacy.offline
-        store = Store(project)
-        self.store = store
-        self.table = open_table(store.db)
+        db = connect_fresh(project)
+        self.documents = open_table(db, DOCUMENTS)
+        self.table = open_table(db)
         if self.table is None or self.table.count_rows() == 0:
-            raise self._missing(store)
+            raise self._missing()
         spec = embedder or self.settings.embedder
         stored = stored_identity(self.table)
         if stored != resolve(spec).identity:
@@ -72,9 +72,16 @@ class Retriever:
         reranker = self.settings.reranker if reranker is None else reranker
         self.reranker = load_reranker(reranker, offline=offline) if reranker else None
 
-    def _missing(self, store) -> IndexMissing:
+    def live_document_ids(self) -> set[str]:
+        """Documents stored as ok right now (read fresh: a removal shows at once)."""
+        if self.documents is None:
+            return set()
+        rows = self.documents.search().where("status = 'ok'").select(["id"]).limit(None).to_arrow()
+        return set(rows.column("id").to_pylist())
+
+    def _missing(self) -> IndexMissing:
         root = self.project.root
-        if not store.ok_document_ids():
+        if not self.live_document_ids():
             return IndexMissing(
                 f"The project {root} has no documents to search.",
                 hint=f"Add documents with: doctune add FILES... -p {root}, then build the index with: doctune index -p {root}",
@@ -104,7 +111,7 @@ class Retriever:
         if not query.strip():
             return []
         pool = max(self.settings.candidates, k * RERANK_POOL if self.reranker else k)
-        live = set(self.store.ok_document_ids())
+        live = self.live_document_ids()
         vector = self.vector_rows(query, pool) if mode in ("hybrid", "vector") else []
         text = self.text_rows(query, pool) if mode in ("hybrid", "text") else []
         rows = {row["chunk_id"]: row for row in [*text, *vector] if row["doc_id"] in live}
