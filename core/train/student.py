@@ -98,7 +98,9 @@ def check_student_folder(folder: Path, trust_remote_code: bool = False) -> None:
         hint = ("This model ships its own code; set [student] trust_remote_code = true only if you trust it."
                 if "trust_remote_code" in str(exc) else "Use a supported model family (Llama, Qwen2, Qwen3, Mistral…).")
         raise TrainError(f"{folder}: the model config cannot be read ({exc}).", hint) from None
-    if config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not trust_remote_code:
+    architectures = getattr(config, "architectures", None) or []
+    causal_heads = [a for a in architectures if a.endswith(("ForCausalLM", "LMHeadModel"))]
+    if (architectures and not causal_heads) or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         raise TrainError(f"{folder} holds a '{config.model_type}' model, which is not a causal language model.",
                          "Choose a text-generation model (Llama, Qwen2, Qwen3, Mistral, SmolLM2…).")
     if not any(folder.glob("*.safetensors")):
