@@ -5,11 +5,14 @@ llama.cpp load only in job processes or when a chat pane first answers.
 """
 from __future__ import annotations
 
+import json
+import os
 import signal
 import sys
+import time
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QEvent, QObject, QSettings, QTimer
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
@@ -18,6 +21,25 @@ from doctune.desktop.window import MainWindow
 
 ORGANISATION, APPLICATION = "DocTune", "DocTune"
 PAGE_KEYS = ("documents", "teacher", "synthesize", "train", "export", "compare", "evaluate")
+HEAVY_MODULES = ("torch", "transformers", "llama_cpp", "sentence_transformers", "lancedb", "peft")
+FIRST_PAINT_ENV = "DOCTUNE_EXIT_AFTER_FIRST_PAINT"
+STARTED = time.perf_counter()
+
+
+class FirstPaintReporter(QObject):
+    """With ``DOCTUNE_EXIT_AFTER_FIRST_PAINT=1``: print one JSON line at the window's first paint, then quit.
+
+    Used by the start-up test, the benchmark and the packaged-app smoke test.
+    """
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.Paint:
+            watched.removeEventFilter(self)
+            report = {"first_paint_s": round(time.perf_counter() - STARTED, 3),
+                      "heavy_modules": [name for name in HEAVY_MODULES if name in sys.modules]}
+            print(json.dumps(report), flush=True)
+            QTimer.singleShot(0, watched.close)
+        return False
 
 
 def icon_path() -> Path:
@@ -49,5 +71,8 @@ def run(project: str | None = None, page: str | None = None, argv: list[str] | N
     app.setDesktopFileName("doctune")
     apply_theme(app)
     window = create_window(project, page)
+    if os.environ.get(FIRST_PAINT_ENV) == "1":
+        reporter = FirstPaintReporter(window)
+        window.installEventFilter(reporter)
     window.show()
     return app.exec()

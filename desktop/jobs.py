@@ -12,6 +12,7 @@ ends as ``failed`` with a plain message, so nothing ever waits forever.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -24,11 +25,26 @@ RUNNING, SUCCEEDED, PARTIAL, FAILED, CANCELLED = "running", "succeeded", "partia
 EXIT_PARTIAL, EXIT_CANCELLED = 2, 130
 
 
+JOB_NICENESS = "10"
+
+
 def cli_program() -> tuple[str, list[str]]:
     """The program and leading arguments that run the ``doctune`` CLI in a child process."""
     if getattr(sys, "frozen", False):  # a PyInstaller build: the app binary dispatches --cli
         return sys.executable, ["--cli"]
     return sys.executable, ["-m", "doctune.core"]
+
+
+def job_program() -> tuple[str, list[str]]:
+    """Like :func:`cli_program`, at a lower CPU priority where ``nice`` exists.
+
+    A job may keep every core busy for hours; the window must still get the CPU
+    the moment it needs it. ``nice`` execs the CLI, so the process id (and the
+    SIGTERM that cancels) is the CLI's own.
+    """
+    program, prefix = cli_program()
+    nice = shutil.which("nice")
+    return (nice, ["-n", JOB_NICENESS, program, *prefix]) if nice else (program, prefix)
 
 
 @dataclass
@@ -56,7 +72,7 @@ class Job(QObject):
     def __init__(self, title: str, args: list[str], project: Path | None, parent: QObject | None = None,
                  env: dict[str, str] | None = None) -> None:
         super().__init__(parent)
-        program, prefix = cli_program()
+        program, prefix = job_program()
         command = [*prefix, "--events", "jsonl", *args]
         if project is not None:
             command += ["-p", str(project)]

@@ -10,6 +10,7 @@ STYLE = """
 QListWidget#sidebar { border: none; padding: 8px 0; font-size: 11pt; outline: 0; }
 QListWidget#sidebar::item { padding: 9px 14px; border-radius: 6px; margin: 1px 8px; }
 QListWidget#sidebar::item:selected { background: palette(highlight); color: palette(highlighted-text); }
+QWidget#side { background: palette(base); }
 QLabel#explanation { color: palette(placeholder-text); }
 QLabel#warning { color: #d35400; font-weight: bold; }
 QPushButton { padding: 5px 14px; }

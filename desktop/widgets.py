@@ -9,7 +9,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
-from doctune.desktop.jobs import CANCELLED, FAILED, PARTIAL, SUCCEEDED, Job, cli_program
+from doctune.desktop.jobs import CANCELLED, FAILED, PARTIAL, SUCCEEDED, Job, job_program
 
 
 def heading(text: str) -> QLabel:
@@ -116,7 +116,7 @@ class JobProgress(QWidget):
 
 def run_cli_json(parent: QObject, args: list[str], on_result: Callable[[dict | None, str], None]) -> QProcess:
     """Run a quick CLI command that prints one JSON object, without blocking; call back with (data, error)."""
-    program, prefix = cli_program()
+    program, prefix = job_program()
     process = QProcess(parent)
 
     def finished(code: int, _status) -> None:

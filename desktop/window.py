@@ -7,7 +7,7 @@ from PySide6.QtCore import QProcess, QSettings, QStandardPaths, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtNetwork import QAbstractSocket, QTcpSocket
 from PySide6.QtWidgets import (
-    QDockWidget, QHBoxLayout, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget, QWidget,
+    QDockWidget, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QMainWindow, QMessageBox, QStackedWidget, QVBoxLayout, QWidget,
 )
 
 from doctune.desktop.jobpanel import JobPanel
@@ -37,7 +37,6 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("DocTune")
         self.sidebar = QListWidget()
         self.sidebar.setObjectName("sidebar")
-        self.sidebar.setFixedWidth(210)
         self.stack = QStackedWidget()
         self.welcome = WelcomePage(self.recent_projects())
         self.stack.addWidget(self.welcome)
@@ -52,7 +51,17 @@ class MainWindow(QMainWindow):
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
-        layout.addWidget(self.sidebar)
+        side = QWidget()
+        side.setObjectName("side")
+        side.setFixedWidth(210)
+        side_layout = QVBoxLayout(side)
+        side_layout.setContentsMargins(0, 0, 0, 8)
+        side_layout.addWidget(self.sidebar, 1)
+        legend = QLabel("●  done    ◐  stale    ○  not started")
+        legend.setObjectName("explanation")
+        legend.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        side_layout.addWidget(legend)
+        layout.addWidget(side)
         layout.addWidget(self.stack, 1)
         self.setCentralWidget(central)
         self.job_panel = JobPanel(self.runner)

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import html
 import time
+from pathlib import Path
 
 from PySide6.QtCore import QThreadPool, QUrl
 from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
 from PySide6.QtWidgets import (
-    QCheckBox, QDialog, QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QTextBrowser,
+    QCheckBox, QDialog, QFileDialog, QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QTextBrowser,
     QVBoxLayout, QWidget,
 )
 
@@ -20,6 +21,14 @@ SYSTEMS = {
     "base+rag": "Base model + retrieval",
     "tuned+rag": "Tuned model + retrieval",
 }
+
+
+def pane_title(system: str) -> str:
+    """``tuned`` → its label; a GGUF path (optionally ``+rag``) → the file name."""
+    if system in SYSTEMS:
+        return SYSTEMS[system]
+    path, rag = (system[:-4], True) if system.endswith("+rag") else (system, False)
+    return Path(path).name + (" + retrieval" if rag else "")
 
 
 class ChatPane(QFrame):
@@ -41,7 +50,7 @@ class ChatPane(QFrame):
         self.signals.piece.connect(self._on_piece)
         self.signals.answered.connect(self._on_answered)
         self.signals.failed.connect(self._on_failed)
-        title = QLabel(f"<b>{SYSTEMS.get(session.system_name, session.system_name)}</b>")
+        title = QLabel(f"<b>{html.escape(pane_title(session.system_name))}</b>")
         self.view = QTextBrowser()
         self.view.setOpenLinks(False)
         self.view.anchorClicked.connect(self._open_source)
@@ -143,8 +152,13 @@ class ComparePage(Page):
             box.setChecked(name != "tuned+rag")
             box.toggled.connect(self._rebuild_panes)
             choices.addWidget(box)
+        self.model_file_button = QPushButton("Add a model file…")
+        self.model_file_button.setToolTip("Compare any GGUF model file as one more pane")
+        self.model_file_button.clicked.connect(self.choose_model_file)
         choices.addStretch(1)
+        choices.addWidget(self.model_file_button)
         self.body.addLayout(choices)
+        self.model_files: list[str] = []
         self.panes_row = QHBoxLayout()
         self.body.addLayout(self.panes_row, 1)
         ask_row = QHBoxLayout()
@@ -168,7 +182,26 @@ class ComparePage(Page):
         self._rebuild_panes()
 
     def chosen_systems(self) -> list[str]:
-        return [name for name, box in self.system_boxes.items() if box.isChecked()]
+        return [name for name, box in self.system_boxes.items() if box.isChecked()] + self.model_files
+
+    def choose_model_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a GGUF model to compare", str(Path.home()),
+                                              "GGUF models (*.gguf)")
+        if path:
+            self.add_model_file(path)
+
+    def add_model_file(self, path: str | Path, rag: bool = False) -> None:
+        self.model_files.append(str(path) + ("+rag" if rag else ""))
+        self._rebuild_panes()
+
+    def set_systems(self, names: list[str]) -> None:
+        """Show exactly these systems (named ones and GGUF paths), one pane each."""
+        self.model_files = [name for name in names if name not in SYSTEMS]
+        for name, box in self.system_boxes.items():
+            box.blockSignals(True)
+            box.setChecked(name in names)
+            box.blockSignals(False)
+        self._rebuild_panes()
 
     def _rebuild_panes(self) -> None:
         self.stop()

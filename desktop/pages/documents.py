@@ -16,6 +16,12 @@ from doctune.desktop.widgets import JobProgress, run_cli_json
 COLUMNS = ("Name", "Type", "Pages", "Chunks", "Status", "Problem")
 
 
+def plain_problem(error: str | None, hint: str | None) -> str:
+    """``error`` and ``hint`` as two sentences: what went wrong, then what to do."""
+    sentences = [text.strip().rstrip(".") for text in (error, hint) if text and text.strip()]
+    return " ".join(sentence[0].upper() + sentence[1:] + "." for sentence in sentences)
+
+
 class DocumentsPage(Page):
     key = "documents"
     title = "Documents"
@@ -115,7 +121,7 @@ class DocumentsPage(Page):
         self.table.setRowCount(len(self.rows))
         for row, doc in enumerate(self.rows):
             ok = doc["status"] == "ok"
-            problem = "" if ok else " ".join(part for part in (doc.get("error"), doc.get("hint")) if part)
+            problem = "" if ok else plain_problem(doc.get("error"), doc.get("hint"))
             values = (doc["name"], (doc.get("format") or "").upper(), "" if doc.get("pages") is None else str(doc["pages"]),
                       str(doc.get("chunks") or 0), "Ready" if ok else "Could not read", problem)
             for column, value in enumerate(values):

@@ -12,6 +12,8 @@ from PySide6.QtWidgets import (
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, explanation
 
+RECIPE_NAMES = {"qa": "Questions & answers", "focal": "Focal rewrites", "entigraph": "Entity links",
+                "wrap": "Rephrasings", "active_reading": "Active reading"}
 RECIPES = {
     "qa": "Question–answer pairs with explanations about each passage (Synthetic Mixed Training).",
     "focal": "The passage rewritten to focus on one question about it (focal rewriting).",
@@ -34,7 +36,8 @@ class SynthesizePage(Page):
         grid = QGridLayout()
         self.recipe_boxes: dict[str, tuple[QCheckBox, QDoubleSpinBox]] = {}
         for row, (name, text) in enumerate(RECIPES.items()):
-            box = QCheckBox(name)
+            box = QCheckBox(RECIPE_NAMES[name])
+            box.setToolTip(f"recipe '{name}'")
             weight = QDoubleSpinBox()
             weight.setRange(0.1, 10.0)
             weight.setSingleStep(0.5)

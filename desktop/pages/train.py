@@ -62,6 +62,8 @@ class TrainPage(Page):
         self.advanced_toggle = QToolButton()
         self.advanced_toggle.setText("Advanced settings")
         self.advanced_toggle.setCheckable(True)
+        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_toggle.setAutoRaise(True)
         self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
         self.advanced = QGroupBox()
         advanced = QFormLayout(self.advanced)

@@ -1,0 +1,78 @@
+"""Jobs run as CLI child processes: cancel is graceful, a killed job is an error, the loop never stalls."""
+from __future__ import annotations
+
+from doctune.desktop.jobs import CANCELLED, FAILED, JobRunner
+from doctune.desktop.responsiveness import StallProbe
+from qt_helpers import SAMPLE_DOCS, wait_for_event, wait_for_job
+
+MAX_STALL_S = 0.100
+
+
+def _many_documents(tmp_path, copies: int = 3):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for copy in range(copies):
+        for source in SAMPLE_DOCS.glob("*.md"):
+            text = source.read_text(encoding="utf-8")
+            (folder / f"{copy}-{source.name}").write_text(f"{text}\n\nCopy {copy}.\n", encoding="utf-8")
+    return folder
+
+
+def test_cancel_stops_the_job_gracefully_and_the_window_stays_responsive(qtbot, project, tmp_path):
+    runner = JobRunner()
+    job = runner.start("Add documents", ["add", str(_many_documents(tmp_path))], project.root)
+    wait_for_event(qtbot, job, "progress")
+    probe = StallProbe()
+    probe.start()
+    job.cancel()
+    assert wait_for_job(qtbot, job, 60) == CANCELLED, job.record.log
+    assert job.record.exit_code == 130
+    assert probe.stop().longest_blocked_s < MAX_STALL_S
+
+
+def test_a_killed_job_ends_as_an_error_not_a_hang(qtbot, project, tmp_path):
+    runner = JobRunner()
+    job = runner.start("Add documents", ["add", str(_many_documents(tmp_path))], project.root)
+    wait_for_event(qtbot, job, "progress")
+    job.kill()
+    assert wait_for_job(qtbot, job, 30) == FAILED
+    assert "stopped unexpectedly" in job.record.message
+    assert job.record.log[-1].startswith("[failed]")
+
+
+def test_a_fatal_error_is_shown_in_plain_words(qtbot, tmp_path):
+    runner = JobRunner()
+    job = runner.start("Status", ["status"], tmp_path / "not-a-project")
+    assert wait_for_job(qtbot, job, 30) == FAILED
+    assert "not a DocTune project" in job.record.message
+    assert "Traceback" not in job.record.message
+
+
+def test_the_event_loop_never_stalls_while_a_job_streams_events(qtbot, make_window, project, tmp_path):
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("documents")
+    probe = StallProbe()
+    probe.start()
+    job = page.add_paths([str(_many_documents(tmp_path))])
+    events: list[dict] = []
+    job.event.connect(events.append)
+    wait_for_job(qtbot, job, 300)
+    probe.stop()
+    assert len(events) >= 3
+    assert probe.longest_blocked_s < MAX_STALL_S, (
+        f"the event loop was blocked for {probe.longest_blocked_s * 1000:.0f} ms "
+        f"(longest gap including time the OS ran other programs: {probe.longest_gap_s * 1000:.0f} ms)")
+
+
+def test_closing_the_window_cancels_running_jobs(qtbot, make_window, project, tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    window = make_window()
+    window.open_project(project.root)
+    job = window.page("documents").add_paths([str(_many_documents(tmp_path))])
+    wait_for_event(qtbot, job, "progress")
+    monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Yes)
+    window.close()
+    assert job.record.state == CANCELLED
+    assert not job.running

@@ -1,0 +1,88 @@
+"""The window: every page renders (and is screenshotted), documents go in through the GUI, settings persist."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from doctune.desktop.jobs import PARTIAL
+from qt_helpers import wait_for_job
+
+
+def _open_with_documents(make_window, qtbot, project, documents):
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("documents")
+    state = wait_for_job(qtbot, page.add_paths([str(documents)]))
+    qtbot.waitUntil(lambda: page.table.rowCount() == 5, timeout=30000)
+    return window, page, state
+
+
+def test_documents_added_through_the_gui_show_the_bad_one_in_plain_words(make_window, qtbot, project, documents):
+    window, page, state = _open_with_documents(make_window, qtbot, project, documents)
+    assert state == PARTIAL  # four read, one could not be
+    rows = {page.table.item(r, 0).text(): [page.table.item(r, c).text() for c in range(6)] for r in range(5)}
+    assert rows["broken.pdf"][4] == "Could not read"
+    assert "broken.pdf" not in rows["broken.pdf"][5] and len(rows["broken.pdf"][5]) > 20  # a reason, not a traceback
+    assert "Traceback" not in rows["broken.pdf"][5]
+    good = [row for name, row in rows.items() if name != "broken.pdf"]
+    assert all(row[4] == "Ready" and int(row[3]) > 0 for row in good)
+    assert "4 document(s) ready, 1 with problems" in page.totals.text()
+    assert window.sidebar.item(0).text().startswith("●")  # Documents step done
+    assert window.sidebar.item(3).text().startswith("○")  # Train not started
+
+
+def test_each_page_renders_and_is_saved_as_a_screenshot(make_window, qtbot, project, documents, screenshot_dir):
+    window, _page, _state = _open_with_documents(make_window, qtbot, project, documents)
+    window.jobs_dock.hide()
+    for index, page in enumerate(window.pages):
+        window.show_page(index)
+        qtbot.waitUntil(lambda page=page: window.stack.currentWidget() is page)
+        qtbot.wait(50)
+        image = window.grab()
+        assert not image.isNull() and image.width() >= 1000
+        path = screenshot_dir / f"{index + 1}-{page.key}.png"
+        assert image.save(str(path))
+        assert path.stat().st_size > 10_000
+    window.show_welcome()
+    assert window.grab().save(str(screenshot_dir / "0-welcome.png"))
+
+
+def test_last_project_page_and_geometry_persist(make_window, qtbot, project, settings):
+    from doctune.desktop.app import create_window
+
+    window = make_window()
+    window.open_project(project.root)
+    window.show_page(3)
+    window.resize(701, 521)  # inside the offscreen screen (800 × 600)
+    window.close()
+    restored = create_window(settings=settings)
+    qtbot.addWidget(restored)
+    assert restored.project == Path(project.root)
+    assert restored.stack.currentWidget() is restored.page("train")
+    assert restored.recent_projects() == [str(project.root)]
+    restored.show()
+    assert restored.width() == 701
+    restored.close()
+
+
+def test_welcome_is_shown_without_a_project_and_offers_the_sample(make_window):
+    from PySide6.QtWidgets import QLabel
+
+    window = make_window()
+    assert window.stack.currentWidget() is window.welcome
+    assert not window.sidebar.isEnabled()
+    texts = " ".join(label.text() for label in window.welcome.findChildren(QLabel))
+    assert "Try the sample" in texts and "meaningless" in texts
+    assert window.welcome.offline_button.isEnabled() and window.welcome.sample_button.isEnabled()
+
+
+def test_keyboard_shortcuts_switch_pages(make_window, qtbot, project):
+    from PySide6.QtCore import Qt
+
+    window = make_window()
+    window.open_project(project.root)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    qtbot.keyClick(window, Qt.Key.Key_6, Qt.KeyboardModifier.ControlModifier)
+    assert window.stack.currentWidget() is window.page("compare")
+    qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert window.stack.currentWidget() is window.page("documents")
