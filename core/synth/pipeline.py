@@ -352,7 +352,7 @@ class Run:
         r.generated += 1
 
     def _outcome(self, task: Task, outcome: str, reason: str) -> None:
-        category = _category(reason)
+        category = "teacher error" if outcome == "failed" else _category(reason)
         counts = self.result.failed_by_reason if outcome == "failed" else self.result.filtered_by_reason
         counts[category] = counts.get(category, 0) + 1
         if outcome == "failed":

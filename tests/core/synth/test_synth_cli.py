@@ -1,0 +1,149 @@
+"""``doctune synth`` as a process: SIGKILL and resume, API key secrecy, refused endpoints, dry run, export."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import ingest, sample_docs, use_endpoint
+
+from doctune.core.items import items_path, load_training_items
+from doctune.core.project import Project
+
+
+def doctune(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "doctune.core", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, **kwargs)
+
+
+def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def qa_project(root: Path, base_url: str, docs: int, per_chunk: int, **teacher) -> Project:
+    project = Project.create(root)
+    ingest(project, sample_docs(docs))
+    use_endpoint(project, base_url, **teacher)
+    project.config.synth.recipes = {"qa": 1.0}
+    project.config.synth.per_chunk = per_chunk
+    project.save()
+    return project
+
+
+def item_contents(project) -> dict[str, list]:
+    return {item.id: [m.content for m in item.messages] for item in load_training_items(project)}
+
+
+def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, fault_server):
+    server = fault_server(delay_s=0.15)
+    killed = qa_project(tmp_path / "killed", server.base_url, docs=6, per_chunk=3, concurrency=2)
+    whole = qa_project(tmp_path / "whole", server.base_url, docs=6, per_chunk=3, concurrency=2)
+
+    process = doctune("synth", "-p", str(killed.root), "--events", "jsonl")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        path = items_path(killed)
+        if path.exists() and path.read_bytes().count(b"\n") >= 4:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=30)
+    written = items_path(killed).read_bytes().count(b"\n")
+    assert 4 <= written < 21, "the kill must land in the middle of the run"
+    with open(items_path(killed), "ab") as handle:  # what a kill during a write leaves behind
+        handle.write(b'{"schema_version": 1, "id": "torn-rec')
+
+    assert finish(doctune("synth", "-p", str(killed.root)))[0] == 0
+    assert finish(doctune("synth", "-p", str(whole.root)))[0] == 0
+
+    lines = items_path(killed).read_bytes().splitlines(keepends=True)
+    assert all(line.endswith(b"\n") for line in lines)
+    ids = [json.loads(line)["id"] for line in lines]
+    assert len(ids) == len(set(ids)) == 21
+    assert item_contents(killed) == item_contents(whole)
+
+
+def test_api_key_stays_out_of_files_and_events(tmp_path, fault_server):
+    key = "sk-doctune-test-" + secrets.token_hex(12)
+    server = fault_server(api_key=key)
+    project = qa_project(tmp_path / "p", server.base_url, docs=2, per_chunk=1, api_key_env="DOCTUNE_TEST_TEACHER_KEY")
+
+    code, out, err = finish(doctune("synth", "-p", str(project.root), "--events", "jsonl",
+                                    env={"DOCTUNE_TEST_TEACHER_KEY": key}))
+    assert code == 0, err
+    assert server.auth_headers and all(header == f"Bearer {key}" for header in server.auth_headers)
+    assert json.loads(out.splitlines()[-1])["generated"] == 2
+    assert key not in out and key not in err
+    for file in project.root.rglob("*"):
+        if file.is_file():
+            assert key.encode() not in file.read_bytes(), file
+
+
+def test_wrong_key_is_a_recorded_failure_not_a_leak(tmp_path, fault_server):
+    key = "sk-doctune-test-" + secrets.token_hex(12)
+    server = fault_server(api_key="another-key")
+    project = qa_project(tmp_path / "p", server.base_url, docs=1, per_chunk=1, api_key_env="DOCTUNE_TEST_TEACHER_KEY")
+    code, out, err = finish(doctune("synth", "-p", str(project.root), "--events", "jsonl",
+                                    env={"DOCTUNE_TEST_TEACHER_KEY": key}))
+    assert code == 2
+    assert "HTTP 401" in (project.synth_dir / "failures.jsonl").read_text()
+    assert key not in out + err
+    assert all(key.encode() not in f.read_bytes() for f in project.root.rglob("*") if f.is_file())
+
+
+def test_remote_endpoint_refused_without_permission_and_always_offline(tmp_path):
+    project = qa_project(tmp_path / "p", "http://203.0.113.7:8000/v1", docs=1, per_chunk=1)
+    code, out, err = finish(doctune("synth", "-p", str(project.root), "--events", "jsonl"))
+    event = json.loads(out.splitlines()[-1])
+    assert code == 1 and event["fatal"] and "allow_remote_teacher" in event["message"]
+
+    project.config.privacy.allow_remote_teacher = True
+    project.config.privacy.offline = True
+    project.save()
+    code, out, err = finish(doctune("synth", "-p", str(project.root), "--events", "jsonl"))
+    assert code == 1 and "offline" in json.loads(out.splitlines()[-1])["message"]
+    assert not items_path(project).exists()
+
+
+def test_dry_run_estimates_without_calling_the_teacher(tmp_path, fault_server):
+    server = fault_server()
+    project = qa_project(tmp_path / "p", server.base_url, docs=2, per_chunk=2)
+    project.config.synth.recipes = {"qa": 1.0, "focal": 1.0}
+    project.config.teacher.price_in_per_mtok = 1.0
+    project.config.teacher.price_out_per_mtok = 2.0
+    project.save()
+    code, out, err = finish(doctune("synth", "-p", str(project.root), "--dry-run", "--events", "jsonl"))
+    assert code == 0, err
+    estimate = json.loads(out.splitlines()[-1])["estimate"]
+    assert estimate["items"] == 8 and estimate["calls"] == 4 * 1 + 4 * 2
+    assert estimate["seconds"] is None and estimate["cost"] > 0 and estimate["priced"]
+    assert server.requests == []
+
+    assert finish(doctune("teacher", "test", "-p", str(project.root)))[0] == 0
+    code, out, err = finish(doctune("synth", "-p", str(project.root), "--dry-run", "--events", "jsonl"))
+    assert json.loads(out.splitlines()[-1])["estimate"]["seconds"] > 0
+
+
+def test_export_formats(tmp_path, fault_server):
+    server = fault_server()
+    project = qa_project(tmp_path / "p", server.base_url, docs=2, per_chunk=1)
+    project.config.synth.recipes = {"qa": 1.0, "rephrase": 1.0}
+    project.config.synth.min_document_chars = 20
+    project.save()
+    assert finish(doctune("synth", "-p", str(project.root)))[0] == 0
+    for fmt, key in (("openai", "messages"), ("sharegpt", "conversations")):
+        out = tmp_path / f"{fmt}.jsonl"
+        code, _, err = finish(doctune("synth", "export", "-p", str(project.root), "--format", fmt, "-o", str(out)))
+        assert code == 0, err
+        records = [json.loads(line) for line in out.read_text().splitlines()]
+        assert len(records) == 4
+        assert sum(key in r for r in records) == 2 and sum("text" in r for r in records) == 2
+    sharegpt = [json.loads(line) for line in (tmp_path / "sharegpt.jsonl").read_text().splitlines()]
+    turns = next(r["conversations"] for r in sharegpt if "conversations" in r)
+    assert [t["from"] for t in turns] == ["human", "gpt"]

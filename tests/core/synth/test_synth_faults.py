@@ -1,0 +1,95 @@
+"""Synthesis against a fault-injecting loopback server: retries, failures and filters add up exactly."""
+from __future__ import annotations
+
+import json
+import time
+
+from conftest import ingest, sample_docs, use_endpoint
+
+from doctune.core.events import CancelToken, Events, RecordingSink
+from doctune.core.fsio import read_jsonl
+from doctune.core.items import failures_path, load_training_items
+from doctune.core.synth import SynthParams, run
+
+SAME_ANSWER = json.dumps({"question": "Is this said in the text?", "answer": "Yes, it is.", "explanation": "It is."})
+
+
+def _title(body: dict) -> str:
+    first_user = next(m["content"] for m in body["messages"] if m["role"] == "user")
+    return first_user.split("\n", 1)[0].lower()
+
+
+def scripted(body: dict, attempt: int):
+    title = _title(body)
+    if "vellmora" in title and attempt == 1:
+        return ("status", 429, {"Retry-After": "1"})
+    if "quintrel" in title and attempt <= 2:
+        return ("status", 500)
+    if "oswin" in title and attempt == 1:
+        return ("sleep", 2.5)
+    if "lanternfall" in title and attempt == 1:
+        return ("drop",)
+    if "skarnwick" in title and attempt == 1:
+        return ("malformed",)
+    if "brindlemoor" in title:
+        return ("status", 503)
+    if "zorvanite" in title or "tallowmere" in title:
+        return ("text", SAME_ANSWER)
+    if "threnwick" in title:
+        return ("text", "I would rather not answer in JSON.")
+    return None
+
+
+def test_faults_are_retried_recorded_and_counted(project, fault_server):
+    ingest(project, sample_docs(9))
+    server = fault_server(fault=scripted)
+    use_endpoint(project, server.base_url, timeout_s=1.0, max_retries=3, concurrency=4)
+    project.config.synth.recipes = {"qa": 1.0}
+    project.config.synth.per_chunk = 1
+    project.save()
+    sink = RecordingSink()
+
+    result = run(SynthParams(project_dir=project.root), events=Events(sink), cancel=CancelToken())
+
+    assert result.planned == 10  # nine documents; the pudding recipe is two chunks
+    assert (result.generated, result.failed, result.filtered) == (6, 2, 2)
+    assert result.generated + result.failed + result.filtered == result.planned
+    assert result.failed_by_reason == {"teacher error": 2}
+    assert result.filtered_by_reason == {"duplicate": 1, "schema": 1}
+    items = load_training_items(project)
+    assert len(items) == 6 and len({item.id for item in items}) == 6
+    outcomes = list(read_jsonl(failures_path(project)))
+    assert sorted(o["outcome"] for o in outcomes) == ["failed", "failed", "filtered", "filtered"]
+    assert "HTTP 503" in next(o for o in outcomes if o["outcome"] == "failed")["detail"]
+    # Retry-After: 1 was honoured although the backoff alone would wait 10 ms.
+    vellmora = [i for i, body in enumerate(server.requests) if "vellmora" in _title(body)]
+    assert len(vellmora) == 2
+    # every request of the always-failing document was tried 1 + max_retries times; the bad-JSON one got one repair
+    assert sum("brindlemoor" in _title(b) for b in server.requests) == 2 * 4
+    threnwick = [b for b in server.requests if "threnwick" in _title(b)]
+    assert len(threnwick) == 2 and "JSON object" in threnwick[1]["messages"][-1]["content"]
+    progress = sink.of("progress")
+    assert progress[-1]["done"] == 10 and progress[-1]["failed"] == 2 and progress[-1]["filtered"] == 2
+    assert progress[-1]["tokens_out"] > 0
+
+    again = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
+    assert (again.already_done, again.generated, again.failed, again.filtered) == (8, 0, 2, 0)
+    assert len(load_training_items(project)) == 6
+
+
+def test_retry_after_is_waited_for(project, fault_server):
+    ingest(project, sample_docs(1))
+    stamps: list[float] = []
+
+    def throttle(body, attempt):
+        stamps.append(time.monotonic())
+        return ("status", 429, {"Retry-After": "1"}) if attempt == 1 else None
+
+    server = fault_server(fault=throttle)
+    use_endpoint(project, server.base_url)
+    project.config.synth.recipes = {"qa": 1.0}
+    project.config.synth.per_chunk = 1
+    project.save()
+    result = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
+    assert result.generated == 1
+    assert stamps[1] - stamps[0] >= 0.95
