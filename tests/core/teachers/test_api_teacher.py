@@ -1,0 +1,164 @@
+"""The OpenAI-compatible teacher against a real loopback server: retries, structured output, repair, privacy."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from fault_server import FaultServer
+
+from doctune.core.config import PrivacySettings
+from doctune.core.teachers import TeacherCallError, TeacherError, open_teacher
+from doctune.core.teachers.api import ApiTeacher, check_endpoint_allowed, is_loopback, retry_after_seconds
+
+SCHEMA = {"type": "object", "properties": {"question": {"type": "string", "maxLength": 80},
+                                           "answer": {"type": "string", "maxLength": 80}},
+          "required": ["question", "answer"]}
+MESSAGES = [{"role": "user", "content": "Passage:\nThe ferry Grey Tern sails to Ossenby twice a week.\n\nReply as JSON."}]
+
+
+def teacher_for(server: FaultServer, **kwargs) -> ApiTeacher:
+    options = {"retry_base_s": 0.01, "retry_max_s": 0.05, "max_retries": 3, "timeout_s": 2.0,
+               "structured_output": "llama_cpp", **kwargs}
+    return ApiTeacher(server.base_url, "test", **options)
+
+
+def test_structured_reply_is_parsed_with_usage():
+    with FaultServer() as server, teacher_for(server) as teacher:
+        reply = teacher.complete(MESSAGES, schema=SCHEMA, max_tokens=64, seed=3)
+    assert set(reply.data) == {"question", "answer"}
+    assert reply.prompt_tokens == 50 and reply.completion_tokens > 0 and reply.attempts == 1
+    body = server.requests[0]
+    assert body["response_format"] == {"type": "json_object", "schema": SCHEMA}
+    assert body["seed"] == 3 and body["max_tokens"] == 64
+
+
+@pytest.mark.parametrize("fault", [
+    ("status", 429, {"Retry-After": "0"}), ("status", 500), ("status", 502), ("drop",), ("malformed",), ("sleep", 3),
+])
+def test_transient_faults_are_retried(fault):
+    with FaultServer(fault=lambda body, attempt: fault if attempt <= 2 else None) as server, \
+            teacher_for(server, timeout_s=1.0) as teacher:
+        reply = teacher.complete(MESSAGES, schema=SCHEMA, max_tokens=64)
+    assert reply.attempts == 3 and reply.data is not None and teacher.retries == 2
+
+
+def test_persistent_failure_raises_after_the_last_retry():
+    with FaultServer(fault=lambda body, attempt: ("status", 503)) as server, teacher_for(server) as teacher:
+        with pytest.raises(TeacherCallError, match="4 attempts: HTTP 503"):
+            teacher.complete(MESSAGES, schema=SCHEMA)
+    assert len(server.requests) == 4
+
+
+def test_client_errors_are_not_retried():
+    with FaultServer(fault=lambda body, attempt: ("status", 400)) as server, teacher_for(server) as teacher:
+        with pytest.raises(TeacherCallError, match="HTTP 400"):
+            teacher.complete(MESSAGES)
+    assert len(server.requests) == 1
+
+
+def test_retry_after_overrides_a_shorter_backoff():
+    stamps: list[float] = []
+
+    def throttle(body, attempt):
+        stamps.append(time.monotonic())
+        return ("status", 429, {"Retry-After": "1"}) if attempt == 1 else None
+
+    with FaultServer(fault=throttle) as server, teacher_for(server) as teacher:
+        teacher.complete(MESSAGES, schema=SCHEMA)
+    assert stamps[1] - stamps[0] >= 0.95
+
+
+def test_retry_after_header_forms():
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
+    assert 25 <= retry_after_seconds(future) <= 31
+
+
+def test_backoff_grows_with_jitter_and_a_ceiling():
+    teacher = ApiTeacher("http://127.0.0.1:9/v1", "m", retry_base_s=1.0, retry_max_s=8.0)
+    delays = [[teacher._backoff(attempt, None) for _ in range(50)] for attempt in range(6)]
+    for attempt, samples in enumerate(delays):
+        ceiling = min(8.0, 2 ** attempt)
+        assert all(ceiling / 2 <= d <= ceiling for d in samples)
+        assert len(set(samples)) > 1
+    assert teacher._backoff(0, 5.0) >= 5.0
+    teacher.close()
+
+
+def test_unparseable_reply_gets_one_repair_request():
+    fixed = json.dumps({"question": "Where does the Grey Tern sail?", "answer": "To Ossenby."})
+    replies = {1: ("text", "Sure! Here it is: question Where, answer Ossenby")}
+
+    def fault(body, attempt):
+        return replies.get(len(server.requests), ("text", fixed))
+
+    with FaultServer(fault=fault) as server, teacher_for(server) as teacher:
+        reply = teacher.complete(MESSAGES, schema=SCHEMA)
+    assert reply.data == json.loads(fixed) and reply.meta["repaired"]
+    assert len(server.requests) == 2 and "question, answer" in server.requests[1]["messages"][-1]["content"]
+
+
+def test_repair_is_bounded_to_one():
+    with FaultServer(fault=lambda body, attempt: ("text", "no json here")) as server, teacher_for(server) as teacher:
+        reply = teacher.complete(MESSAGES, schema=SCHEMA)
+    assert reply.data is None and len(server.requests) == 2
+
+
+def test_auto_mode_falls_back_when_json_schema_is_rejected():
+    def fault(body, attempt):
+        kind = (body.get("response_format") or {}).get("type")
+        return ("status", 500) if kind == "json_schema" else None
+
+    with FaultServer(fault=fault) as server, teacher_for(server, structured_output="auto") as teacher:
+        first = teacher.complete(MESSAGES, schema=SCHEMA)
+        second = teacher.complete(MESSAGES, schema=SCHEMA)
+    assert first.data and second.data and teacher.structured_output == "llama_cpp"
+    kinds = [b["response_format"]["type"] for b in server.requests]
+    assert kinds == ["json_schema", "json_object", "json_object"]
+
+
+def test_json_with_fences_and_control_characters_is_extracted():
+    text = 'Here:\n```json\n{"question": "a\tb\x01c", "answer": "ok"}\n```'
+    with FaultServer(fault=lambda body, attempt: ("text", text)) as server, \
+            teacher_for(server, structured_output="off") as teacher:
+        reply = teacher.complete(MESSAGES, schema=SCHEMA)
+    assert reply.data == {"question": "a\tbc", "answer": "ok"} and len(server.requests) == 1
+    assert "response_format" not in server.requests[0]
+
+
+def test_loopback_detection():
+    for url in ("http://127.0.0.1:8080/v1", "http://localhost:11434/v1", "http://[::1]:8000/v1", "http://127.5.0.1/v1"):
+        assert is_loopback(url), url
+    for url in ("https://api.openai.com/v1", "http://192.168.1.20:8000/v1", "http://10.0.0.2/v1"):
+        assert not is_loopback(url), url
+
+
+def test_remote_endpoint_needs_permission_and_never_offline():
+    remote = "https://api.example.com/v1"
+    with pytest.raises(TeacherError, match="not on this machine"):
+        check_endpoint_allowed(remote, PrivacySettings())
+    check_endpoint_allowed(remote, PrivacySettings(allow_remote_teacher=True))
+    with pytest.raises(TeacherError, match="offline"):
+        check_endpoint_allowed(remote, PrivacySettings(allow_remote_teacher=True, offline=True))
+    check_endpoint_allowed("http://127.0.0.1:1/v1", PrivacySettings(offline=True))
+
+
+def test_open_teacher_refuses_a_remote_endpoint(project):
+    project.config.teacher.kind = "openai"
+    project.config.teacher.base_url = "http://203.0.113.9/v1"
+    with pytest.raises(TeacherError, match="allow_remote_teacher"):
+        open_teacher(project)
+
+
+def test_api_key_comes_from_the_environment(project, monkeypatch):
+    monkeypatch.setenv("DOCTUNE_KEY_UNDER_TEST", "sk-abc123")
+    with FaultServer(api_key="sk-abc123") as server:
+        project.config.teacher.kind = "openai"
+        project.config.teacher.base_url = server.base_url
+        project.config.teacher.api_key_env = "DOCTUNE_KEY_UNDER_TEST"
+        with open_teacher(project) as teacher:
+            assert teacher.complete(MESSAGES).text
+    assert server.auth_headers == ["Bearer sk-abc123"]
+    assert "sk-abc123" not in project.config_path.read_text()
