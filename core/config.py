@@ -30,8 +30,14 @@ class PrivacySettings(Section):
 
 
 class IngestSettings(Section):
-    chunk_tokens: int = Field(512, ge=32, le=8192, description="Target chunk size in tokens.")
-    chunk_overlap: int = Field(64, ge=0, le=2048, description="Tokens shared by consecutive chunks.")
+    chunk_tokens: int = Field(
+        512, ge=32, le=8192,
+        description="Largest chunk in tokens (counted with the bundled embedder's tokenizer); chunks end at "
+        "headings and paragraph ends where possible.",
+    )
+    chunk_overlap: int = Field(
+        64, ge=0, le=2048, description="Tokens shared by consecutive chunks; less than half of chunk_tokens."
+    )
 
 
 class TeacherSettings(Section):
