@@ -167,8 +167,12 @@ def model_path(project: "Project", model: str, *, events: Events | None = None, 
                 hint=f"Make one with: doctune train -p {project.root}, then doctune export -p {project.root}",
             )
         return Path(path)
-    if model.lower().endswith(".gguf") or Path(model).expanduser().exists():
-        return check_gguf_file(Path(model))
+    return check_gguf_file(Path(model))
+
+
+def check_model_name(model: str) -> None:
+    if model in ("base", "tuned") or model.lower().endswith(".gguf") or Path(model).expanduser().exists():
+        return
     raise SystemNameError(
         f"Unknown system '{model}'.",
         hint="Use base, tuned, base+rag, tuned+rag, or the path of a .gguf file (optionally followed by +rag).",
@@ -185,6 +189,7 @@ def open_system(
     (e.g. ``tuned`` and ``tuned+rag`` answered one after the other).
     """
     model, rag = split_name(name)
+    check_model_name(model)
     settings = project.config.rag
     retriever = None
     if rag:

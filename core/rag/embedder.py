@@ -104,6 +104,22 @@ class Embedder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
+    def encode_query(self, text: str) -> np.ndarray:
+        """One vector for one short text, computed on a single thread.
+
+        A single query gains nothing from intra-op threads, and on a busy
+        machine their spin-waiting made it ten times slower (0.45 s vs 0.05 s
+        measured on 2 shared cores).
+        """
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self.encode([text], batch_size=1)[0]
+        finally:
+            torch.set_num_threads(threads)
+
 
 def load_embedder(spec: str, *, offline: bool = False) -> Embedder:
     """Load (once per process) the embedder named by a ``rag.embedder`` setting."""

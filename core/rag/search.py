@@ -90,7 +90,7 @@ class Retriever:
 
     # ----- the two searches ------------------------------------------------------------------
     def vector_rows(self, query: str, limit: int) -> list[dict[str, Any]]:
-        vector = self.embedder.encode([query])[0]
+        vector = self.embedder.encode_query(query)
         rows = (self.table.search(vector, vector_column_name="vector").metric("cosine").limit(limit)
                 .select(COLUMNS + ["_distance"]).to_arrow().to_pylist())
         for row in rows:
