@@ -133,6 +133,7 @@ class TrainSettings(Section):
     dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="Compute precision; auto: bf16 on CUDA where supported (else fp16), fp32 on MPS and CPU."
     )
+    cpu_threads: int = Field(0, ge=0, le=1024, description="Threads per process when training on the CPU (0: PyTorch's default).")
 
 
 class ExportSettings(Section):

@@ -307,6 +307,8 @@ def _train(project, params, dist, events, cancel, student, train, run_id, run_di
            student_folder, placement) -> TrainResult:
     import torch
 
+    if placement.kind == "cpu" and train.cpu_threads:
+        torch.set_num_threads(train.cpu_threads)
     _seed(train.seed)
     model, tokenizer = _load_model(student_folder, student, train, placement)
     replay = _replay(model, tokenizer, project, student_folder, train, dist, events, cancel)

@@ -1,30 +1,10 @@
-"""Fixtures for training tests: the fictional sample QA pairs as training items, and a project with a student."""
+"""Fixtures for training tests: the sample QA pairs as an items file, and a project with a tiny student."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-
-from doctune.core.fsio import JsonlAppender
-from doctune.core.resources import resource_path
-
-
-def sample_qa() -> list[dict]:
-    lines = resource_path("sample/questions.jsonl").read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
-
-def qa_item(record: dict) -> dict:
-    return {"id": record["id"], "kind": "qa", "chunk_id": record["doc"], "recipe": "qa",
-            "messages": [{"role": "user", "content": record["question"]},
-                         {"role": "assistant", "content": record["answer"]}]}
-
-
-def write_items(path: Path, records: list[dict]) -> Path:
-    with JsonlAppender(path, fsync=False) as log:
-        log.append_many(records)
-    return path
+from train_helpers import qa_item, sample_qa, write_items
 
 
 @pytest.fixture
@@ -40,3 +20,14 @@ def student_project(project, tiny_model):
     project.config.train.replay_fraction = 0.0
     project.save()
     return project
+
+
+@pytest.fixture(autouse=True)
+def one_cpu_thread():
+    """The CI machine's cores are shared: one thread per test process avoids OpenMP spin-waiting (10× slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,50 @@
+"""Helpers shared by the training tests: the fictional sample QA pairs as training items."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from doctune.core.fsio import JsonlAppender
+from doctune.core.resources import resource_path
+
+
+def sample_qa() -> list[dict]:
+    lines = resource_path("sample/questions.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def qa_item(record: dict) -> dict:
+    return {"id": record["id"], "kind": "qa", "chunk_id": record["doc"], "recipe": "qa",
+            "messages": [{"role": "user", "content": record["question"]},
+                         {"role": "assistant", "content": record["answer"]}]}
+
+
+def write_items(path: Path, records: list[dict]) -> Path:
+    path.unlink(missing_ok=True)
+    with JsonlAppender(path, fsync=False) as log:
+        log.append_many(records)
+    return path
+
+
+def greedy_exact_match(model_dir: Path, adapter_dir: Path | None, records: list[dict]) -> float:
+    """Share of questions whose greedy answer is exactly the reference answer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_dir)
+    model.eval()
+    right = 0
+    for record in records:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": record["question"]}], tokenize=False,
+                                             add_generation_prompt=True)
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            out = model.generate(**ids, max_new_tokens=24, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        answer = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+        right += answer == record["answer"]
+    return right / len(records)
