@@ -83,8 +83,8 @@ def step_ingest(project, params: PipelineParams, events: Events, cancel: CancelT
 
 
 def step_index(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
-    _public("doctune.core.rag", "build_index")(project, events=events, cancel=cancel)
-    return "done", ""
+    result = _run_step("doctune.core.rag", "IndexParams", events, cancel, project_dir=project.root)
+    return "done", f"{result.embedded} chunk(s) embedded, {result.unchanged} unchanged"
 
 
 def step_synthesize(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:

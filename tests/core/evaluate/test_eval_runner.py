@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import sample_questions, stable, write_questions
+from eval_helpers import sample_questions, stable, write_questions
 
 from doctune.core.evaluate import EvalParams, open_eval, run
 from doctune.core.events import CancelToken, Events, RecordingSink
@@ -120,6 +120,7 @@ def _doctune(project_dir: Path, gguf: Path) -> list[str]:
             "--no-judge", "--events", "jsonl"]
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_gives_the_same_results_as_an_uninterrupted_run(tmp_path, base_gguf_file):
     from doctune.core.project import Project
 
