@@ -53,4 +53,5 @@ def test_a_100_mb_text_file_streams(tmp_path):
     assert Store(project).chunks.count_rows() == document["chunks"]
     growth_mb = measured["peak_rss_mb"] - baseline["peak_rss_mb"]
     print(f"peak RSS {measured['peak_rss_mb']:.0f} MB (small file: {baseline['peak_rss_mb']:.0f} MB)")
-    assert growth_mb < 0.5 * SIZE / 1e6, f"memory grew by {growth_mb:.0f} MB for a {SIZE / 1e6:.0f} MB file"
+    # holding the file would cost its size several times over (text, chunks, Arrow rows); streaming costs batches
+    assert growth_mb < SIZE / 1e6, f"memory grew by {growth_mb:.0f} MB for a {SIZE / 1e6:.0f} MB file"
