@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem,
 )
 
+from doctune.desktop.jobs import PARTIAL, SUCCEEDED
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, run_cli_json
 
@@ -32,6 +33,7 @@ class DocumentsPage(Page):
         super().__init__(runner, parent)
         self.setAcceptDrops(True)
         self.rows: list[dict] = []
+        self.index_job = None
         buttons = QHBoxLayout()
         self.add_files_button = QPushButton("Add files…")
         self.add_folder_button = QPushButton("Add folder…")
@@ -90,22 +92,29 @@ class DocumentsPage(Page):
     def add_paths(self, paths: list[str]):
         job = self.start_job(f"Add {len(paths)} item(s)", ["add", *paths])
         self.progress.follow(job)
+        job.finished.connect(self._index_after)
         return job
+
+    def _index_after(self, state: str) -> None:
+        """Documents changed: bring the search index up to date (incremental; Compare and Evaluate use it)."""
+        if state in (SUCCEEDED, PARTIAL):
+            self.index_job = self.start_job("Update the search index", ["index"])
+            self.progress.follow(self.index_job)
 
     def remove_selected(self) -> None:
         chosen = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
         if not chosen:
             return
         paths = [self.rows[row]["path"] for row in chosen]
-        self.progress.follow(self.start_job(f"Remove {len(paths)} document(s)", ["remove", *paths]))
+        job = self.start_job(f"Remove {len(paths)} document(s)", ["remove", *paths])
+        self.progress.follow(job)
+        job.finished.connect(self._index_after)
 
     def rescan(self):
         paths = [row["path"] for row in self.rows if Path(row["path"]).exists()]
         if not paths:
             return None
-        job = self.start_job("Re-scan documents", ["add", *paths])
-        self.progress.follow(job)
-        return job
+        return self.add_paths(paths)
 
     # ----- table ---------------------------------------------------------------------
     def refresh(self) -> None:

@@ -1,6 +1,7 @@
 """Export: GGUF formats, progress, the verification report in plain words, folder and commands."""
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -20,20 +21,20 @@ FORMATS = {
 
 
 def describe_manifest(manifest: dict) -> str:
-    """The verification report as a few plain sentences (HTML)."""
+    """The verification report as plain sentences (HTML), one per file."""
     lines = []
-    for entry in manifest.get("files", []):
-        name = Path(str(entry.get("path", entry.get("file", "?")))).name
-        verification = entry.get("verification") or {}
+    for fmt, entry in manifest.get("files", {}).items():
+        report = entry.get("verification") or {}
+        top1 = (report.get("checks") or {}).get("top1") or {}
+        agreement = (f" It predicts the same next word as the trained model {top1['agreement']:.0%} of the time "
+                     f"(needed: {top1['threshold']:.0%}).") if "agreement" in top1 else ""
         if entry.get("ready"):
-            agreement = verification.get("agreement", verification.get("top1_agreement"))
-            detail = f" — agrees with the trained model on {agreement:.0%} of probe tokens" \
-                if isinstance(agreement, (int, float)) else ""
-            lines.append(f"<li><b>{name}</b>: verified and ready{detail}.</li>")
+            lines.append(f"<li><b>{html.escape(entry.get('file', fmt))}</b>: checked and ready to use.{agreement}</li>")
         else:
-            reason = verification.get("message") or verification.get("reason") or entry.get("error") or "not verified"
-            lines.append(f"<li><b>{name}</b>: <span style='color:#c0392b'>not ready</span> — {reason}</li>")
-    return "<ul>" + "".join(lines) + "</ul>" if lines else "The manifest lists no files."
+            problems = "; ".join(html.escape(str(p)) for p in report.get("problems", [])) or "it did not pass the checks"
+            lines.append(f"<li><b>{html.escape(entry.get('file', fmt))}</b>: "
+                         f"<span style='color:#c0392b'>not ready</span> — {problems}.{agreement}</li>")
+    return "<ul>" + "".join(lines) + "</ul>" if lines else "The export lists no files yet."
 
 
 class ExportPage(Page):
@@ -94,16 +95,19 @@ class ExportPage(Page):
         found = self.manifest()
         if not found:
             return None
-        ready = [Path(str(e.get("path", e.get("file")))) for e in found[1].get("files", []) if e.get("ready")]
-        ready = [p if p.is_absolute() else found[0].parent / p for p in ready]
-        return next((p for p in ready if "q8_0" in p.name.lower()), ready[0] if ready else None)
+        files = found[1].get("files", {})
+        ready = {fmt: found[0].parent / entry["file"] for fmt, entry in files.items() if entry.get("ready")}
+        return ready.get("q8_0") or ready.get("q4_k_m") or next(iter(ready.values()), None)
 
     def refresh(self) -> None:
         found = self.manifest()
         ready = self.ready_file()
         for button in (self.open_button, self.copy_ollama, self.copy_llama):
             button.setEnabled(found is not None)
-        self.report.setHtml(describe_manifest(found[1]) if found else "No export yet.")
+        details = found[0].parent / "verification.txt" if found else None
+        technical = (f"<pre>{html.escape(details.read_text(encoding='utf-8'))}</pre>"
+                     if details is not None and details.exists() else "")
+        self.report.setHtml(describe_manifest(found[1]) + technical if found else "No export yet.")
         run = latest_run(self.project)
         self.run_note.setText(f"Run to export: {run[0].name}." if run else "No finished training run yet.")
         self.copy_llama.setEnabled(ready is not None)

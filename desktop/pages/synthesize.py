@@ -12,14 +12,13 @@ from PySide6.QtWidgets import (
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, explanation
 
-RECIPE_NAMES = {"qa": "Questions & answers", "focal": "Focal rewrites", "entigraph": "Entity links",
-                "wrap": "Rephrasings", "active_reading": "Active reading"}
+RECIPE_NAMES = {"qa": "Questions & answers", "focal": "Focal rewrites", "rephrase": "Rephrasings",
+                "entigraph": "Entity links"}
 RECIPES = {
     "qa": "Question–answer pairs with explanations about each passage (Synthetic Mixed Training).",
     "focal": "The passage rewritten to focus on one question about it (focal rewriting).",
+    "rephrase": "The passage rephrased in easy, medium and hard styles and as Q&A (WRAP).",
     "entigraph": "Texts on how the entities of a document relate, pair by pair (EntiGraph).",
-    "wrap": "The passage rephrased in easy, medium and hard styles (WRAP).",
-    "active_reading": "Study notes the teacher chooses per document: paraphrase, links, self-quiz (Active Reading).",
 }
 ALL = "All"
 
@@ -107,7 +106,7 @@ class SynthesizePage(Page):
         if weights and weights != project.config.synth.recipes:
             project.config.synth.recipes = weights
             project.save()
-        args = ["synth", "--recipes", ",".join(f"{name}:{weight:g}" for name, weight in weights.items())]
+        args = ["synth", "--recipes", ",".join(weights)] if weights else ["synth"]
         if dry_run:
             job = self.start_job("Estimate synthesis", [*args, "--dry-run"])
             job.finished.connect(lambda _state: self.estimate.setText(job.record.message))

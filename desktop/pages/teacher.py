@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, explanation, show_error
 
-KEYRING_SERVICE = "doctune"
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
 
 
@@ -123,9 +122,9 @@ class TeacherPage(Page):
             teacher.model = self.model_name.text().strip()
             project.config.privacy.allow_remote_teacher = bool(url) and not is_local_url(url)
             if self.api_key.text():
-                import keyring
+                from doctune.core.teachers.keys import store_api_key
 
-                keyring.set_password(KEYRING_SERVICE, url, self.api_key.text())
+                store_api_key(url, self.api_key.text())
                 self.api_key.clear()
         project.save()
         self.result.setText("Saved.")
