@@ -87,28 +87,74 @@ def step_index(project, params: PipelineParams, events: Events, cancel: CancelTo
     return "done", f"{result.embedded} chunk(s) embedded, {result.unchanged} unchanged"
 
 
+def _synth(project, events: Events, cancel: CancelToken, held_out: bool) -> tuple[str, str]:
+    result = _run_step("doctune.core.synth", "SynthParams", events, cancel, project_dir=project.root, eval=held_out)
+    note = f"{result.generated} new, {result.already_done} already done, {result.failed} failed"
+    return ("partial" if result.failed else "done"), note
+
+
 def step_synthesize(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
-    _run_step("doctune.core.synth", "SynthParams", events, cancel, project_dir=project.root)
-    return "done", ""
+    return _synth(project, events, cancel, held_out=False)
 
 
 def step_questions(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
-    _run_step("doctune.core.synth", "QuestionsParams", events, cancel, project_dir=project.root)
-    return "done", ""
+    return _synth(project, events, cancel, held_out=True)
+
+
+def _training_identity(project) -> dict[str, Any]:
+    """What a finished run must have been trained with to be up to date: items, student, settings."""
+    from doctune.core.items import load_training_items
+    from doctune.core.train.data import items_fingerprint
+
+    return {"items_fingerprint": items_fingerprint(load_training_items(project)),
+            "student": project.config.student.model_dump(mode="json"),
+            "train": project.config.train.model_dump(mode="json")}
+
+
+def _run_identity(config: dict[str, Any]) -> dict[str, Any]:
+    return {"items_fingerprint": (config.get("data") or {}).get("items_fingerprint"),
+            "student": config.get("student"), "train": config.get("train")}
+
+
+def _runs_by_state(project) -> tuple[list[Path], list[Path]]:
+    """(complete runs, interrupted runs), newest first."""
+    from doctune.core.fsio import read_json
+
+    complete, interrupted = [], []
+    for config_path in sorted(Path(project.runs_dir).glob("*/config.json"), reverse=True):
+        run_dir = config_path.parent
+        summary = run_dir / "summary.json"
+        state = read_json(summary).get("status") if summary.exists() else None
+        (complete if state == "complete" else interrupted).append(run_dir)
+    return complete, interrupted
 
 
 def step_train(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
-    _run_step("doctune.core.train", "TrainParams", events, cancel, project_dir=project.root)
-    return "done", ""
+    from doctune.core.fsio import read_json
+
+    wanted = _training_identity(project)
+    complete, interrupted = _runs_by_state(project)
+    for run_dir in complete:
+        if _run_identity(read_json(run_dir / "config.json")) == wanted:
+            return "skipped", f"run {run_dir.name} is up to date"
+    resume = next((run_dir.name for run_dir in interrupted
+                   if _run_identity(read_json(run_dir / "config.json")) == wanted), None)
+    result = _run_step("doctune.core.train", "TrainParams", events, cancel, project_dir=project.root, resume=resume)
+    return "done", f"run {result.run_id}" + (" (resumed)" if resume else "")
 
 
 def step_export(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
     run_dir = _public("doctune.core.train", "latest_complete_run")(project)
     if run_dir is None:
         return "skipped", "no complete training run to export"
-    _run_step("doctune.core.export", "ExportParams", events, cancel, project_dir=project.root, run_id=Path(run_dir).name,
-              formats=list(project.config.export.formats))
-    return "done", ""
+    formats = list(project.config.export.formats)
+    ready_gguf = _public("doctune.core.export", "ready_gguf")
+    if all(ready_gguf(project, run_id=run_dir.name, fmt=fmt) is not None for fmt in formats):
+        return "skipped", f"run {run_dir.name} is exported ({', '.join(formats)})"
+    result = _run_step("doctune.core.export", "ExportParams", events, cancel, project_dir=project.root,
+                       run_id=run_dir.name, formats=formats)
+    return ("done" if result.all_ready else "partial"), f"run {run_dir.name}: " + ", ".join(
+        f"{fmt} {'ready' if ready else 'NOT ready'}" for fmt, ready in result.ready.items())
 
 
 def step_evaluate(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:

@@ -143,7 +143,7 @@ def load_questions(project, limit: int | None = None) -> list:
         why = f"{len(report.problems)} record(s) failed the schema" if report.problems else "it is missing or empty"
         raise NoQuestionsError(
             f"No held-out questions to evaluate: {path} has none ({why}).",
-            hint=f"Make them with: doctune questions -p {project.root}",
+            hint=f"Make them with: doctune synth --eval -p {project.root}",
         )
     return report.items[:limit] if limit else report.items
 

@@ -19,7 +19,7 @@ def test_no_questions_says_which_command_makes_them(project):
         run(EvalParams(project_dir=project.root), events=Events(), cancel=CancelToken())
     message = str(caught.value)
     assert "No held-out questions" in message and "questions.jsonl" in message
-    assert f"doctune questions -p {project.root}" in message
+    assert f"doctune synth --eval -p {project.root}" in message
 
 
 def test_questions_failing_the_schema_are_counted_in_the_message(project):
