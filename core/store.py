@@ -19,9 +19,12 @@ Other steps keep their own tables (embeddings, indexes) and read these.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import pyarrow as pa
+
+from doctune.core.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     from doctune.core.project import Project
@@ -73,6 +76,34 @@ def sql_string(value: str) -> str:
 def sql_in(column: str, values: Iterable[str]) -> str:
     listed = ", ".join(sql_string(value) for value in values)
     return f"{column} IN ({listed})" if listed else "false"
+
+
+class StoreBusy(UserError):
+    """Another process is changing this project's documents."""
+
+
+@contextmanager
+def writing(project: "Project") -> Iterator[None]:
+    """Hold the project's write lock while changing documents (one ``add`` or ``remove`` at a time).
+
+    Ingestion deletes chunks left without a document row by a crashed run; the
+    lock makes sure those are never the chunks of a run still in progress.
+    """
+    from filelock import FileLock, Timeout
+
+    project.lancedb_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(project.lancedb_dir / ".write.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise StoreBusy(
+            "Another DocTune command is adding or removing documents in this project",
+            "wait until it has finished, then run this again",
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def connect(project: "Project"):

@@ -75,6 +75,13 @@ def _matches(arg: str, rows: list[dict]) -> list[dict]:
 
 
 def cmd_remove(ctx: CommandContext) -> int:
+    from doctune.core.store import writing
+
+    with writing(ctx.project()):
+        return _remove(ctx)
+
+
+def _remove(ctx: CommandContext) -> int:
     from doctune.core.store import Store
 
     store = Store(ctx.project())

@@ -271,9 +271,11 @@ def _store_document(path: Path, fmt: str, doc_id: str, ctx: _Context, previous_i
         wrote = ctx.writer.add_chunk(_chunk_row(chunk, doc_id, path, document.title))
         count += 1
         if wrote:
-            if large:
-                ctx.events.progress(chunk.char_end, None, path.name, stage="ingest.file", unit="characters")
+            if large:  # characters read stand in for bytes (equal for ASCII text)
+                _file_progress(ctx, path, min(chunk.char_end, stat.st_size), stat.st_size)
             ctx.cancel.raise_if_cancelled()
+    if large:
+        _file_progress(ctx, path, stat.st_size, stat.st_size)
     if count == 0:
         raise ReadFailure("no text found in the file", "check that it has readable text (not only images)")
     ctx.writer.add_document(
@@ -286,6 +288,10 @@ def _store_document(path: Path, fmt: str, doc_id: str, ctx: _Context, previous_i
     ctx.stored_ids[doc_id] = str(path)
     return FileOutcome(str(path), "replaced" if previous_ids else "added", doc_id=doc_id, chunks=count,
                        pages=document.pages)
+
+
+def _file_progress(ctx: _Context, path: Path, done: int, total: int) -> None:
+    ctx.events.progress(done, total, path.name, stage="ingest.file", unit="bytes")
 
 
 def describe_failure(exc: BaseException, path: Path) -> tuple[str, str]:
@@ -324,11 +330,18 @@ def _chunker_for(params: IngestParams, project) -> Chunker:
 def run(params: IngestParams, *, events: Events, cancel: CancelToken) -> IngestResult:
     """Ingest ``params.paths`` into the project; see the module docstring."""
     from doctune.core.project import Project
-    from doctune.core.store import Store
+    from doctune.core.store import writing
 
     project = Project.open(params.project_dir)
     chunker = _chunker_for(params, project)
     files = discover_files(params.paths, project.root)
+    with writing(project):
+        return _ingest_files(project, files, chunker, events, cancel)
+
+
+def _ingest_files(project, files: list[Path], chunker: Chunker, events: Events, cancel: CancelToken) -> IngestResult:
+    from doctune.core.store import Store
+
     store = Store(project)
     orphans = store.delete_orphan_chunks()
     if orphans:

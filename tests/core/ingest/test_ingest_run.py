@@ -94,10 +94,14 @@ def test_the_same_content_under_another_name_is_not_stored_twice(project, tmp_pa
     ("empty", "the file is empty"),
     ("binary", "binary data"),
     ("unsupported", "cannot read '.pptx' files"),
+    ("docx", "could not be read as DOCX"),
 ])
 def test_a_bad_file_gets_an_error_row_and_the_others_still_ingest(project, tmp_path, kind, reason):
     good = make_pdf(tmp_path / "good.pdf", ["The quay was rebuilt in granite after the fire."], running_header=None)
-    bad = make_bad_folder(tmp_path / "bad", good)[kind]
+    bad_files = make_bad_folder(tmp_path / "bad", good)
+    bad_files["docx"] = tmp_path / "bad" / "broken.docx"
+    bad_files["docx"].write_bytes(b"PK\x03\x04 a zip header, then nothing")
+    bad = bad_files[kind]
     sink = RecordingSink()
     result = ingest(project, good, bad, sink=sink)
     assert [outcome.status for outcome in result.outcomes] == ["added", "error"]
@@ -174,3 +178,13 @@ def test_chunk_settings_come_from_the_project(project, tmp_path):
     small = ingest(project, tmp_path / "long.txt").outcomes[0].chunks
     assert small > 20
     assert max(chunk["n_tokens"] for chunk in list_chunks(project)) <= 64
+
+
+def test_only_one_writer_at_a_time(project, tmp_path):
+    from doctune.core.store import StoreBusy, writing
+
+    (tmp_path / "a.txt").write_text("Some text.", encoding="utf-8")
+    with writing(project):
+        with pytest.raises(StoreBusy, match="Another DocTune command"):
+            ingest(project, tmp_path / "a.txt")
+    assert ingest(project, tmp_path / "a.txt").outcomes[0].status == "added"
