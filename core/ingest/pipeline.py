@@ -243,6 +243,7 @@ def _ingest_file(path: Path, ctx: _Context) -> FileOutcome:
         if doc_id:
             ctx.writer.discard(doc_id)
         reason, hint = describe_failure(exc, path)
+        _forget(ctx, previous_ids)
         stat = _stat(path)
         ctx.writer.add_document(
             _document_row(path, error_doc_id(path), status="error", error=reason, hint=hint,
@@ -252,6 +253,12 @@ def _ingest_file(path: Path, ctx: _Context) -> FileOutcome:
         )
         ctx.events.error(reason, path=str(path), hint=hint, detail=f"{type(exc).__name__}: {exc}")
         return FileOutcome(str(path), "error", error=reason, hint=hint)
+
+
+def _forget(ctx: _Context, doc_ids: list[str]) -> None:
+    """These documents are being replaced: their content no longer counts as stored."""
+    for doc_id in doc_ids:
+        ctx.stored_ids.pop(doc_id, None)
 
 
 def _unchanged(path: Path, doc_id: str, ctx: _Context, previous_ids: list[str]) -> FileOutcome:
@@ -283,8 +290,7 @@ def _store_document(path: Path, fmt: str, doc_id: str, ctx: _Context, previous_i
                       mtime=stat.st_mtime, pages=document.pages, chunks=count),
         [old for old in previous_ids if old != doc_id],
     )
-    for old in previous_ids:
-        ctx.stored_ids.pop(old, None)
+    _forget(ctx, previous_ids)
     ctx.stored_ids[doc_id] = str(path)
     return FileOutcome(str(path), "replaced" if previous_ids else "added", doc_id=doc_id, chunks=count,
                        pages=document.pages)

@@ -188,3 +188,13 @@ def test_only_one_writer_at_a_time(project, tmp_path):
         with pytest.raises(StoreBusy, match="Another DocTune command"):
             ingest(project, tmp_path / "a.txt")
     assert ingest(project, tmp_path / "a.txt").outcomes[0].status == "added"
+
+
+def test_a_file_that_became_unreadable_loses_its_old_chunks(project, tmp_path):
+    path = tmp_path / "report.pdf"
+    make_pdf(path, ["The quay was rebuilt in granite after the fire."], running_header=None)
+    ingest(project, path)
+    path.write_bytes(b"%PDF-1.7\n garbage")
+    assert ingest(project, path).outcomes[0].status == "error"
+    [row] = list_documents(project)
+    assert row["status"] == "error" and list_chunks(project) == [] and Store(project).chunks.count_rows() == 0
