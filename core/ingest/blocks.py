@@ -1,7 +1,7 @@
 """What readers produce: a document's text as a stream of blocks, and the failures they report."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator
 
 from doctune.core.errors import UserError
@@ -30,7 +30,6 @@ class DocumentText:
     format: str
     blocks: Iterator[Block]
     pages: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 class ReadFailure(UserError):

@@ -124,5 +124,4 @@ def open_text(path: Path, markdown: bool = False) -> DocumentText:
     _check_text(codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample))
     paragraphs = _raw_paragraphs(path, encoding)
     blocks = _markdown_blocks(paragraphs) if markdown else _text_blocks(paragraphs)
-    return DocumentText(title=path.stem, format="markdown" if markdown else "text", blocks=blocks,
-                        extra={"encoding": encoding})
+    return DocumentText(title=path.stem, format="markdown" if markdown else "text", blocks=blocks)
