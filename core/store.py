@@ -135,8 +135,16 @@ class Store:
     def chunk_rows(self, doc_ids: list[str]) -> list[dict[str, Any]]:
         if not doc_ids:
             return []
-        rows = self.chunks.search().where(sql_in("doc_id", doc_ids)).limit(None).to_arrow().to_pylist()
+        import pyarrow.compute as pc
+
+        table = self.chunks.to_arrow()
+        table = table.filter(pc.is_in(table.column("doc_id"), value_set=pa.array(doc_ids, pa.string())))
+        rows = table.to_pylist()
         return sorted(rows, key=lambda row: (row["doc_path"] or "", row["doc_id"], row["ordinal"]))
+
+    def chunk_doc_ids(self) -> set[str]:
+        column = self.chunks.search().select(["doc_id"]).limit(None).to_arrow().column("doc_id")
+        return set(column.unique().to_pylist())
 
     # ----- writing -----------------------------------------------------------------
     def add_chunks(self, rows: list[dict[str, Any]]) -> None:
@@ -159,12 +167,13 @@ class Store:
         self.chunks.delete(f"doc_id = {sql_string(doc_id)}")
 
     def delete_orphan_chunks(self) -> int:
-        """Remove chunks whose document row is missing (a run that crashed mid-way)."""
-        keep = self.ok_document_ids()
-        orphan_filter = f"NOT ({sql_in('doc_id', keep)})" if keep else "true"
+        """Remove chunks whose document row is missing (a run that crashed mid-way); returns how many."""
+        orphan_ids = self.chunk_doc_ids() - set(self.ok_document_ids())
+        if not orphan_ids:
+            return 0
+        orphan_filter = sql_in("doc_id", orphan_ids)
         orphans = self.chunks.count_rows(orphan_filter)
-        if orphans:
-            self.chunks.delete(orphan_filter)
+        self.chunks.delete(orphan_filter)
         return orphans
 
 
