@@ -272,14 +272,15 @@ def run(params: TrainParams, *, events: Events, cancel: CancelToken) -> TrainRes
     if train.qlora:
         check_qlora(placement)
     items = _load_items(project, items_file, events)
-    run_id = dist.broadcast(run_id)
-    run_dir = project.runs_dir / run_id
-    if dist.main:
-        runs.ensure_writable(run_dir)
-    student_folder = resolve_student(student.model, revision=student.revision, offline=project.config.privacy.offline,
-                                     trust_remote_code=student.trust_remote_code, events=events)
     dist.start(placement)
     try:
+        run_id = dist.broadcast(run_id)
+        run_dir = project.runs_dir / run_id
+        if dist.main:
+            runs.ensure_writable(run_dir)
+        student_folder = resolve_student(student.model, revision=student.revision,
+                                         offline=project.config.privacy.offline,
+                                         trust_remote_code=student.trust_remote_code, events=events)
         return _train(project, params, dist, events, cancel, student, train, run_id, run_dir, items_file, items,
                       student_folder, placement)
     finally:
