@@ -57,7 +57,7 @@ class MainWindow(QMainWindow):
         side_layout = QVBoxLayout(side)
         side_layout.setContentsMargins(0, 0, 0, 8)
         side_layout.addWidget(self.sidebar, 1)
-        legend = QLabel("●  done    ◐  stale    ○  not started")
+        legend = QLabel("●  done   ◐  stale   ○  to do")
         legend.setObjectName("explanation")
         legend.setAlignment(Qt.AlignmentFlag.AlignCenter)
         side_layout.addWidget(legend)
@@ -73,7 +73,7 @@ class MainWindow(QMainWindow):
         self.sidebar.currentRowChanged.connect(self._show_page)
         self.welcome.project_chosen.connect(self.open_project)
         self.welcome.sample_requested.connect(self.create_sample)
-        self.runner.job_added.connect(lambda _job: self.jobs_dock.show())
+        self.runner.job_added.connect(lambda _job: self._show_jobs())
         self._build_menus()
         self.resize(1280, 860)
         geometry = settings.value("geometry")
@@ -165,6 +165,11 @@ class MainWindow(QMainWindow):
                                 args, None)
         job.finished.connect(lambda state: self.open_project(folder) if state == SUCCEEDED else
                              show_error(self, job.record.message, "\n".join(job.record.log[-40:])))
+
+    def _show_jobs(self) -> None:
+        if not self.jobs_dock.isVisible():
+            self.jobs_dock.show()
+            self.resizeDocks([self.jobs_dock], [max(160, self.height() // 5)], Qt.Orientation.Vertical)
 
     # ----- pages ----------------------------------------------------------------------
     def show_welcome(self) -> None:

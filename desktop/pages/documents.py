@@ -90,7 +90,8 @@ class DocumentsPage(Page):
             self.add_paths([folder])
 
     def add_paths(self, paths: list[str]):
-        job = self.start_job(f"Add {len(paths)} item(s)", ["add", *paths])
+        title = f"Add {Path(paths[0]).name}" if len(paths) == 1 else f"Add {len(paths)} files and folders"
+        job = self.start_job(title, ["add", *paths])
         self.progress.follow(job)
         job.finished.connect(self._index_after)
         return job

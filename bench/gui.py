@@ -1,0 +1,143 @@
+"""Desktop responsiveness: time to the window's first paint, and the longest event-loop stall while a
+training job streams its events into the Train page (live loss curve).
+
+    .venv/bin/python bench/gui.py
+
+First paint is measured from process launch to the window's first paint event (``doctune gui`` with
+DOCTUNE_EXIT_AFTER_FIRST_PAINT=1), median of 3, beside a bare PySide6 window measured the same way (the
+floor: interpreter + Qt start-up). The stall is the longest gap of a 10 ms timer while ``doctune train``
+runs on a tiny model as the window's child process; ``longest_blocked_ms`` leaves out the time the OS ran
+other programs (Linux run-queue wait), ``longest_gap_ms`` keeps it. Last line: one JSON object.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FIRST_PAINT_TARGET_S = 2.0
+STALL_TARGET_MS = 100.0
+RUNS = 3
+BARE_WINDOW = """
+import json, sys, time
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication, QMainWindow
+app = QApplication(sys.argv[:1])
+window = QMainWindow()
+class Reporter(QObject):
+    def eventFilter(self, watched, event):
+        if event.type() == QEvent.Type.Paint:
+            watched.removeEventFilter(self)
+            print(json.dumps({"painted": True}), flush=True)
+            QTimer.singleShot(0, app.quit)
+        return False
+reporter = Reporter()
+window.installEventFilter(reporter)
+window.resize(1280, 860)
+window.show()
+app.exec()
+"""
+
+
+def time_to_line(command: list[str], env: dict[str, str]) -> tuple[float, dict]:
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    line = process.stdout.readline()
+    elapsed = time.perf_counter() - started
+    process.wait(timeout=60)
+    return elapsed, json.loads(line)
+
+
+def first_paint(project: Path, workdir: Path) -> dict:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", DOCTUNE_EXIT_AFTER_FIRST_PAINT="1",
+               XDG_CONFIG_HOME=str(workdir / "config"))
+    app = [time_to_line([sys.executable, "-m", "doctune.core", "gui", "-p", str(project)], env) for _ in range(RUNS)]
+    bare = [time_to_line([sys.executable, "-c", BARE_WINDOW], env)[0] for _ in range(RUNS)]
+    return {"first_paint_s": round(statistics.median(t for t, _ in app), 3),
+            "bare_qt_window_s": round(statistics.median(bare), 3),
+            "heavy_modules_at_first_paint": sorted({m for _, report in app for m in report["heavy_modules"]})}
+
+
+def training_project(workdir: Path) -> Path:
+    from doctune.core.project import Project
+    from doctune.core.resources import resource_path
+    from doctune.core.tiny import ensure_tiny_model
+
+    project = Project.create(workdir / "project")
+    project.config.student.model = str(ensure_tiny_model("qwen2", workdir / "tiny"))
+    train = project.config.train
+    train.replay_fraction, train.max_steps, train.batch_tokens, train.checkpoint_every = 0.0, 40, 256, 20
+    project.save()
+    records = []
+    for raw in map(json.loads, resource_path("sample/questions.jsonl").read_text(encoding="utf-8").splitlines()):
+        records.append({"id": f"bench-{raw['id']}", "kind": "qa", "chunk_id": raw["doc"], "recipe": "qa",
+                        "messages": [{"role": "user", "content": raw["question"]},
+                                     {"role": "assistant", "content": raw["answer"]}]})
+    (project.synth_dir / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return project.root
+
+
+def stall_while_training(project: Path, workdir: Path) -> dict:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from doctune.desktop.responsiveness import StallProbe
+    from doctune.desktop.theme import apply_theme
+    from doctune.desktop.window import MainWindow
+
+    app = QApplication.instance() or QApplication([])
+    apply_theme(app)
+    window = MainWindow(QSettings(str(workdir / "settings.ini"), QSettings.Format.IniFormat))
+    window.resize(1280, 860)
+    window.show()
+    window.open_project(project)
+    window.show_page(3)
+    page = window.page("train")
+    idle = StallProbe()
+    idle.start()
+    end = time.perf_counter() + 3
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.002)
+    idle.stop()
+    probe = StallProbe()
+    probe.start()
+    job = page.train()
+    events = []
+    job.event.connect(events.append)
+    while job.running:
+        app.processEvents()
+        time.sleep(0.002)
+    probe.stop()
+    window.close()
+    return {"train_job_state": job.record.state, "train_events": len(events), "loss_points": len(page.losses),
+            "longest_blocked_ms": round(probe.longest_blocked_s * 1000, 1),
+            "longest_gap_ms": round(probe.longest_gap_s * 1000, 1),
+            "idle_longest_blocked_ms": round(idle.longest_blocked_s * 1000, 1)}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        workdir = Path(folder)
+        project = training_project(workdir)
+        paint = first_paint(project, workdir)
+        stall = stall_while_training(project, workdir)
+    result = {
+        **paint,
+        "first_paint_ratio_to_bare_qt": round(paint["first_paint_s"] / paint["bare_qt_window_s"], 2),
+        "first_paint_target_s": FIRST_PAINT_TARGET_S,
+        **stall,
+        "stall_target_ms": STALL_TARGET_MS,
+        "stall_ratio_to_target": round(stall["longest_blocked_ms"] / STALL_TARGET_MS, 2),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
