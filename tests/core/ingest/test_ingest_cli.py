@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from doctune.core.project import Project
 from doctune.core.store import Store, list_chunks, list_documents
 from ingest_samples import LOREM, make_bad_folder, make_good_folder
@@ -88,7 +90,8 @@ def test_an_unreadable_file_is_reported(tmp_path):
     assert document["status"] == "error" and "no permission" in document["error"] and "chmod" in document["hint"]
 
 
-def test_sigint_stops_between_files_with_nothing_partial(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_between_files_with_nothing_partial(tmp_path, signum):
     root = tmp_path / "p"
     Project.create(root)
     inbox = tmp_path / "inbox"
@@ -101,7 +104,7 @@ def test_sigint_stops_between_files_with_nothing_partial(tmp_path):
     for line in process.stdout:
         lines.append(json.loads(line))
         if lines[-1]["event"] == "progress" and lines[-1].get("done", 0) >= 2:
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
             break
     rest, stderr = process.communicate(timeout=120)
     lines += [json.loads(line) for line in rest.splitlines()]
