@@ -127,6 +127,9 @@ def _settings(project: Project, params: TrainParams) -> tuple[StudentSettings, T
     """Settings, run id and items file: from the project and overrides, or from the run being resumed."""
     if params.resume:
         saved = runs.read_run_config(project.runs_dir / params.resume)
+        if (runs.read_summary(project.runs_dir / params.resume) or {}).get("status") == "complete":
+            raise TrainError(f"Run {params.resume} is already complete; there is nothing to resume.",
+                             "Start a new run with 'doctune train'.")
         items_file = Path(saved["items_file"]) if saved.get("items_file") else None
         return (StudentSettings.model_validate(saved["student"]), TrainSettings.model_validate(saved["train"]),
                 params.resume, items_file)

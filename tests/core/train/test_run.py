@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import json
 
 import pytest
 import torch
@@ -170,3 +171,16 @@ def test_resume_refuses_changed_items(student_project, qa_items_file):
     with pytest.raises(TrainError, match="items changed"):
         run(TrainParams(project_dir=student_project.root, resume=_only_run(student_project).name),
             events=Events(), cancel=CancelToken())
+
+
+def test_cli_trains_and_refuses_to_resume_a_complete_run(student_project, qa_items_file, capsys):
+    from doctune.core.cli import main
+
+    code = main(["train", "-p", str(student_project.root), "--items", str(qa_items_file), "--max-steps", "2",
+                 "--batch-tokens", "256", "--events", "jsonl"])
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert code == 0 and events[-1]["event"] == "done"
+    assert [e["step"] for e in events if e["event"] == "metric"] == [1, 2]
+    run_id = events[-1]["run_id"]
+    assert main(["train", "-p", str(student_project.root), "--resume", run_id, "--events", "jsonl"]) == 1
+    assert "already complete" in json.loads(capsys.readouterr().out.splitlines()[-1])["message"]
