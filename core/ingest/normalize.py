@@ -17,9 +17,10 @@ import re
 import unicodedata
 from collections import Counter
 
-_ODD_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\t\f\v]")
-_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200d\u2060\ufeff]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_ODD_SPACES = "\u00a0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u202f\u205f\u3000\t\f\v"
+_INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
+_CONTROL = "".join(chr(code) for code in [*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)])
+_CLEAN_TABLE = str.maketrans({**dict.fromkeys(_INVISIBLE + _CONTROL), **dict.fromkeys(_ODD_SPACES, " ")})
 _SPACE_RUNS = re.compile(r" {2,}")
 _LINE_EDGES = re.compile(r" *\n *")
 _BLANK_LINES = re.compile(r"\n\s*\n")
@@ -30,8 +31,7 @@ _DIGITS = re.compile(r"\d+")
 
 def clean(text: str) -> str:
     text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-    text = _INVISIBLE.sub("", _ODD_SPACES.sub(" ", text))
-    text = _CONTROL.sub("", text)
+    text = text.translate(_CLEAN_TABLE)
     return _LINE_EDGES.sub("\n", _SPACE_RUNS.sub(" ", text)).strip(" ")
 
 
