@@ -28,14 +28,24 @@ def hub_offline(project_offline: bool) -> bool:
     return project_offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
-def _progress_bar_class(events: Events):
+class _Silent:
+    """A text stream that drops what it is given: the bar is shown through events, not drawn."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def progress_bar_class(events: Events):
     """A tqdm class that reports a download as progress events (bytes, rate, ETA)."""
     from tqdm.auto import tqdm
 
     class EventTqdm(tqdm):
         def __init__(self, *args, **kwargs):
             kwargs["disable"] = False
-            kwargs.setdefault("file", open(os.devnull, "w"))
+            kwargs["file"] = _Silent()
             super().__init__(*args, **kwargs)
             self._last = 0.0
 
@@ -66,7 +76,7 @@ def _download(repo_id: str, revision: str, offline: bool, events: Events) -> Pat
         else:
             events.log(f"Downloading {repo_id} into the Hugging Face cache")
             folder = snapshot_download(repo_id, revision=revision or None, allow_patterns=DOWNLOAD_PATTERNS,
-                                       tqdm_class=_progress_bar_class(events))
+                                       tqdm_class=progress_bar_class(events))
     except LocalEntryNotFoundError:
         if offline:
             raise TrainError(

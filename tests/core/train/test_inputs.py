@@ -100,3 +100,17 @@ def test_cli_reports_a_bad_student_without_traceback(project, qa_items_file, cap
                  "--events", "jsonl"])
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 1 and last["event"] == "error" and last["fatal"] and "does not exist" in last["message"]
+
+
+def test_download_progress_becomes_events_with_size_rate_and_eta():
+    from doctune.core.events import RecordingSink
+    from doctune.core.train.student import progress_bar_class
+
+    sink = RecordingSink()
+    bar = progress_bar_class(Events(sink))(total=1000, unit="B", desc="Downloading bytes")
+    bar.update(400)
+    bar.update(600)
+    bar.close()
+    last = sink.of("progress")[-1]
+    assert (last["done"], last["total"], last["unit"]) == (1000, 1000, "bytes")
+    assert last["message"] == "Downloading bytes"
