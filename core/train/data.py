@@ -178,6 +178,10 @@ class Plan:
     def rows_for_step(self, step: int) -> list[list[Example]]:
         return self.rows[step * self.world_size:(step + 1) * self.world_size]
 
+    @property
+    def total_tokens(self) -> int:
+        return sum(e.n_tokens for row in self.rows for e in row)
+
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
         for row in self.rows:

@@ -236,18 +236,49 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _run_config(run_id: str, student: StudentSettings, train: TrainSettings, student_folder: Path,
-                items_file: Path | None, items: list[TrainingItem], plan: packing.Plan, placement: Placement,
-                dist: Dist) -> dict[str, Any]:
+@dataclass
+class Setup:
+    """Everything decided before the model loads: settings, data, placement, where the run lives."""
+
+    project: Project
+    resume: bool
+    dist: Dist
+    events: Events
+    cancel: CancelToken
+    student: StudentSettings
+    train: TrainSettings
+    run_id: str
+    run_dir: Path
+    items_file: Path | None
+    items: list[TrainingItem]
+    student_folder: Path
+    placement: Placement
+
+
+@dataclass
+class Session:
+    """The live training objects; ``trained`` is ``model`` itself or its DDP wrapper."""
+
+    model: Any
+    trained: Any
+    tokenizer: Any
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    plan: packing.Plan
+    start_step: int
+
+
+def _run_config(setup: Setup, plan: packing.Plan) -> dict[str, Any]:
     return {
-        "schema_version": runs.RUN_SCHEMA_VERSION, "run_id": run_id, "created_at": time.time(),
-        "student": student.model_dump(mode="json"), "train": train.model_dump(mode="json"),
-        "base_model": student.model, "student_folder": str(student_folder),
-        "items_file": str(items_file) if items_file else None,
-        "data": {"items": len(items), "items_fingerprint": packing.items_fingerprint(items),
+        "schema_version": runs.RUN_SCHEMA_VERSION, "run_id": setup.run_id, "created_at": time.time(),
+        "student": setup.student.model_dump(mode="json"), "train": setup.train.model_dump(mode="json"),
+        "base_model": setup.student.model, "student_folder": str(setup.student_folder),
+        "items_file": str(setup.items_file) if setup.items_file else None,
+        "data": {"items": len(setup.items), "items_fingerprint": packing.items_fingerprint(setup.items),
                  "plan_fingerprint": plan.fingerprint(), "total_steps": plan.total_steps,
                  "epochs_planned": plan.epochs_planned, "mix": plan.count_by_source()},
-        "device": placement.device, "dtype": placement.dtype, "world_size": dist.world_size,
+        "device": setup.placement.device, "dtype": setup.placement.dtype, "world_size": setup.dist.world_size,
         "versions": runs.library_versions(),
     }
 
@@ -284,18 +315,20 @@ def run(params: TrainParams, *, events: Events, cancel: CancelToken) -> TrainRes
         student_folder = resolve_student(student.model, revision=student.revision,
                                          offline=project.config.privacy.offline,
                                          trust_remote_code=student.trust_remote_code, events=events)
-        return _train(project, params, dist, events, cancel, student, train, run_id, run_dir, items_file, items,
-                      student_folder, placement)
+        setup = Setup(project, bool(params.resume), dist, events, cancel, student, train, run_id, run_dir,
+                      items_file, items, student_folder, placement)
+        return _steps(setup, _prepare(setup))
     finally:
         dist.stop()
 
 
-def _replay(model, tokenizer, project: Project, student_folder: Path, train: TrainSettings, dist: Dist,
-            events: Events, cancel: CancelToken) -> list[TrainingItem]:
+def _replay(setup: Setup, model, tokenizer) -> list[TrainingItem]:
+    train, dist = setup.train, setup.dist
     if train.replay_fraction <= 0:
         return []
-    kwargs = dict(student_folder=student_folder, cache_dir=project.cache_dir, prompts=train.replay_prompts,
-                  max_new_tokens=train.replay_max_new_tokens, events=events, cancel=cancel)
+    kwargs = dict(student_folder=setup.student_folder, cache_dir=setup.project.cache_dir,
+                  prompts=train.replay_prompts, max_new_tokens=train.replay_max_new_tokens, events=setup.events,
+                  cancel=setup.cancel)
     if dist.main:
         model.eval()
         replay = replay_items(model, tokenizer, **kwargs)
@@ -303,134 +336,150 @@ def _replay(model, tokenizer, project: Project, student_folder: Path, train: Tra
     if not dist.main:
         replay = replay_items(model, tokenizer, **kwargs)
     if not replay:
-        events.warning("The base student gave no usable replay answers; training without replay")
+        setup.events.warning("The base student gave no usable replay answers; training without replay")
     return replay
 
 
-def _train(project, params, dist, events, cancel, student, train, run_id, run_dir, items_file, items,
-           student_folder, placement) -> TrainResult:
+def _prepare(setup: Setup) -> Session:
+    """Load the student, build the data plan, record the run, wrap in LoRA, restore a checkpoint."""
     import torch
 
+    train, placement, dist, events = setup.train, setup.placement, setup.dist, setup.events
     if placement.kind == "cpu" and train.cpu_threads:
         torch.set_num_threads(train.cpu_threads)
     _seed(train.seed)
-    model, tokenizer = _load_model(student_folder, student, train, placement)
-    replay = _replay(model, tokenizer, project, student_folder, train, dist, events, cancel)
-    by_source, _ = _examples(items, replay, tokenizer, train, events)
+    model, tokenizer = _load_model(setup.student_folder, setup.student, train, placement)
+    by_source, _ = _examples(setup.items, _replay(setup, model, tokenizer), tokenizer, train, events)
     plan = _plan(by_source, train, dist)
     if plan.total_steps == 0:
         raise TrainError("The training mix is too small for the number of processes.", "Run with fewer processes.")
-    config = _run_config(run_id, student, train, student_folder, items_file, items, plan, placement, dist)
-    if params.resume:
-        _check_same_data(runs.read_run_config(run_dir), items, plan)
+    if setup.resume:
+        _check_same_data(runs.read_run_config(setup.run_dir), setup.items, plan)
     elif dist.main:
-        with runs.disk_errors("run configuration", run_dir):
-            atomic_write_json(run_dir / "config.json", config)
+        with runs.disk_errors("run configuration", setup.run_dir):
+            atomic_write_json(setup.run_dir / "config.json", _run_config(setup, plan))
     _seed(train.seed)
     model = _lora(model, train)
     optimizer, scheduler = _optimizer(model, train, plan.total_steps)
     scaler = torch.amp.GradScaler(placement.kind) if placement.needs_grad_scaler else None
-    start_step = 0
-    if params.resume:
-        checkpoint = runs.latest_checkpoint(run_dir)
-        if checkpoint is not None:
-            start_step = runs.load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
-            events.log(f"Resuming run {run_id} from step {start_step}")
-        if dist.main:
-            _truncate_metrics(run_dir / "metrics.jsonl", start_step)
-    mix = plan.count_by_source()
-    events.log(f"Training {run_id}: {plan.total_steps} steps on {placement.device} ({placement.dtype}), "
+    start_step = _restore(setup, model, optimizer, scheduler, scaler)
+    events.log(f"Training {setup.run_id}: {plan.total_steps} steps on {placement.device} ({placement.dtype}), "
                f"world size {dist.world_size}; mix tokens: "
-               + ", ".join(f"{k} {v['tokens']}" for k, v in sorted(mix.items())))
+               + ", ".join(f"{k} {v['tokens']}" for k, v in sorted(plan.count_by_source().items())))
     trained = model
     if dist.active:
         from torch.nn.parallel import DistributedDataParallel
 
         trained = DistributedDataParallel(model, device_ids=[placement.device] if placement.kind == "cuda" else None)
-    return _steps(trained, model, tokenizer, optimizer, scheduler, scaler, plan, start_step, train, placement, dist,
-                  run_dir, run_id, student, events, cancel)
+    return Session(model, trained, tokenizer, optimizer, scheduler, scaler, plan, start_step)
 
 
-def _forward_backward(trained, batch, placement: Placement, scaler):
+def _restore(setup: Setup, model, optimizer, scheduler, scaler) -> int:
+    """The step to start from: 0, or the last checkpoint's step when resuming."""
+    if not setup.resume:
+        return 0
+    start_step = 0
+    checkpoint = runs.latest_checkpoint(setup.run_dir)
+    if checkpoint is not None:
+        start_step = runs.load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
+        setup.events.log(f"Resuming run {setup.run_id} from step {start_step}")
+    if setup.dist.main:
+        _truncate_metrics(setup.run_dir / "metrics.jsonl", start_step)
+    return start_step
+
+
+def _forward_backward(session: Session, batch, placement: Placement) -> float:
     import torch
 
     with torch.autocast(placement.kind, dtype=placement.torch_dtype, enabled=placement.autocast):
-        loss = trained(**batch, use_cache=False).loss  # a cache would disable the per-item packed mask
-    (scaler.scale(loss) if scaler else loss).backward()
+        loss = session.trained(**batch, use_cache=False).loss  # a cache would disable the per-item packed mask
+    (session.scaler.scale(loss) if session.scaler else loss).backward()
     return float(loss.detach())
 
 
-def _optimizer_step(model, optimizer, scheduler, scaler, max_grad_norm: float) -> None:
+def _optimizer_step(session: Session, max_grad_norm: float) -> None:
     import torch
 
+    optimizer, scaler = session.optimizer, session.scaler
     if scaler:
         scaler.unscale_(optimizer)
     if max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
+        torch.nn.utils.clip_grad_norm_([p for p in session.model.parameters() if p.requires_grad], max_grad_norm)
     if scaler:
         scaler.step(optimizer)
         scaler.update()
     else:
         optimizer.step()
-    scheduler.step()
+    session.scheduler.step()
     optimizer.zero_grad(set_to_none=True)
 
 
-def _checkpoint(run_dir, step, model, optimizer, scheduler, scaler, dist, events) -> None:
-    if dist.main:
-        with runs.disk_errors("checkpoint", run_dir):
-            runs.save_checkpoint(run_dir, step, model, optimizer, scheduler, scaler)
-        events.log(f"Checkpoint saved at step {step}")
-    dist.barrier()
+def _checkpoint(setup: Setup, session: Session, step: int) -> None:
+    if setup.dist.main:
+        with runs.disk_errors("checkpoint", setup.run_dir):
+            runs.save_checkpoint(setup.run_dir, step, session.model, session.optimizer, session.scheduler,
+                                 session.scaler)
+        setup.events.log(f"Checkpoint saved at step {step}")
+    setup.dist.barrier()
 
 
-def _steps(trained, model, tokenizer, optimizer, scheduler, scaler, plan, start_step, train, placement, dist,
-           run_dir, run_id, student, events, cancel) -> TrainResult:
-    total = plan.total_steps
+def _train_step(setup: Setup, session: Session, step: int) -> tuple[float, float, int]:
+    """One optimizer step on this process's packed row; returns (mean loss, lr used, tokens of all processes)."""
+    rows = session.plan.rows_for_step(step)
+    batch = {k: v.to(setup.placement.device) for k, v in packing.collate(rows[setup.dist.rank]).items()}
+    loss = setup.dist.mean(_forward_backward(session, batch, setup.placement))
+    lr = session.scheduler.get_last_lr()[0]
+    _optimizer_step(session, setup.train.max_grad_norm)
+    return loss, lr, sum(e.n_tokens for row in rows for e in row)
+
+
+def _steps(setup: Setup, session: Session) -> TrainResult:
+    total, start_step, events = session.plan.total_steps, session.start_step, setup.events
     tracker = events.tracker(total, unit="steps")
     tracker.done = start_step
     started = time.monotonic()
     tokens_seen = 0
     loss = float("nan")
-    trained.train()
-    metrics = JsonlAppender(run_dir / "metrics.jsonl") if dist.main else None
+    session.trained.train()
+    metrics = JsonlAppender(setup.run_dir / "metrics.jsonl") if setup.dist.main else None
     try:
         for step in range(start_step, total):
-            if dist.any_true(cancel.cancelled):
-                _checkpoint(run_dir, step, model, optimizer, scheduler, scaler, dist, events)
+            if setup.dist.any_true(setup.cancel.cancelled):
+                _checkpoint(setup, session, step)
                 raise Cancelled()
-            rows = plan.rows_for_step(step)
-            batch = {k: v.to(placement.device) for k, v in packing.collate(rows[dist.rank]).items()}
-            loss = dist.mean(_forward_backward(trained, batch, placement, scaler))
-            lr = scheduler.get_last_lr()[0]
-            _optimizer_step(model, optimizer, scheduler, scaler, train.max_grad_norm)
-            tokens_seen += sum(e.n_tokens for row in rows for e in row)
+            loss, lr, tokens = _train_step(setup, session, step)
+            tokens_seen += tokens
             elapsed = time.monotonic() - started
-            rate = tokens_seen / elapsed if elapsed > 0 else 0.0
-            steps_done = step + 1 - start_step
-            eta = (total - step - 1) * elapsed / steps_done
+            eta = (total - step - 1) * elapsed / (step + 1 - start_step)
             record = {"step": step + 1, "total_steps": total, "loss": round(loss, 5), "lr": lr,
-                      "tokens_per_s": round(rate, 1), "eta_s": round(eta, 1), "tokens": tokens_seen}
+                      "tokens_per_s": round(tokens_seen / elapsed, 1) if elapsed > 0 else 0.0,
+                      "eta_s": round(eta, 1), "tokens": tokens_seen}
             if metrics:
                 metrics.append({"schema_version": runs.RUN_SCHEMA_VERSION, "time": time.time(), **record})
             events.metric(**record)
             tracker.update(step + 1, message=f"loss {loss:.4f}")
-            if (step + 1) % train.checkpoint_every == 0 and step + 1 < total:
-                _checkpoint(run_dir, step + 1, model, optimizer, scheduler, scaler, dist, events)
+            if (step + 1) % setup.train.checkpoint_every == 0 and step + 1 < total:
+                _checkpoint(setup, session, step + 1)
     finally:
         if metrics:
             metrics.close()
     seconds = time.monotonic() - started
-    adapter_dir = run_dir / "adapter"
-    if dist.main:
-        with runs.disk_errors("adapter", run_dir):
-            runs.save_adapter(run_dir, model, tokenizer)
-            runs.write_summary(run_dir, {
-                "status": "complete", "run_id": run_id, "base_model": student.model,
-                "student_folder": str(runs.read_run_config(run_dir)["student_folder"]),
-                "steps": total, "final_loss": loss, "tokens": tokens_seen, "seconds": round(seconds, 2),
-                "world_size": dist.world_size, "adapter": "adapter", "finished_at": time.time()})
-    dist.barrier()
-    events.done(f"Trained {run_id}: {total} steps, final loss {loss:.4f}", run_id=run_id, run_dir=str(run_dir))
-    return TrainResult(run_id=run_id, run_dir=run_dir, adapter_dir=adapter_dir, steps=total, final_loss=loss,
-                       tokens=tokens_seen, seconds=seconds)
+    _finish(setup, session, loss, tokens_seen, seconds)
+    events.done(f"Trained {setup.run_id}: {total} steps, final loss {loss:.4f}", run_id=setup.run_id,
+                run_dir=str(setup.run_dir))
+    return TrainResult(run_id=setup.run_id, run_dir=setup.run_dir, adapter_dir=setup.run_dir / "adapter",
+                       steps=total, final_loss=loss, tokens=tokens_seen, seconds=seconds)
+
+
+def _finish(setup: Setup, session: Session, loss: float, tokens: int, seconds: float) -> None:
+    """Write the adapter, then the summary that marks the run complete."""
+    if setup.dist.main:
+        with runs.disk_errors("adapter", setup.run_dir):
+            runs.save_adapter(setup.run_dir, session.model, session.tokenizer)
+            runs.write_summary(setup.run_dir, {
+                "status": "complete", "run_id": setup.run_id, "base_model": setup.student.model,
+                "student_folder": str(setup.student_folder), "steps": session.plan.total_steps,
+                "final_loss": loss, "tokens": session.plan.total_tokens, "tokens_this_session": tokens,
+                "seconds_this_session": round(seconds, 2),
+                "world_size": setup.dist.world_size, "adapter": "adapter", "finished_at": time.time()})
+    setup.dist.barrier()
