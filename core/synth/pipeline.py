@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -31,8 +30,8 @@ from doctune.core.items import (
 from doctune.core.synth import filters, schemas
 from doctune.core.synth.prompts import load_prompt
 from doctune.core.synth.recipes import (
-    CALLS_PER_TASK, EVAL_RECIPES, LETTERS, RUNNERS, TRAIN_RECIPES, Draft, EntityCache, GenerationContext,
-    InvalidOutput, Task, Usage, letter_index, plan_eval_tasks, plan_tasks,
+    CALLS_PER_TASK, RUNNERS, TRAIN_RECIPES, Draft, EntityCache, GenerationContext, InvalidOutput, Task, Usage,
+    letter_index, plan_eval_tasks, plan_tasks,
 )
 from doctune.core.teachers.base import Teacher, TeacherCallError, estimate_tokens
 

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import ingest, sample_docs, use_endpoint
 
 from doctune.core.items import items_path, load_training_items
@@ -40,6 +41,7 @@ def item_contents(project) -> dict[str, list]:
     return {item.id: [m.content for m in item.messages] for item in load_training_items(project)}
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, fault_server):
     server = fault_server(delay_s=0.15)
     killed = qa_project(tmp_path / "killed", server.base_url, docs=6, per_chunk=3, concurrency=2)
