@@ -71,6 +71,7 @@ class ChatSystem:
         self.temperature = temperature
         self.min_source_tokens = min_source_tokens
         self.last_answer: Answer | None = None
+        self._last_search: tuple[tuple[str, int] | None, list[Hit]] = (None, [])
 
     @property
     def rag(self) -> bool:
@@ -84,11 +85,18 @@ class ChatSystem:
         backend = self.backend
         return Counter(count=backend.count_messages, truncate=backend.truncate_text, tokens=backend.count_text)
 
+    def sources(self, question: str) -> list[Hit]:
+        """Retrieved chunks for ``question`` (the last question's are kept: option scoring asks 4 times)."""
+        if self.retriever is None:
+            return []
+        if self._last_search[0] != (question, self.k):
+            self._last_search = ((question, self.k), self.retriever.search(question, k=self.k))
+        return self._last_search[1]
+
     def prompt(self, question: str, history: Sequence[Message] = ()) -> Prompt:
         """The messages for ``question``: retrieved sources (RAG) and recent history fitted to the context."""
-        sources = self.retriever.search(question, k=self.k) if self.retriever is not None else []
         return assemble(
-            question, budget=self.prompt_budget, counter=self.counter(), sources=sources, history=history,
+            question, budget=self.prompt_budget, counter=self.counter(), sources=self.sources(question), history=history,
             rag=self.rag, min_source_tokens=self.min_source_tokens,
         )
 
@@ -131,7 +139,7 @@ class ChatSystem:
         if isinstance(prompt, str):
             messages = assemble(
                 prompt, budget=min(self.prompt_budget, self.backend.n_ctx - len(continuation)), counter=self.counter(),
-                sources=self.retriever.search(prompt, k=self.k) if self.retriever is not None else [],
+                sources=self.sources(prompt),
                 rag=self.rag, min_source_tokens=self.min_source_tokens,
             ).messages
         else:
