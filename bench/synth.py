@@ -35,7 +35,7 @@ from doctune.core.synth import SynthParams, run  # noqa: E402
 from doctune.core.teachers.api import ApiTeacher  # noqa: E402
 
 CONCURRENCY = (1, 2, 4)
-REPEATS = 3
+REPEATS = 4
 DOCS = 6
 PER_CHUNK = 2
 TARGET = 0.9

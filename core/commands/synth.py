@@ -49,18 +49,8 @@ def cmd_synth(ctx: CommandContext) -> int:
 
 
 def _print_estimate(ctx: CommandContext, result) -> None:
-    if ctx.jsonl:
-        return
-    e = result.estimate
-    ctx.print(f"{result.planned} item(s) planned, {result.already_done} already done, {e['items']} to generate.")
-    ctx.print(f"Teacher calls: {e['calls']}; tokens: ~{e['prompt_tokens']} in, ~{e['completion_tokens']} out "
-              f"(at most {e['completion_tokens_max']}).")
-    if e["seconds"] is not None:
-        ctx.print(f"Time: about {e['seconds'] / 60:.1f} min at the teacher's measured speed.")
-    else:
-        ctx.print("Time: unknown until the teacher's speed is measured (doctune teacher test).")
-    if e["priced"]:
-        ctx.print(f"Cost: about {e['cost']:.2f} at the configured prices.")
+    if not ctx.jsonl:
+        ctx.print(f"{result.planned} item(s) planned, {result.already_done} already done.")
 
 
 def _export(ctx: CommandContext) -> int:

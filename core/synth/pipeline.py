@@ -431,6 +431,15 @@ def estimate(project, pending: list[Task]) -> dict[str, Any]:
             "priced": bool(teacher.price_in_per_mtok or teacher.price_out_per_mtok)}
 
 
+def describe_estimate(e: dict[str, Any]) -> str:
+    """The estimate in one sentence (the desktop shows it as is)."""
+    time_text = (f"about {e['seconds'] / 60:.1f} min at the teacher's measured speed" if e["seconds"] is not None
+                 else "time unknown until the teacher is tested")
+    cost_text = f", about {e['cost']:.2f} at the configured prices" if e["priced"] else ""
+    return (f"{e['items']} item(s) to generate: {e['calls']} teacher calls, ~{e['prompt_tokens']} tokens in, "
+            f"~{e['completion_tokens']} out; {time_text}{cost_text}. Nothing was sent.")
+
+
 # ----- the step ----------------------------------------------------------------------------------
 
 def _recipes(project, params: SynthParams) -> dict[str, float]:
@@ -469,7 +478,7 @@ def run(params: SynthParams, *, events: Events, cancel: CancelToken,
     already = len(tasks) - len(pending)
     if params.dry_run:
         result = SynthResult(mode=mode, planned=len(tasks), already_done=already, estimate=estimate(project, pending))
-        events.done("Dry run: nothing was generated.", **result.as_dict())
+        events.done(describe_estimate(result.estimate), **result.as_dict())
         return result
     owned = teacher is None
     if owned:

@@ -128,3 +128,23 @@ def test_bad_recipe_and_empty_project_are_reported(project):
         SynthParams(project_dir=project.root, recipes=["qa", "poetry"])
     with pytest.raises(SynthInputError, match="no document chunks"):
         run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
+
+
+def test_judge_grounding_drops_what_the_teacher_finds_unsupported(project, fault_server):
+    ingest(project, sample_docs(2))
+
+    def judge_says_no_for_vellmora(body, attempt):
+        system, user = body["messages"][0]["content"], body["messages"][-1]["content"]
+        if "supported by a passage" in system and "Vellmora" in user:
+            return ("text", '{"supported": false, "reason": "not in the passage"}')
+        return None
+
+    server = fault_server(fault=judge_says_no_for_vellmora)
+    use_endpoint(project, server.base_url)
+    project.config.synth.recipes = {"qa": 1.0}
+    project.config.synth.per_chunk = 1
+    project.config.synth.grounding = "judge"
+    project.save()
+    result = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
+    assert (result.generated, result.filtered_by_reason) == (1, {"not grounded": 1})
+    assert len(server.requests) == 4  # one question and one verdict per chunk
