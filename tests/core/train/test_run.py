@@ -184,3 +184,12 @@ def test_cli_trains_and_refuses_to_resume_a_complete_run(student_project, qa_ite
     run_id = events[-1]["run_id"]
     assert main(["train", "-p", str(student_project.root), "--resume", run_id, "--events", "jsonl"]) == 1
     assert "already complete" in json.loads(capsys.readouterr().out.splitlines()[-1])["message"]
+
+
+def test_gradient_checkpointing_gives_the_same_losses(student_project, qa_items_file):
+    plain = RecordingSink()
+    _train(student_project, qa_items_file, plain, max_steps=2)
+    recomputed = RecordingSink()
+    _train(student_project, qa_items_file, recomputed, max_steps=2, gradient_checkpointing=True)
+    assert [m["loss"] for m in recomputed.of("metric")] == pytest.approx([m["loss"] for m in plain.of("metric")],
+                                                                         abs=1e-4)
