@@ -466,7 +466,7 @@ def plan(project, params: SynthParams) -> list[Task]:
 
 
 def run(params: SynthParams, *, events: Events, cancel: CancelToken,
-        teacher: Teacher | None = None, open_teacher: Callable[[Any], Teacher] | None = None) -> SynthResult:
+        teacher: Teacher | None = None, open_teacher: Callable[..., Teacher] | None = None) -> SynthResult:
     """Generate training items (or, with ``params.eval``, held-out questions) for the project."""
     from doctune.core.project import Project
 
@@ -484,7 +484,7 @@ def run(params: SynthParams, *, events: Events, cancel: CancelToken,
     if owned:
         if open_teacher is None:
             from doctune.core.teachers import open_teacher
-        teacher = open_teacher(project)
+        teacher = open_teacher(project, cancel=cancel)
     events.log(f"{len(tasks)} item(s) planned, {already} already done, {len(pending)} to generate with {teacher.name}.")
     job = Run(project, mode, teacher, outputs, events, cancel)
     try:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from doctune.core.teachers.base import Teacher, TeacherCallError, TeacherError, TeacherReply, extract_json
 
 
-def open_teacher(project, *, n_threads: int | None = None) -> Teacher:
+def open_teacher(project, *, n_threads: int | None = None, cancel=None) -> Teacher:
+    """The project's teacher; ``cancel`` (a CancelToken) cuts retry waits short."""
     settings = project.config.teacher
     privacy = project.config.privacy
     if settings.kind == "local":
@@ -28,6 +29,7 @@ def open_teacher(project, *, n_threads: int | None = None) -> Teacher:
         concurrency=settings.concurrency, timeout_s=settings.timeout_s, max_retries=settings.max_retries,
         retry_base_s=settings.retry_base_s, retry_max_s=settings.retry_max_s, temperature=settings.temperature,
         max_tokens=settings.max_tokens, structured_output=settings.structured_output,
+        sleep=cancel.wait if cancel is not None else None,
     )
 
 

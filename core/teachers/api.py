@@ -23,6 +23,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from doctune.core.events import Cancelled
 from doctune.core.teachers.base import (
     Teacher, TeacherCallError, TeacherError, TeacherReply, estimate_tokens, extract_json, missing_required,
 )
@@ -90,6 +91,7 @@ class ApiTeacher(Teacher):
                  timeout_s: float = 120.0, max_retries: int = 5, retry_base_s: float = 1.0,
                  retry_max_s: float = 60.0, temperature: float = 0.7, max_tokens: int = 1024,
                  structured_output: str = "auto", sleep: Callable[[float], Any] | None = None) -> None:
+        """``sleep`` waits between retries; pass ``CancelToken.wait`` so that a cancel ends the wait."""
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.name = f"openai:{model or 'default'}@{urlparse(base_url).hostname}"
@@ -166,7 +168,8 @@ class ApiTeacher(Teacher):
                 if attempt == self.max_retries:
                     break
                 self.retries += 1
-                self._sleep(self._backoff(attempt, exc.retry_after))
+                if self._sleep(self._backoff(attempt, exc.retry_after)) is True:  # CancelToken.wait: cancelled
+                    raise Cancelled()
         raise TeacherCallError(f"teacher failed after {self.max_retries + 1} attempts: {last}")
 
     # ----- structured-output support ---------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -162,3 +163,16 @@ def test_api_key_comes_from_the_environment(project, monkeypatch):
             assert teacher.complete(MESSAGES).text
     assert server.auth_headers == ["Bearer sk-abc123"]
     assert "sk-abc123" not in project.config_path.read_text()
+
+
+def test_cancel_cuts_a_retry_wait_short():
+    from doctune.core.events import Cancelled, CancelToken
+
+    cancel = CancelToken()
+    with FaultServer(fault=lambda body, attempt: ("status", 429, {"Retry-After": "60"})) as server, \
+            teacher_for(server, sleep=cancel.wait) as teacher:
+        threading.Timer(0.3, cancel.cancel).start()
+        started = time.monotonic()
+        with pytest.raises(Cancelled):
+            teacher.complete(MESSAGES)
+    assert time.monotonic() - started < 5
