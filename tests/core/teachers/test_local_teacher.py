@@ -42,3 +42,19 @@ def test_open_teacher_reports_a_missing_model(project):
     project.config.teacher.model_path = ""
     with pytest.raises(TeacherError, match="No local teacher"):
         open_teacher(project)
+
+
+def test_teacher_test_command_reports_speed(project, tiny_gguf):
+    import json
+    import subprocess
+    import sys
+
+    project.config.teacher.model_path = str(tiny_gguf("qwen2"))
+    project.config.teacher.n_ctx = 512
+    project.save()
+    done = subprocess.run([sys.executable, "-m", "doctune.core", "teacher", "test", "-p", str(project.root),
+                           "--events", "jsonl"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    event = json.loads(done.stdout.splitlines()[-1])
+    assert event["event"] == "done" and event["valid_json"] and event["tokens_per_s"] > 0
+    assert (project.cache_dir / "teacher-speed.json").exists()
