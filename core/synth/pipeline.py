@@ -228,15 +228,26 @@ class Finisher:
             reason = filters.length_problem(_question_of(record), 10, s.max_question_chars, "question")
         if reason:
             return reason
-        if draft.kind == "document" or s.grounding == "terms":
-            minimum = s.grounding_min / 2 if draft.kind == "document" else s.grounding_min
-            if s.grounding != "off" and filters.grounding_share(answer, draft.task.source.text) < minimum:
-                return "not grounded: key terms missing from the source"
-        elif s.grounding == "judge" and draft.meta.get("judge_supported") is False:
-            return "not grounded: the judge found it unsupported"
+        reason = self._grounding_problem(draft, answer)
+        if reason:
+            return reason
         if draft.kind in ("qa", "mc", "open") and self.leakage.leaks(_question_of(record)):
             return "leakage: too close to an evaluation question" if draft.kind == "qa" else \
                 "leakage: too close to a training question"
+        return None
+
+    def _grounding_problem(self, draft: Draft, answer: str) -> str | None:
+        """Documents (rewrites) are checked by key terms at half the bar; answers by terms or the judge's verdict."""
+        s = self.settings
+        if s.grounding == "off":
+            return None
+        if draft.kind == "document" or s.grounding == "terms":
+            minimum = s.grounding_min / 2 if draft.kind == "document" else s.grounding_min
+            if filters.grounding_share(answer, draft.task.source.text) < minimum:
+                return "not grounded: key terms missing from the source"
+            return None
+        if draft.meta.get("judge_supported") is False:
+            return "not grounded: the judge found it unsupported"
         return None
 
 
