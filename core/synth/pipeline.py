@@ -338,6 +338,11 @@ class Run:
         self.result.items_per_s = round(self.result.generated / self.result.seconds, 3) if self.result.seconds else 0.0
         if self.cancel.cancelled:
             raise Cancelled()
+        leaked = self.result.filtered_by_reason.get("leakage", 0)
+        if leaked:
+            other = "training questions" if self.result.mode == "eval" else "held-out evaluation questions"
+            self.events.warning(f"Leakage check: {leaked} item(s) dropped as too close to {other} "
+                                f"(synth.leakage_threshold = {self.settings.leakage_threshold}).")
         if self.result.deferred:
             self.events.warning(f"Token budget of {self.settings.token_budget} reached: {self.result.deferred} "
                                 "item(s) not started. Raise synth.token_budget and re-run to continue.")

@@ -6,7 +6,7 @@ import pytest
 from conftest import ingest, sample_docs, use_endpoint
 
 from doctune.core.config import SynthSettings
-from doctune.core.events import Cancelled, CancelToken, Events
+from doctune.core.events import Cancelled, CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_jsonl
 from doctune.core.items import failures_path, load_training_items, questions_path
 from doctune.core.synth import SynthParams, run
@@ -83,8 +83,10 @@ def test_eval_questions_too_close_to_training_are_dropped_and_vice_versa(qa_proj
     run(SynthParams(project_dir=qa_project.root), events=Events(), cancel=CancelToken())
     qa_project.config.synth.leakage_threshold = 0.01  # everything about the same passages counts as leaked
     qa_project.save()
-    evaluation = run(SynthParams(project_dir=qa_project.root, eval=True), events=Events(), cancel=CancelToken())
+    sink = RecordingSink()
+    evaluation = run(SynthParams(project_dir=qa_project.root, eval=True), events=Events(sink), cancel=CancelToken())
     assert evaluation.planned == 6 and evaluation.filtered_by_reason == {"leakage": 6}
+    assert any("Leakage check: 6 item(s)" in w["message"] for w in sink.of("warning"))
     assert not questions_path(qa_project).exists()
     reasons = {r["detail"] for r in read_jsonl(qa_project.eval_dir / "failures.jsonl")}
     assert reasons == {"leakage: too close to a training question"}
