@@ -1,0 +1,137 @@
+"""Export benchmark: time per format, and llama.cpp generation speed beside transformers.
+
+Runs with no arguments. Two models: the tiny test model (~3M parameters) and
+a random ~100M-parameter Llama-style model with the same tokenizer. For each:
+seconds to write the F16 GGUF and to quantize it to Q8_0 and Q4_K_M, and the
+file sizes. For the 100M model also the generation speed (greedy, same prompt,
+same number of new tokens, 2 threads) of the Q8_0 and Q4_K_M files through
+llama.cpp and of the Hugging Face model through transformers ``generate``.
+The last line printed is one JSON object with the figures, the ratios and the
+target (llama.cpp Q8_0 at least 3x transformers on CPU).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+NEW_TOKENS = 64
+THREADS = 2
+PROMPT = "The Quintrel Foundry cast its first bell in the spring of 1871, and the town"
+TARGET_RATIO = 3.0
+REPO = Path(__file__).resolve().parent.parent
+
+
+def build_100m_model(out: Path, tokenizer_dir: Path) -> Path:
+    """A random Llama-style model of ~100M parameters with the tiny tokenizer."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from doctune.core.tiny import padded_vocab_size
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    config = transformers.LlamaConfig(
+        vocab_size=padded_vocab_size(len(tokenizer)), hidden_size=768, intermediate_size=2048,
+        num_hidden_layers=16, num_attention_heads=12, num_key_value_heads=4, max_position_embeddings=2048,
+        rms_norm_eps=1e-5, tie_word_embeddings=False, eos_token_id=eos, bos_token_id=None,
+        pad_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        rope_parameters={"rope_type": "default", "rope_theta": 500000.0})
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def export_times(model_dir: Path, work: Path) -> dict:
+    from doctune.core.export.gguf import write_gguf
+    from doctune.core.export.quantize import quantize_gguf
+
+    f16 = work / f"{model_dir.name}-f16.gguf"
+    figures: dict = {"f16_write_s": round(timed(write_gguf, model_dir, f16)[0], 2), "f16_mb": f16.stat().st_size / 1e6}
+    for fmt in ("q8_0", "q4_k_m"):
+        out = work / f"{model_dir.name}-{fmt}.gguf"
+        figures[f"{fmt}_quantize_s"] = round(timed(quantize_gguf, f16, out, fmt)[0], 2)
+        figures[f"{fmt}_mb"] = round(out.stat().st_size / 1e6, 2)
+    figures["f16_mb"] = round(figures["f16_mb"], 2)
+    return figures
+
+
+def llama_cpp_tokens_per_s(path: Path) -> float:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(path), n_ctx=512, n_threads=THREADS, n_threads_batch=THREADS, verbose=False, seed=0)
+    prompt = llm.tokenize(PROMPT.encode())
+
+    def generate() -> None:
+        llm.reset()
+        for count, _ in enumerate(llm.generate(prompt, temp=0.0, top_k=1), start=1):
+            if count >= NEW_TOKENS:
+                break
+
+    generate()  # warm-up
+    seconds = min(timed(generate)[0] for _ in range(3))
+    llm.close()
+    return NEW_TOKENS / seconds
+
+
+def transformers_tokens_per_s(model_dir: Path) -> float:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(THREADS)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    ids = torch.tensor([tokenizer.encode(PROMPT)])
+
+    def generate() -> None:
+        with torch.no_grad():
+            model.generate(ids, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
+                           pad_token_id=tokenizer.pad_token_id)
+
+    generate()  # warm-up
+    seconds = min(timed(generate)[0] for _ in range(2))
+    return NEW_TOKENS / seconds
+
+
+def main() -> dict:
+    from doctune.core.tiny import ensure_tiny_model
+
+    tiny = ensure_tiny_model("llama", REPO / "tests" / ".artifacts" / "tiny")
+    tokenizer_dir = next(tiny.parent.glob(f"tokenizer-{tiny.name.split('-')[1]}"))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        big = build_100m_model(work / "random-100m", tokenizer_dir)
+        n_params = sum(f.stat().st_size for f in big.glob("*.safetensors")) // 4
+        results = {"tiny": export_times(tiny, work), "random_100m": export_times(big, work)}
+        speed = {
+            "llama_cpp_q8_0": llama_cpp_tokens_per_s(work / "random-100m-q8_0.gguf"),
+            "llama_cpp_q4_k_m": llama_cpp_tokens_per_s(work / "random-100m-q4_k_m.gguf"),
+            "transformers_fp32": transformers_tokens_per_s(big),
+        }
+    ratio_q8 = speed["llama_cpp_q8_0"] / speed["transformers_fp32"]
+    ratio_q4 = speed["llama_cpp_q4_k_m"] / speed["transformers_fp32"]
+    return {
+        "export": results,
+        "random_100m_parameters": n_params,
+        "new_tokens": NEW_TOKENS, "threads": THREADS,
+        "tokens_per_s": {key: round(value, 1) for key, value in speed.items()},
+        "baseline": "transformers generate (fp32, CPU) of the same model, same prompt and length",
+        "ratio_q8_0_vs_transformers": round(ratio_q8, 2),
+        "ratio_q4_k_m_vs_transformers": round(ratio_q4, 2),
+        "target_ratio_q8_0": TARGET_RATIO,
+        "meets_target": ratio_q8 >= TARGET_RATIO,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))
