@@ -28,7 +28,9 @@ def disk_errors(what: str, folder: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        reason = "the disk is full" if full else (exc.strerror or str(exc))
+        blocked = exc.errno in (errno.EEXIST, errno.ENOTDIR)
+        reason = ("the disk is full" if full else "a file is in the way of a folder" if blocked
+                  else (exc.strerror or str(exc)))
         raise ExportError(f"Could not write the {what} in {folder}: {reason}.",
                           "Free some disk space or fix the folder's permissions, then run the export again; "
                           "files already verified are kept.") from None

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from doctune.core.events import CancelToken, Events
 from doctune.core.export.base import run_export_dir
 from doctune.core.export.errors import ExportError, disk_errors
-from doctune.core.export.merge import merge_run
+from doctune.core.export.merge import merge_run, read_run
 from doctune.core.export.modelfile import modelfile_text, usage_text
 from doctune.core.export.pipeline import export_folder, gguf_name, ready_file
 from doctune.core.export.quantize import normalise_format
@@ -72,6 +72,7 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
     settings = project.config.export
     formats = params.formats or [normalise_format(fmt) for fmt in settings.formats]
     run_dir = _choose_run(project, params.run_id)
+    read_run(run_dir)  # a clear error for an unfinished run before anything is written
     export_dir = run_export_dir(project, run_dir.name)
     events = events.child("export")
     started = time.monotonic()

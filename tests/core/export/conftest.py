@@ -25,19 +25,23 @@ def _chat(tokenizer, question: str, answer: str | None = None) -> str:
 
 
 def _train(model, tokenizer, steps: int) -> None:
-    """Teach the QA pairs (loss on the answers only), as a training run would."""
+    """Teach the QA pairs, all in each step (loss on the answers only), as a training run would."""
     import torch
 
     rows = []
     for question, answer in QA:
         prompt = tokenizer.encode(_chat(tokenizer, question), add_special_tokens=False)
         full = tokenizer.encode(_chat(tokenizer, question, answer), add_special_tokens=False)
-        rows.append((torch.tensor([full]), torch.tensor([[-100] * len(prompt) + full[len(prompt):]])))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+        rows.append((full, [-100] * len(prompt) + full[len(prompt):]))
+    width = max(len(ids) for ids, _ in rows)
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor([r[0] + [pad] * (width - len(r[0])) for r in rows])
+    labels = torch.tensor([r[1] + [-100] * (width - len(r[1])) for r in rows])
+    mask = torch.tensor([[1] * len(r[0]) + [0] * (width - len(r[0])) for r in rows])
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=4e-3)
     model.train()
-    for step in range(steps):
-        ids, labels = rows[step % len(rows)]
-        model(input_ids=ids, labels=labels).loss.backward()
+    for _ in range(steps):
+        model(input_ids=ids, attention_mask=mask, labels=labels).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
     model.eval()
