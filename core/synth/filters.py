@@ -99,6 +99,15 @@ class LeakageIndex:
         return bool(mine) and any(jaccard(mine, other) >= self.threshold for other in self._sets if other)
 
 
+_DEICTIC = re.compile(r"\b(?:the|this|that|above|given) (?:passage|text|excerpt|document|article|section|paragraph)\b",
+                      re.IGNORECASE)
+
+
+def refers_to_unseen_text(question: str) -> bool:
+    """True for a question that points at "the passage" instead of naming its subject (not self-contained)."""
+    return bool(_DEICTIC.search(question))
+
+
 def length_problem(text: str, low: int, high: int, what: str) -> str | None:
     size = len(text.strip())
     if size < low:

@@ -228,6 +228,8 @@ class Finisher:
             reason = filters.length_problem(_question_of(record), 10, s.max_question_chars, "question")
         if reason:
             return reason
+        if draft.kind != "document" and filters.refers_to_unseen_text(_question_of(record)):
+            return "not self-contained: the question points at the passage instead of naming its subject"
         reason = self._grounding_problem(draft, answer)
         if reason:
             return reason

@@ -11,7 +11,7 @@ from doctune.core.fsio import read_jsonl
 from doctune.core.items import failures_path, load_training_items
 from doctune.core.synth import SynthParams, run
 
-SAME_ANSWER = json.dumps({"question": "Is this said in the text?", "answer": "Yes, it is.", "explanation": "It is."})
+SAME_ANSWER = json.dumps({"question": "Is a harbour ever mentioned?", "answer": "Yes, it is.", "explanation": "It is."})
 
 
 def _title(body: dict) -> str:

@@ -60,6 +60,14 @@ def test_grounding_share_and_key_terms():
     assert key_terms("The mills ship 30 tonnes") == {"mills", "ship", "30", "tonnes"}
 
 
+def test_questions_pointing_at_the_passage_are_not_self_contained():
+    from doctune.core.synth.filters import refers_to_unseen_text
+
+    assert refers_to_unseen_text("What does the passage say about the ferry?")
+    assert refers_to_unseen_text("According to this document, who charted the islands?")
+    assert not refers_to_unseen_text("Who first charted the Vellmora Archipelago?")
+
+
 def test_leakage_index():
     index = LeakageIndex(["Who first charted the Vellmora Archipelago?"], 0.6)
     assert index.leaks("who first charted the vellmora archipelago")

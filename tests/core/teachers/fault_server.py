@@ -60,7 +60,7 @@ def fill(schema: dict, words: list[str], key: int, name: str = "") -> Any:
         return schema["enum"][key % len(schema["enum"])]
     low, high = schema.get("minLength", 1), schema.get("maxLength", 200)
     if name == "question":
-        return _words_text(words, key, low, high - 1, "What does the text say about", size=70) + "?"
+        return _words_text(words, key, low, high - 1, "What is known about", size=70) + "?"
     if name in ("entities", "options"):
         return _words_text(words, key, 1, high, size=20)
     return _words_text(words, key, low, high)
