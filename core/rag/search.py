@@ -49,7 +49,7 @@ class Retriever:
 
     def __init__(self, project: "Project", *, embedder: str | None = None, reranker: str | None = None) -> None:
         from doctune.core.rag.embedder import load_embedder, load_reranker, resolve
-        from doctune.core.rag.index import connect_fresh, open_table, stored_identity
+        from doctune.core.rag.index import connect_fresh, has_fts, open_table, stored_identity
         from doctune.core.store import DOCUMENTS
 
         self.project = project
@@ -60,6 +60,9 @@ class Retriever:
         self.table = open_table(db)
         if self.table is None or self.table.count_rows() == 0:
             raise self._missing()
+        if not has_fts(self.table):  # an index run stopped before its last step
+            raise IndexMissing(f"The search index of {project.root} is incomplete.",
+                               hint=f"Finish it with: doctune index -p {project.root}")
         spec = embedder or self.settings.embedder
         stored = stored_identity(self.table)
         if stored != resolve(spec).identity:

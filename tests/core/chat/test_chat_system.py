@@ -134,3 +134,24 @@ def test_tuned_without_an_exported_model_says_what_to_run(project):
         open_system(project, "tuned")
     with pytest.raises(SystemNameError, match="base, tuned, base\\+rag"):
         open_system(project, "biggest+rag")
+
+
+def test_cli_refuses_a_question_longer_than_the_context(project, chat_gguf, capsys):
+    question = "Why is the lamp so bright? " * 1500
+    assert main(["ask", question, "-p", str(project.root), "--model", str(chat_gguf), "--events", "jsonl"]) == 1
+    error = _last_event(capsys)
+    assert error["event"] == "error" and "too long" in error["message"] and "rag.n_ctx" in error["message"]
+
+
+@pytest.mark.slow
+def test_base_system_is_the_student_exported_once(pdf_project, tiny_model):
+    pdf_project.config.student.model = str(tiny_model("qwen2"))
+    pdf_project.config.rag.max_answer_tokens = ANSWER_TOKENS
+    backends: dict = {}
+    base = open_system(pdf_project, "base", backends=backends)
+    with_rag = open_system(pdf_project, "base+rag", backends=backends)
+    assert base.backend is with_rag.backend and len(backends) == 1
+    assert base.backend.path.suffix == ".gguf" and (pdf_project.root / "cache") in base.backend.path.parents
+    closed, grounded = base.answer("Who kept the lighthouse?"), with_rag.answer("Who kept the lighthouse?")
+    assert closed.sources == [] and grounded.sources and grounded.context_tokens > closed.context_tokens
+    base.close()

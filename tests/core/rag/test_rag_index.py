@@ -94,3 +94,24 @@ def test_cli_index_and_search(project, tmp_path, capsys):
     assert len(hits) == 2 and "400 steps" in hits[0]["text"] and hits[0]["doc_title"]
     assert main(["search", "tower", "-p", str(project.root)]) == 0
     assert "Osk tower" in capsys.readouterr().out
+
+
+def test_cancelled_index_keeps_what_was_embedded_and_resumes(project, tmp_path):
+    from doctune.core.events import Cancelled, CancelToken, Events
+    from doctune.core.rag import IndexParams, run
+
+    ingest(project, write_docs(tmp_path / "docs", DOCS), chunk_tokens=32, chunk_overlap=0)
+    total = len(list_chunks(project))
+    assert total >= 3
+    cancel = CancelToken()
+
+    def cancel_after_first_batch(event):
+        if event["event"] == "progress" and event["done"] >= 1:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        run(IndexParams(project_dir=project.root, batch_size=1), events=Events(cancel_after_first_batch), cancel=cancel)
+    with pytest.raises(IndexMissing, match="incomplete"):
+        Retriever(project)
+    resumed, _ = index(project, batch_size=1)
+    assert 0 < resumed.embedded < total and resumed.total == total

@@ -84,3 +84,9 @@ def test_reranker_reorders_the_fused_candidates(sample_project, tiny_cross_encod
     best = sorted(zip(expected, (hit.chunk_id for hit in fused)), key=lambda pair: -float(pair[0]))[:8]
     assert [hit.chunk_id for hit in reranked] == [chunk_id for _, chunk_id in best]
     assert [hit.score for hit in reranked] == pytest.approx([float(score) for score, _ in best], abs=1e-5)
+
+
+def test_query_longer_than_the_embedder_window_still_searches(sample_project):
+    query = "Which bird is on the flag of the Vellmora Archipelago? " + "Please answer precisely. " * 600
+    hits = Retriever(sample_project).search(query, k=3)
+    assert len(hits) == 3 and all(hit.text for hit in hits)
