@@ -2,8 +2,8 @@
 share of wall time spent outside model calls.
 
 Two systems (the tiny Qwen2 as F16 GGUF under two file names, so each loads its
-own model) answer the 40 fictional-facts multiple-choice questions and 20 open
-ones through ``doctune.core.evaluate.run`` (no judge). Model calls are timed
+own model) answer 20 fictional-facts multiple-choice questions and 10 open
+ones (answers up to 32 tokens) through ``doctune.core.evaluate.run`` (no judge). Model calls are timed
 where they happen — loading a model, building its prompt, generating, and
 scoring options — and everything else (resolving systems, fingerprinting,
 writing and fsyncing records, merging, statistics, summary) is overhead.
@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "core" / "evaluate"))
 
 TARGET_OVERHEAD = 0.10
-OPEN_QUESTIONS = 20
+MC_QUESTIONS = 20
+OPEN_QUESTIONS = 10
+ANSWER_TOKENS = 32
 
 
 class Timed:
@@ -87,9 +89,9 @@ def make_project(folder: Path, name: str):
 
     project = Project.create(folder / name)
     project.config.rag.n_ctx = 512
-    project.config.rag.max_answer_tokens = 32
+    project.config.rag.max_answer_tokens = ANSWER_TOKENS
     project.save()
-    write_questions(project, sample_questions(("mc",)) + sample_questions(("open",))[:OPEN_QUESTIONS])
+    write_questions(project, sample_questions(("mc",))[:MC_QUESTIONS] + sample_questions(("open",))[:OPEN_QUESTIONS])
     return project
 
 
@@ -125,7 +127,7 @@ def measure_bare_loop(project, models: list[Path]) -> dict:
     for model in models:
         system = open_system(project, str(model))
         for question in questions:
-            system.max_answer_tokens = 32 if question.kind == "mc" else 256
+            system.max_answer_tokens = ANSWER_TOKENS  # as in the evaluation: the [rag] limit caps both kinds
             "".join(system.stream(mc_prompt(question) if question.kind == "mc" else question.question))
             if question.kind == "mc":
                 messages = system.prompt(question.question).messages

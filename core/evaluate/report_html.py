@@ -247,7 +247,7 @@ def render_html(summary: dict[str, Any], results: list[dict], project_name: str 
 <ul>{skipped}</ul>
 <h2>Scoreboard</h2>
 <p class="muted">Accuracy with 95% Wilson intervals; the best of each column in bold. Multiple choice by likelihood:
-the option the model finds most likely (per byte) is right. By letter: the letter parsed from its written answer.
+the option the model finds most likely (per token) is right. By letter: the letter parsed from its written answer.
 Open: the teacher's verdict (unjudged answers are left out), and the word-overlap F1 with the reference.</p>
 {scoreboard_table(summary)}
 {charts}

@@ -187,9 +187,9 @@ def _option_likelihoods(system, question) -> dict[str, Any]:
     """Log-likelihood of each option's text as the answer to the bare question (with the system's retrieved context)."""
     messages = system.prompt(question.question).messages
     logprobs = [float(system.option_logprob(messages, option)) for option in question.options]
-    lengths = [len(option.encode("utf-8")) for option in question.options]
-    return {"option_logprobs": [round(v, 5) for v in logprobs], "option_bytes": lengths,
-            "likelihood_index": likelihood_choice(logprobs, lengths)}
+    tokens = [system.counter().tokens(option) for option in question.options]
+    return {"option_logprobs": [round(v, 5) for v in logprobs], "option_tokens": tokens,
+            "likelihood_index": likelihood_choice(logprobs, tokens)}
 
 
 def answer_question(system, spec: SystemSpec, question, cancel: CancelToken, max_tokens: int | None = None) -> dict[str, Any]:

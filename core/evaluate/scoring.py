@@ -47,18 +47,19 @@ def parse_choice(answer: str, n_options: int = 4) -> str | None:
     return stated.pop() if len(stated) == 1 else None
 
 
-def likelihood_choice(option_logprobs: Sequence[float], option_lengths: Sequence[int] | None = None) -> int:
+def likelihood_choice(option_logprobs: Sequence[float], option_tokens: Sequence[int] | None = None) -> int:
     """Index of the most likely option.
 
-    With ``option_lengths`` (bytes of each option's text) the log-likelihood is
-    divided by the length first, so long options are not penalised for having
-    more tokens (lm-evaluation-harness ``acc_norm``). Ties go to the first.
+    With ``option_tokens`` (tokens of each option's text) the log-likelihood is
+    divided by the token count first — the mean log-probability per token — so
+    an option is not favoured for being short, nor for being made of words the
+    tokenizer happens to merge into fewer pieces. Ties go to the first.
     """
     if not option_logprobs:
         raise ValueError("no options to choose from")
     scores = list(option_logprobs)
-    if option_lengths is not None:
-        scores = [logprob / max(length, 1) for logprob, length in zip(scores, option_lengths, strict=True)]
+    if option_tokens is not None:
+        scores = [logprob / max(count, 1) for logprob, count in zip(scores, option_tokens, strict=True)]
     return max(range(len(scores)), key=lambda index: (scores[index], -index))
 
 

@@ -3,8 +3,8 @@ paired comparisons, a per-document breakdown, latency, context and memory.
 
 Scores per record (see ``doctune.core.evaluate.runner`` for the record):
 
-- ``mc_likelihood``: the option with the highest length-normalised
-  log-likelihood is the right one (1/0). Needs no parsing.
+- ``mc_likelihood``: the option with the highest mean log-probability
+  per token is the right one (1/0). Needs no parsing.
 - ``mc_letter``: the letter parsed from the generated answer is right (1/0);
   an unparseable answer scores 0 and is also counted in ``unparseable``.
 - ``open_judge``: the judge said "correct" (1/0); "partial" scores 0 here and

@@ -43,8 +43,8 @@ def test_parse_choice_with_more_options():
 
 def test_likelihood_choice_raw_and_length_normalised():
     assert likelihood_choice([-4.0, -1.5, -2.0, -9.0]) == 1
-    # Raw sum prefers the short option; per byte the long one (−6/30 = −0.2 > −2/4 = −0.5) wins.
-    assert likelihood_choice([-2.0, -6.0], [4, 30]) == 1
+    # Raw sum prefers the short option; per token the long one (−6/12 = −0.5 > −2/2 = −1) wins.
+    assert likelihood_choice([-2.0, -6.0], [2, 12]) == 1
     assert likelihood_choice([-2.0, -6.0]) == 0
     assert likelihood_choice([-1.0, -1.0]) == 0  # ties go to the first
     with pytest.raises(ValueError):
