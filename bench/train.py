@@ -173,9 +173,12 @@ def main() -> None:
         items_file = workdir / "items.jsonl"
         with JsonlAppender(items_file, fsync=False) as log:
             log.append_many(items())
+        flops_samples = [matmul_flops()]
         ours = run_side("ours", workdir, items_file)
+        flops_samples.append(matmul_flops())
         baseline = run_side("baseline", workdir, items_file)
-    flops = matmul_flops()
+        flops_samples.append(matmul_flops())
+    flops = max(flops_samples)  # the shared machine's load varies; its best sample is closest to its real peak
     params = parameter_count()
     ratio = ours["tokens_per_s"] / baseline["tokens_per_s"]
     result = {
@@ -186,7 +189,8 @@ def main() -> None:
         "baseline": "transformers Trainer + peft LoRA, padding to max_length",
         "ratio": round(ratio, 2), "target_ratio": TARGET_RATIO, "meets_target": ratio >= TARGET_RATIO,
         "ours_peak_rss_mb": round(ours["peak_rss_mb"], 1), "baseline_peak_rss_mb": round(baseline["peak_rss_mb"], 1),
-        "matmul_gflops": round(flops / 1e9, 2),
+        "matmul_gflops": round(flops / 1e9, 2), "matmul_gflops_samples": [round(f / 1e9, 2) for f in flops_samples],
+        "mfu_formula": "6 x parameters x tokens/s / matmul FLOP/s",
         "ours_mfu": round(6 * params * ours["tokens_per_s"] / flops, 4),
         "baseline_mfu": round(6 * params * baseline["tokens_per_s"] / flops, 4),
     }
