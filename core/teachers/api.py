@@ -104,6 +104,7 @@ class ApiTeacher(Teacher):
         self.structured_output = structured_output
         self._sleep = sleep or time.sleep
         self._mode_lock = threading.Lock()
+        self._api_key = api_key or ""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout_s), limits=limits)
@@ -143,7 +144,7 @@ class ApiTeacher(Teacher):
         if response.status_code in RETRY_STATUS:
             raise RetryableError(f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("retry-after")))
         if response.status_code >= 400:
-            raise TeacherCallError(f"HTTP {response.status_code}: {response.text[:300]}")
+            raise TeacherCallError(f"HTTP {response.status_code}: {self._scrub(response.text[:300])}")
         try:
             payload = response.json()
             message = payload["choices"][0]["message"]
@@ -152,6 +153,10 @@ class ApiTeacher(Teacher):
         if not isinstance(message, dict) or not isinstance(message.get("content"), str):
             raise RetryableError("response without message content")
         return payload
+
+    def _scrub(self, text: str) -> str:
+        """Server text with our API key blanked out (some servers echo the key they were given)."""
+        return text.replace(self._api_key, "***") if self._api_key else text
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(self.retry_max_s, self.retry_base_s * 2 ** attempt)

@@ -122,7 +122,8 @@ class FaultServer:
                     server.requests.append(body)
                     server.auth_headers.append(self.headers.get("Authorization"))
                 if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
-                    return self._send(401, {"error": "bad key"})
+                    given = self.headers.get("Authorization", "")
+                    return self._send(401, {"error": f"Incorrect API key provided: {given[7:]}"})  # as some servers do
                 action = server.fault(body, attempt)
                 if server.delay_s:
                     time.sleep(server.delay_s)
