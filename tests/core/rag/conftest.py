@@ -1,30 +1,15 @@
-"""Projects with documents ingested (and indexed) for the retrieval and chat tests."""
+"""The bundled sample corpus, ingested and indexed once per session, for the retrieval tests."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
+from rag_helpers import index, ingest
 
-from doctune.core.events import CancelToken, Events, RecordingSink
 from doctune.core.resources import resource_path
 
 SAMPLE_CHUNK_TOKENS = 96
 SAMPLE_CHUNK_OVERLAP = 24
-
-
-def ingest(project, paths, **options) -> None:
-    from doctune.core.ingest import IngestParams, run
-
-    run(IngestParams(project_dir=project.root, paths=list(paths), **options), events=Events(), cancel=CancelToken())
-
-
-def index(project, **options):
-    from doctune.core.rag import IndexParams, run
-
-    sink = RecordingSink()
-    result = run(IndexParams(project_dir=project.root, **options), events=Events(sink), cancel=CancelToken())
-    return result, sink
 
 
 @pytest.fixture(scope="session")
@@ -39,13 +24,3 @@ def sample_project(tmp_path_factory):
     ingest(project, [docs], chunk_tokens=SAMPLE_CHUNK_TOKENS, chunk_overlap=SAMPLE_CHUNK_OVERLAP)
     index(project)
     return project
-
-
-def write_docs(folder: Path, docs: dict[str, str]) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in docs.items():
-        path = folder / name
-        path.write_text(text, encoding="utf-8")
-        paths.append(path)
-    return paths

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import index, ingest, write_docs
+from rag_helpers import index, ingest, write_docs
 
 from doctune.core.cli import main
 from doctune.core.rag import IndexMissing, IndexStale, NothingToIndex, Retriever
