@@ -50,20 +50,41 @@ def _render(tokenizer, messages: list[dict], generation_prompt: bool) -> str:
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
+def _content_span(text: str, content: str, cursor: int, end_of_turn: str | None) -> tuple[int, int]:
+    """Where ``content`` (and the end-of-turn token right after it) sits in ``text``, searching from ``cursor``."""
+    start = text.find(content, cursor)
+    if start < 0:
+        return cursor, cursor
+    end = start + len(content)
+    if end_of_turn and text.startswith(end_of_turn, end):
+        end += len(end_of_turn)
+    return start, end
+
+
 def _assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[int, int]]]:
     """The rendered chat and the character spans of each assistant turn.
 
     Renders the chat up to each assistant turn with and without that turn; the
     difference is what the assistant says, plus the template's end-of-turn.
+    Some templates render a turn differently once later turns follow (Qwen3
+    drops the think block of earlier answers); then the rendering is not a
+    prefix of the whole chat, and the answer text itself is located instead.
     """
+    full = _render(tokenizer, messages, generation_prompt=False)
     spans = []
+    cursor = 0
     for index, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
         before = _render(tokenizer, messages[:index], generation_prompt=True)
         through = _render(tokenizer, messages[: index + 1], generation_prompt=False)
-        spans.append((len(before), len(through)))
-    return _render(tokenizer, messages, generation_prompt=False), spans
+        if full.startswith(through) and through.startswith(before):
+            span = (len(before), len(through))
+        else:
+            span = _content_span(full, message["content"], cursor, tokenizer.eos_token)
+        spans.append(span)
+        cursor = span[1]
+    return full, spans
 
 
 def tokenize_qa(tokenizer, item: TrainingItem, source: Source = "qa") -> Example:

@@ -119,3 +119,20 @@ def test_plan_is_deterministic_and_steps_split_between_processes():
 def test_pack_keeps_order_and_budget():
     rows = pack(_fake("qa", 0, 5, 40), batch_tokens=100)
     assert [len(r) for r in rows] == [2, 2, 1]
+
+
+def test_multi_turn_answers_are_found_when_the_template_renders_earlier_turns_differently(tokenizer):
+    """Like Qwen3 (think block only on the last answer): rendering is then not prefix-stable."""
+    from copy import deepcopy
+
+    odd = deepcopy(tokenizer)
+    odd.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+        "{% if m.role == 'assistant' and loop.last %}[final] {% endif %}{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    item = TrainingItem(id="multi", kind="qa", messages=[
+        {"role": "user", "content": "First question?"}, {"role": "assistant", "content": "Amalie Corveth"},
+        {"role": "user", "content": "Second question?"}, {"role": "assistant", "content": "white gannet"}])
+    example = tokenize_qa(odd, item)
+    learned = odd.decode([tok for tok, keep in zip(example.input_ids, example.loss_mask) if keep])
+    assert learned == "Amalie Corveth<|im_end|>[final] white gannet<|im_end|>\n"
