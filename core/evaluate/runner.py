@@ -314,7 +314,17 @@ def judge_all(project, store: EvalStore, questions: list, events: Events, cancel
         events.warning(f"Open answers not judged: the teacher could not be opened ({exc}). "
                        "They are shown as unjudged; re-run doctune eval to judge them.")
         return 0
-    settings = project.config.eval
+    try:
+        _judge_pending(teacher, store, pending, by_id, project.config.eval, events, cancel)
+    finally:
+        close = getattr(teacher, "close", None)
+        if close:
+            close()
+    return len(pending)
+
+
+def _judge_pending(teacher, store: EvalStore, pending: list[dict], by_id: dict, settings, events: Events,
+                   cancel: CancelToken) -> None:
     tracker = events.tracker(len(pending), unit="verdicts", stage="eval.judge")
     with store.judgment_log() as log:
         for record in pending:
@@ -327,10 +337,6 @@ def judge_all(project, store: EvalStore, questions: list, events: Events, cancel
             log.append({"schema_version": RECORD_VERSION, "question_id": question.id, "system": record["system"],
                         **judgment.as_record(), "judged_at": now_iso()})
             tracker.advance(message=f"{record['system']}: {question.id}")
-    close = getattr(teacher, "close", None)
-    if close:
-        close()
-    return len(pending)
 
 
 # ----- results and summary --------------------------------------------------------------------------------
