@@ -163,11 +163,12 @@ def cmd_compare(ctx: CommandContext) -> int:
                 if not ctx.jsonl:
                     sys.stdout.write(piece)
                     sys.stdout.flush()
+            if not ctx.jsonl:
+                sys.stdout.write("\n")
+                sys.stdout.flush()
             answers.append(system.last_answer)
             ctx.events.metric(system=system.name, **{k: v for k, v in _answer_record(system.last_answer).items()
                                                      if k in ("ttft_s", "tokens_per_s", "context_tokens", "completion_tokens")})
-            if not ctx.jsonl:
-                sys.stdout.write("\n")
     finally:
         for backend in backends.values():
             backend.close()
