@@ -165,7 +165,8 @@ class RagSettings(Section):
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant (higher: flatter weighting of ranks).")
     embed_batch: int = Field(64, ge=1, le=4096, description="Chunks embedded per batch while indexing.")
     ann_min_rows: int = Field(
-        50_000, ge=1, description="Chunks from which an approximate vector index (HNSW) replaces the exact scan."
+        0, ge=0, description="Chunks from which an approximate vector index (HNSW) replaces the exact vector scan "
+                             "(0: always exact; faster on huge corpora, but approximate).",
     )
     n_ctx: int = Field(4096, ge=128, description="Chat context window in tokens (capped by the model's own).")
     max_answer_tokens: int = Field(512, ge=8, description="Hard limit of tokens in one answer; reserved in the context.")
