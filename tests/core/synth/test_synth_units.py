@@ -158,3 +158,30 @@ def test_judge_grounding_drops_what_the_teacher_finds_unsupported(project, fault
     result = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
     assert (result.generated, result.filtered_by_reason) == (1, {"not grounded": 1})
     assert len(server.requests) == 4  # one question and one verdict per chunk
+
+
+def test_every_recipe_records_what_made_it(project, fault_server):
+    ingest(project, sample_docs(2))
+    server = fault_server()
+    use_endpoint(project, server.base_url)
+    synth = project.config.synth
+    synth.recipes = {"qa": 1.0, "focal": 1.0, "rephrase": 1.0, "entigraph": 1.0}
+    synth.per_chunk, synth.min_document_chars = 1, 20
+    project.save()
+    result = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
+    assert result.generated == result.planned == 8, result
+    items = {item.recipe: item for item in load_training_items(project)}
+    assert items["qa"].messages[0].role == "user" and items["qa"].messages[-1].role == "assistant"
+    assert items["focal"].meta["question"] and items["focal"].meta["calls"] == 2
+    assert items["rephrase"].meta["style"]
+    assert len(items["entigraph"].meta["entities"]) in (2, 3) and items["entigraph"].meta["chunk_ids"]
+    assert all(item.prompt_hash and item.teacher == "openai:test@127.0.0.1" for item in items.values())
+    entity_calls = [b for b in server.requests if "salient entities" in b["messages"][0]["content"]]
+    assert len(entity_calls) == 2  # once per window: each short document is one window
+    assert len(server.requests) == 2 + 2 * 2 + 2 + 2 + 2  # qa, focal (two calls), rephrase, entigraph, entities
+
+
+def test_unknown_recipe_on_the_command_line_is_a_usage_error(project):
+    from doctune.core.cli import main
+
+    assert main(["synth", "-p", str(project.root), "--recipes", "qa,poetry"]) == 1
