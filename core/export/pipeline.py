@@ -122,6 +122,7 @@ def export_folder(
                                "verification": report})
         if "f16" not in formats:
             f16.unlink(missing_ok=True)
+            f16.with_suffix(".source").unlink(missing_ok=True)
     reports.sort(key=lambda r: formats.index(r["format"]))
     atomic_write_json(out_dir / "verification.json", {"schema_version": MANIFEST_SCHEMA_VERSION, "files": reports})
     atomic_write_text(out_dir / "verification.txt", summary_text(reports))
