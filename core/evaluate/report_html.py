@@ -51,7 +51,8 @@ def _grouped_bars(groups: list[str], systems: list[str], values: dict[str, list[
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(max(6.0, 1.6 * len(groups) + 2), 3.6))
+    many = len(groups) > 6
+    figure = Figure(figsize=(12.0 if many else max(6.0, 1.6 * len(groups) + 2), 4.2 if many else 3.6))
     axes = figure.subplots()
     width = 0.8 / max(len(systems), 1)
     for index, system in enumerate(systems):
@@ -66,8 +67,12 @@ def _grouped_bars(groups: list[str], systems: list[str], values: dict[str, list[
             highs.append(high - score["accuracy"])
         axes.bar(xs, heights, width * 0.95, yerr=[lows, highs], capsize=3, label=system,
                  color=_colour(system, index), error_kw={"elinewidth": 1, "ecolor": "#323f4b"})
-    labels = [textwrap.fill(g if len(g) <= 48 else g[:46] + "…", 18) for g in groups]
-    axes.set_xticks(range(len(groups)), labels, fontsize=9)
+    if many:
+        axes.set_xticks(range(len(groups)), [g if len(g) <= 30 else g[:28] + "…" for g in groups], fontsize=7,
+                        rotation=35, ha="right")
+    else:
+        axes.set_xticks(range(len(groups)), [textwrap.fill(g if len(g) <= 48 else g[:46] + "…", 18) for g in groups],
+                        fontsize=9)
     axes.set_ylim(0, 1.05)
     axes.set_ylabel("accuracy (95% CI)")
     axes.set_title(title, fontsize=11)
@@ -103,9 +108,14 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f} s"
 
 
+def _best(values: set[float]) -> float | None:
+    """The highest value, or None when all are equal (nothing stands out)."""
+    return max(values) if len(values) > 1 else None
+
+
 def scoreboard_table(summary: dict[str, Any]) -> str:
     systems, scores = summary["systems"], summary["scores"]
-    best = {m: max((scores[s][m]["accuracy"] for s in systems if scores[s][m]["accuracy"] is not None), default=None)
+    best = {m: _best({scores[s][m]["accuracy"] for s in systems if scores[s][m]["accuracy"] is not None})
             for m in BINARY_METRICS}
     head = ("<tr><th>System</th><th>MC by likelihood</th><th>MC by letter</th><th>Unparseable</th>"
             "<th>Open: judged correct</th><th>Unjudged</th><th>Open: token F1</th><th>TTFT (median)</th>"
