@@ -99,9 +99,21 @@ def export_folder(
     cancel: CancelToken,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write, quantize and verify ``formats`` of ``model_dir`` into ``out_dir``; return the manifest."""
+    """Write, quantize and verify ``formats`` of ``model_dir`` into ``out_dir``; return the manifest.
+
+    One export at a time per folder (a lock file): a second process asking for
+    the same files waits, then finds them ready instead of writing them again.
+    """
+    from filelock import FileLock
+
     formats = list(dict.fromkeys(normalise_format(f) for f in formats))
     out_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(out_dir / ".export.lock"):
+        return _export_locked(model_dir, out_dir, formats, stem, settings, events, cancel, extra)
+
+
+def _export_locked(model_dir: Path, out_dir: Path, formats: list[str], stem: str, settings: ExportSettings,
+                   events: Events, cancel: CancelToken, extra: dict[str, Any] | None) -> dict[str, Any]:
     fingerprint = source_fingerprint(model_dir)
     manifest = _Manifest(out_dir, model_dir, fingerprint, formats, extra or {})
     todo = [fmt for fmt in formats if ready_file(out_dir, fmt) is None]

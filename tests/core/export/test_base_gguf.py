@@ -29,3 +29,20 @@ def test_a_second_format_keeps_the_first(project, tiny_model):
     q8 = base_gguf(project, "q8_0")
     files = read_manifest(q8.parent)["files"]
     assert files["q4_k_m"]["ready"] and files["q8_0"]["ready"] and q4.is_file()
+
+
+def test_concurrent_requests_export_once(project, tiny_model):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from doctune.core.events import RecordingSink
+
+    project.config.student.model = str(tiny_model("mistral"))
+    project.save()
+    sinks = [RecordingSink(), RecordingSink()]
+    with ThreadPoolExecutor(2) as pool:
+        paths = list(pool.map(lambda sink: base_gguf(project, "q8_0", events=Events(sink)), sinks))
+    assert paths[0] == paths[1] and paths[0].is_file()
+    writes = [e for sink in sinks for e in sink.events if e["stage"] == "export.write" and e["event"] == "log"
+              and e["message"].startswith("Writing")]
+    assert len(writes) == 1
+    assert read_manifest(paths[0].parent)["files"]["q8_0"]["ready"]
