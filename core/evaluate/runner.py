@@ -364,6 +364,8 @@ def merge_results(store: EvalStore, questions: list, systems: list[str], titles:
 
 
 def document_titles(project) -> dict[str, str]:
+    if not any(Path(project.lancedb_dir).iterdir()):  # questions given by hand, no documents: skip loading LanceDB
+        return {}
     try:
         from doctune.core.store import list_documents
 

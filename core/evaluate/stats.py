@@ -8,12 +8,12 @@ score, which also works for partial scores such as token F1.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Sequence
 
 import numpy as np
-
-Z_95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,11 @@ def wilson_interval(successes: int, trials: int, confidence: float = 0.95) -> In
         return None
     if not 0 <= successes <= trials:
         raise ValueError(f"successes must be within 0..{trials}, got {successes}")
-    from scipy.stats import binomtest
-
-    interval = binomtest(successes, trials).proportion_ci(confidence_level=confidence, method="wilson")
-    return Interval(float(interval.low), float(interval.high))
+    z = NormalDist().inv_cdf((1 + confidence) / 2)
+    share, z2 = successes / trials, z * z
+    centre = (share + z2 / (2 * trials)) / (1 + z2 / trials)
+    half = z * math.sqrt(share * (1 - share) / trials + z2 / (4 * trials * trials)) / (1 + z2 / trials)
+    return Interval(max(0.0, centre - half), min(1.0, centre + half))
 
 
 def mean_interval(values: Sequence[float], confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> Interval | None:
@@ -61,9 +62,8 @@ def mcnemar_exact(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> McNem
     discordant = only_a + only_b
     if discordant == 0:
         return McNemar(only_a, only_b, 1.0)
-    from scipy.stats import binomtest
-
-    return McNemar(only_a, only_b, float(binomtest(only_a, discordant, 0.5).pvalue))
+    tail = sum(math.comb(discordant, k) for k in range(min(only_a, only_b) + 1))  # exact, in integers
+    return McNemar(only_a, only_b, min(1.0, 2 * tail / 2**discordant))
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,24 @@ def test_wilson_interval_known_values():
         wilson_interval(3, 2)
 
 
+@pytest.mark.parametrize("successes, trials", [(0, 1), (1, 1), (3, 7), (8, 10), (50, 100), (199, 200), (0, 500)])
+def test_wilson_interval_agrees_with_scipy(successes, trials):
+    stats = pytest.importorskip("scipy.stats")
+    expected = stats.binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
+    interval = wilson_interval(successes, trials)
+    assert interval.low == pytest.approx(expected.low, abs=1e-9)
+    assert interval.high == pytest.approx(expected.high, abs=1e-9)
+
+
+@pytest.mark.parametrize("only_a, only_b", [(10, 2), (0, 5), (7, 7), (30, 12), (1, 0)])
+def test_mcnemar_exact_agrees_with_scipy_binomial_test(only_a, only_b):
+    stats = pytest.importorskip("scipy.stats")
+    a = [True] * only_a + [False] * only_b + [True] * 3
+    b = [False] * only_a + [True] * only_b + [True] * 3
+    expected = stats.binomtest(only_a, only_a + only_b, 0.5).pvalue
+    assert mcnemar_exact(a, b).p_value == pytest.approx(expected, rel=1e-9)
+
+
 def test_mcnemar_exact_known_value():
     # 10 questions only A gets right, 2 only B: p = 2·P(X ≤ 2 | n=12, ½) = 2·79/4096
     a = [True] * 10 + [False] * 2 + [True] * 5 + [False] * 3
