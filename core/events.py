@@ -128,12 +128,14 @@ class ProgressTracker:
     unit), so a fast loop does not flood the stream.
     """
 
-    def __init__(self, events: Events, total: float | None, unit: str = "items", min_interval: float = 0.2) -> None:
+    MIN_INTERVAL = 0.2  # seconds; tests set it to 0 to see every update
+
+    def __init__(self, events: Events, total: float | None, unit: str = "items", min_interval: float | None = None) -> None:
         self.events = events
         self.total = total
         self.unit = unit
         self.done = 0.0
-        self.min_interval = min_interval
+        self.min_interval = self.MIN_INTERVAL if min_interval is None else min_interval
         self._start = time.monotonic()
         self._last_emit = 0.0
 

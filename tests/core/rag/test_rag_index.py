@@ -96,9 +96,11 @@ def test_cli_index_and_search(project, tmp_path, capsys):
     assert "Osk tower" in capsys.readouterr().out
 
 
-def test_cancelled_index_keeps_what_was_embedded_and_resumes(project, tmp_path):
-    from doctune.core.events import Cancelled, CancelToken, Events
+def test_cancelled_index_keeps_what_was_embedded_and_resumes(project, tmp_path, monkeypatch):
+    from doctune.core.events import Cancelled, CancelToken, Events, ProgressTracker
     from doctune.core.rag import IndexParams, run
+
+    monkeypatch.setattr(ProgressTracker, "MIN_INTERVAL", 0)  # every batch reports, so the cancel lands after the first
 
     ingest(project, write_docs(tmp_path / "docs", DOCS), chunk_tokens=32, chunk_overlap=0)
     total = len(list_chunks(project))
