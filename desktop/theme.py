@@ -1,7 +1,6 @@
 """Look: Fusion style following the system's light or dark scheme, plus a few touches."""
 from __future__ import annotations
 
-import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QPalette
 from PySide6.QtWidgets import QApplication
@@ -46,6 +45,10 @@ def apply_theme(app: QApplication) -> None:
     if is_dark():
         app.setPalette(dark_palette())
     app.setStyleSheet(STYLE)
-    palette = app.palette()
+
+
+def configure_pyqtgraph(pg) -> None:
+    """Plots in the application's colours (called when the first plot is built)."""
+    palette = QApplication.instance().palette()
     pg.setConfigOptions(antialias=True, background=palette.color(QPalette.ColorRole.Base),
                         foreground=palette.color(QPalette.ColorRole.Text))

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import json
-from typing import Callable
+from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QProcess, Qt
+from PySide6.QtCore import QObject, QProcess, Qt, QTimer
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
@@ -131,3 +131,36 @@ def run_cli_json(parent: QObject, args: list[str], on_result: Callable[[dict | N
     process.finished.connect(finished)
     process.start(program, [*prefix, *args])
     return process
+
+
+class LazyPlot(QWidget):
+    """A pyqtgraph plot built after the window's first paint (pyqtgraph takes ~1 s to import).
+
+    ``configure(plot)`` is called once on the new ``PlotWidget``; ``plot()`` builds it at once when
+    data arrives before the page was shown.
+    """
+
+    def __init__(self, configure: Callable[[Any], None], minimum_height: int = 240, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._configure = configure
+        self._plot = None
+        self.setMinimumHeight(minimum_height)
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if self._plot is None:
+            QTimer.singleShot(0, self.plot)
+
+    def plot(self):
+        if self._plot is None:
+            import pyqtgraph as pg
+
+            from doctune.desktop.theme import configure_pyqtgraph
+
+            configure_pyqtgraph(pg)
+            self._plot = pg.PlotWidget()
+            self._layout.addWidget(self._plot)
+            self._configure(self._plot)
+        return self._plot

@@ -6,8 +6,6 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
@@ -17,10 +15,10 @@ from PySide6.QtWidgets import (
 
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_eval_summary
-from doctune.desktop.widgets import JobProgress, explanation
+from doctune.desktop.widgets import JobProgress, LazyPlot, explanation
 
-COLUMNS = ("System", "Multiple choice", "95% interval", "Open answers judged correct", "Open token F1",
-           "Time to first token")
+COLUMNS = ("System", "Multiple choice", "95% interval", "Open: judged correct", "Open: word overlap",
+           "First token")
 BAR_COLOURS = ("#2f80ed", "#27ae60", "#f2994a", "#9b51e0")
 
 
@@ -82,13 +80,13 @@ class EvaluatePage(Page):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.chart = pg.PlotWidget()
-        self.chart.setLabel("left", "multiple choice correct", units="%")
-        self.chart.setYRange(0, 100)
-        self.chart.setMouseEnabled(x=False, y=False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.setMinimumWidth(560)
+        self.summary_data: dict | None = None
+        self.chart = LazyPlot(self._configure_chart, minimum_height=220)
         board.addWidget(self.table)
         board.addWidget(self.chart)
-        board.setSizes([620, 380])
+        board.setSizes([680, 320])
         board.setMinimumHeight(220)
         self.body.addWidget(board)
         drill = QSplitter()
@@ -108,6 +106,13 @@ class EvaluatePage(Page):
         self.run_button.clicked.connect(self.run_eval)
         self.report_button.clicked.connect(self.open_report)
         self.questions.itemSelectionChanged.connect(self._show_question)
+
+    def _configure_chart(self, chart) -> None:
+        chart.setLabel("left", "multiple choice correct", units="%")
+        chart.setYRange(0, 100)
+        chart.setMouseEnabled(x=False, y=False)
+        if self.summary_data is not None:
+            self._draw_chart(self.summary_data)
 
     def run_eval(self):
         args = ["eval"]
@@ -148,7 +153,7 @@ class EvaluatePage(Page):
             self.headline.setText("No evaluation yet. It needs held-out questions (Synthesize) and, for the tuned "
                                   "systems, an exported model.")
             self.table.setRowCount(0)
-            self.chart.clear()
+            self.summary_data = None
             return
         questions = summary.get("questions", {})
         self.headline.setText(f"Evaluation {summary.get('eval_id')}: {questions.get('total', 0)} questions "
@@ -158,23 +163,28 @@ class EvaluatePage(Page):
         for row, values in enumerate(rows):
             for column, value in enumerate(values):
                 self.table.setItem(row, column, QTableWidgetItem(value))
+        self.summary_data = summary
         self._draw_chart(summary)
         self._load_records(path.parent)
 
     def _draw_chart(self, summary: dict) -> None:
-        self.chart.clear()
+        import numpy as np
+        import pyqtgraph as pg
+
+        chart = self.chart.plot()
+        chart.clear()
         systems = summary.get("systems", [])
         for index, system in enumerate(systems):
             score = summary["scores"][system].get("mc_likelihood") or {}
             accuracy = (score.get("accuracy") or 0.0) * 100
-            self.chart.addItem(pg.BarGraphItem(x=[index], height=[accuracy], width=0.6,
+            chart.addItem(pg.BarGraphItem(x=[index], height=[accuracy], width=0.6,
                                                brush=BAR_COLOURS[index % len(BAR_COLOURS)]))
             ci = score.get("ci95")
             if ci:
-                self.chart.addItem(pg.ErrorBarItem(x=np.array([index]), y=np.array([accuracy]),
+                chart.addItem(pg.ErrorBarItem(x=np.array([index]), y=np.array([accuracy]),
                                                    top=np.array([ci[1] * 100 - accuracy]),
                                                    bottom=np.array([accuracy - ci[0] * 100]), beam=0.2))
-        self.chart.getAxis("bottom").setTicks([[(i, s) for i, s in enumerate(systems)]])
+        chart.getAxis("bottom").setTicks([[(i, s) for i, s in enumerate(systems)]])
 
     def _load_records(self, folder: Path) -> None:
         from doctune.core.fsio import read_jsonl

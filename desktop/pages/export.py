@@ -74,6 +74,10 @@ class ExportPage(Page):
         return [name for name, box in self.format_boxes.items() if box.isChecked()]
 
     def export(self):
+        project = self.open_config()
+        if self.formats() and self.formats() != project.config.export.formats:
+            project.config.export.formats = self.formats()
+            project.save()
         found = latest_run(self.project)
         if found is None:
             self.run_note.setText("Train the student first: there is no finished training run to export.")
@@ -100,6 +104,9 @@ class ExportPage(Page):
         return ready.get("q8_0") or ready.get("q4_k_m") or next(iter(ready.values()), None)
 
     def refresh(self) -> None:
+        chosen = self.open_config().config.export.formats
+        for name, box in self.format_boxes.items():
+            box.setChecked(name in chosen)
         found = self.manifest()
         ready = self.ready_file()
         for button in (self.open_button, self.copy_ollama, self.copy_llama):

@@ -10,9 +10,9 @@ from PySide6.QtWidgets import (
 )
 
 from doctune.desktop.pages.base import Page
-from doctune.desktop.widgets import JobProgress, explanation
+from doctune.desktop.widgets import JobProgress, explanation, run_cli_json
 
-RECIPE_NAMES = {"qa": "Questions & answers", "focal": "Focal rewrites", "rephrase": "Rephrasings",
+RECIPE_NAMES = {"qa": "Questions && answers", "focal": "Focal rewrites", "rephrase": "Rephrasings",
                 "entigraph": "Entity links"}
 RECIPES = {
     "qa": "Question–answer pairs with explanations about each passage (Synthetic Mixed Training).",
@@ -32,6 +32,8 @@ class SynthesizePage(Page):
     def __init__(self, runner, parent=None) -> None:
         super().__init__(runner, parent)
         self.items: list = []
+        self.documents: dict[str, str] = {}
+        self.failures = 0
         grid = QGridLayout()
         self.recipe_boxes: dict[str, tuple[QCheckBox, QDoubleSpinBox]] = {}
         for row, (name, text) in enumerate(RECIPES.items()):
@@ -115,23 +117,38 @@ class SynthesizePage(Page):
 
     # ----- items ---------------------------------------------------------------------
     def refresh(self) -> None:
-        from doctune.core.items import load_training_items
+        from doctune.core.fsio import read_jsonl
+        from doctune.core.items import failures_path, load_training_items
 
         project = self.open_config()
         for name, (box, weight) in self.recipe_boxes.items():
             box.setChecked(name in project.config.synth.recipes)
             weight.setValue(project.config.synth.recipes.get(name, 1.0))
         self.items = load_training_items(project)
+        self.failures = sum(1 for _ in read_jsonl(failures_path(project)))
+        self._show_items()
+        run_cli_json(self, ["status", "--json", "-p", str(self.project)], self._with_documents)
+
+    def _with_documents(self, data: dict | None, _error: str) -> None:
+        if data is not None:
+            self.documents = {doc["id"]: doc["name"] for doc in data["documents"] if doc["status"] == "ok"}
+            self._show_items()
+
+    def _show_items(self) -> None:
         self._fill_filter(self.recipe_filter, sorted({item.recipe for item in self.items}))
         self._fill_filter(self.document_filter, sorted({self._document(item) for item in self.items}))
         self._fill_table()
         counts = Counter(self._document(item) for item in self.items)
-        self.coverage.setText("Coverage: " + "; ".join(f"{doc}: {n} item(s)" for doc, n in sorted(counts.items()))
+        for name in self.documents.values():
+            counts.setdefault(name, 0)
+        parts = [f"{doc}: {n}" if n else f"{doc}: none yet" for doc, n in sorted(counts.items())]
+        failed = f" {self.failures} teacher call(s) failed (kept in synth/failures.jsonl; re-running retries them)." \
+            if self.failures else ""
+        self.coverage.setText((f"{len(self.items)} item(s). Items per document — " + "; ".join(parts) + "." + failed)
                               if counts else "No training material yet.")
 
-    @staticmethod
-    def _document(item) -> str:
-        return str(item.meta.get("doc_title") or item.meta.get("doc_name") or item.doc_id[:12])
+    def _document(self, item) -> str:
+        return self.documents.get(item.doc_id) or item.doc_id[:12]
 
     @staticmethod
     def _fill_filter(combo: QComboBox, values: list[str]) -> None:

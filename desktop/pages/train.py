@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import sys
 
-import pyqtgraph as pg
 from PySide6.QtCore import QProcess, Qt
 from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
@@ -13,7 +12,7 @@ from PySide6.QtWidgets import (
 
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_run
-from doctune.desktop.widgets import JobProgress, explanation, format_seconds
+from doctune.desktop.widgets import JobProgress, LazyPlot, explanation, format_seconds
 
 PRESETS = {
     "Quick": {"epochs": 1.0, "lora_rank": 8, "learning_rate": 3e-4},
@@ -101,13 +100,8 @@ class TrainPage(Page):
         self.body.addWidget(self.progress)
         self.speed = QLabel("")
         self.body.addWidget(self.speed)
-        self.plot = pg.PlotWidget()
-        self.plot.setMinimumHeight(260)
-        self.plot.setLabel("bottom", "step")
-        self.plot.setLabel("left", "loss")
-        self.plot.showGrid(x=True, y=True, alpha=0.3)
-        self.curve = self.plot.plot([], [], pen=pg.mkPen("#2f80ed", width=2), symbol="o", symbolSize=4,
-                                    symbolBrush="#2f80ed")
+        self.curve = None
+        self.plot = LazyPlot(self._configure_plot, minimum_height=260)
         self.steps: list[float] = []
         self.losses: list[float] = []
         self.body.addWidget(self.plot, 1)
@@ -116,6 +110,15 @@ class TrainPage(Page):
         self.train_button.clicked.connect(self.train)
         self.resume_button.clicked.connect(self.resume)
         self._probe_device()
+
+    def _configure_plot(self, plot) -> None:
+        import pyqtgraph as pg
+
+        plot.setLabel("bottom", "step")
+        plot.setLabel("left", "loss")
+        plot.showGrid(x=True, y=True, alpha=0.3)
+        self.curve = plot.plot(self.steps, self.losses, pen=pg.mkPen("#2f80ed", width=2), symbol="o", symbolSize=4,
+                               symbolBrush="#2f80ed")
 
     def _toggle_advanced(self, shown: bool) -> None:
         self.advanced.setVisible(shown)
@@ -189,7 +192,8 @@ class TrainPage(Page):
     def _start(self, args: list[str], title: str):
         self.steps.clear()
         self.losses.clear()
-        self.curve.setData([], [])
+        if self.curve is not None:
+            self.curve.setData([], [])
         self.speed.setText("")
         self.job = self.start_job(title, args)
         self.job.event.connect(self._on_event)
@@ -205,6 +209,7 @@ class TrainPage(Page):
         if "loss" in event and "step" in event:
             self.steps.append(float(event["step"]))
             self.losses.append(float(event["loss"]))
+            self.plot.plot()
             self.curve.setData(self.steps, self.losses)
         parts = []
         if event.get("tokens_per_s") is not None:

@@ -36,8 +36,8 @@ def make_window(qtbot, settings):
     windows = []
 
     def make(chosen_settings=None):
-        window = MainWindow(chosen_settings or settings)
-        qtbot.addWidget(window)
+        window = MainWindow(chosen_settings or settings)  # not qtbot.addWidget: its teardown closes first and
+        # would meet the "jobs still running" question; this fixture cancels the jobs, then closes
         window.resize(1280, 860)
         window.show()
         qtbot.waitExposed(window)

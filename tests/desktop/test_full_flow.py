@@ -38,6 +38,14 @@ def _small_settings(folder, tiny_model) -> None:
     project.save()
 
 
+def _screenshot(qtbot, window, key: str, folder) -> None:
+    """The page as a user sees it (jobs panel folded), saved as ``<key>.png`` (the README's pictures)."""
+    window.jobs_dock.hide()
+    window.show_page([page.key for page in window.pages].index(key))
+    qtbot.wait(200)
+    assert window.grab().save(str(folder / f"{key}.png"))
+
+
 def test_the_whole_journey_through_the_window(qtbot, make_window, tmp_path, documents, tiny_model, tiny_gguf,
                                               screenshot_dir):
     window = make_window()
@@ -52,6 +60,7 @@ def test_the_whole_journey_through_the_window(qtbot, make_window, tmp_path, docu
     assert wait_for_job(qtbot, docs.index_job, 300) == SUCCEEDED, docs.index_job.record.log[-20:]
     qtbot.waitUntil(lambda: docs.table.rowCount() == 5, timeout=30_000)
     assert "Could not read" in [docs.table.item(r, 4).text() for r in range(5)]
+    _screenshot(qtbot, window, "documents", screenshot_dir)
 
     teacher = window.page("teacher")
     teacher.local_radio.setChecked(True)
@@ -76,8 +85,7 @@ def test_the_whole_journey_through_the_window(qtbot, make_window, tmp_path, docu
     train.checkpoint_every.setValue(3)
     assert wait_for_job(qtbot, train.train(), 900) == SUCCEEDED, train.job.record.log[-20:]
     assert len(train.losses) >= 3  # the loss curve got points
-    window.show_page(3)
-    window.grab().save(str(screenshot_dir / "journey-train.png"))
+    _screenshot(qtbot, window, "train", screenshot_dir)
 
     export = window.page("export")
     for name, box in export.format_boxes.items():
@@ -95,8 +103,7 @@ def test_the_whole_journey_through_the_window(qtbot, make_window, tmp_path, docu
     assert "time to first token" in tuned.stats.text() and "time to first token" in rag.stats.text(), \
         (tuned.view.toPlainText(), rag.view.toPlainText())
     assert rag.sources and "Sources:" in rag.view.toPlainText()
-    window.show_page(5)
-    window.grab().save(str(screenshot_dir / "journey-compare.png"))
+    _screenshot(qtbot, window, "compare", screenshot_dir)
 
     evaluate = window.page("evaluate")
     evaluate.limit.setValue(6)
@@ -104,5 +111,6 @@ def test_the_whole_journey_through_the_window(qtbot, make_window, tmp_path, docu
     assert wait_for_job(qtbot, evaluate.run_eval(), 1800) in (SUCCEEDED, PARTIAL), evaluate.progress.job.record.log[-20:]
     evaluate.refresh()
     assert evaluate.table.rowCount() >= 2
-    window.show_page(6)
-    window.grab().save(str(screenshot_dir / "journey-evaluate.png"))
+    evaluate.questions.selectRow(0)
+    assert "Expected:" in evaluate.detail.toPlainText()
+    _screenshot(qtbot, window, "evaluate", screenshot_dir)

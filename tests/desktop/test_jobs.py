@@ -58,6 +58,9 @@ def test_the_event_loop_never_stalls_while_a_job_streams_events(qtbot, make_wind
     events: list[dict] = []
     job.event.connect(events.append)
     wait_for_job(qtbot, job, 300)
+    qtbot.waitUntil(lambda: page.index_job is not None, timeout=10_000)
+    page.index_job.event.connect(events.append)
+    wait_for_job(qtbot, page.index_job, 300)  # the search index is brought up to date next
     probe.stop()
     assert len(events) >= 3
     assert probe.longest_blocked_s < MAX_STALL_S, (

@@ -1,0 +1,70 @@
+"""Train page: live loss curve, cancel leaves a resumable checkpoint, Resume finishes, a killed job is an error."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from doctune.desktop.jobs import CANCELLED, FAILED, SUCCEEDED
+from doctune.desktop.responsiveness import StallProbe
+from qt_helpers import wait_for_job
+
+SAMPLE_QUESTIONS = Path(__file__).resolve().parents[2] / "resources" / "sample" / "questions.jsonl"
+
+
+@pytest.fixture
+def training_project(project, tiny_model):
+    config = project.config
+    config.student.model = str(tiny_model("qwen2"))
+    config.train.replay_fraction = 0.0
+    config.train.batch_tokens = 256
+    project.save()
+    records = [{"id": f"t-{raw['id']}", "kind": "qa", "chunk_id": raw["doc"], "recipe": "qa",
+                "messages": [{"role": "user", "content": raw["question"]}, {"role": "assistant", "content": raw["answer"]}]}
+               for raw in map(json.loads, SAMPLE_QUESTIONS.read_text(encoding="utf-8").splitlines())]
+    (project.synth_dir / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return project
+
+
+def _train_page(make_window, project, max_steps: int, checkpoint_every: int):
+    window = make_window()
+    window.open_project(project.root)
+    window.show_page(3)
+    page = window.page("train")
+    page.max_steps.setValue(max_steps)
+    page.checkpoint_every.setValue(checkpoint_every)
+    return window, page
+
+
+@pytest.mark.slow
+def test_cancel_keeps_a_checkpoint_and_resume_finishes(qtbot, make_window, training_project):
+    from doctune.core.train.runs import latest_checkpoint
+
+    window, page = _train_page(make_window, training_project, max_steps=40, checkpoint_every=2)
+    job = page.train()
+    qtbot.waitUntil(lambda: len(page.losses) >= 3 or not job.running, timeout=600_000)
+    probe = StallProbe()
+    probe.start()
+    page.progress.cancel()
+    assert wait_for_job(qtbot, job, 300) == CANCELLED, job.record.log[-15:]
+    assert probe.stop().longest_blocked_s < 0.1  # the window stayed responsive while the job stopped
+    run_dir = next(training_project.runs_dir.iterdir())
+    assert latest_checkpoint(run_dir) is not None
+    assert page.resume_button.isEnabled()
+    steps_before = len(page.losses)
+    resumed = page.resume()
+    assert wait_for_job(qtbot, resumed, 900) == SUCCEEDED, resumed.record.log[-15:]
+    assert page.steps and page.steps[0] > 1  # resumed where it stopped, not from step 1
+    assert steps_before >= 3
+    assert "Last finished run" in page.last_run.text()
+
+
+def test_a_killed_training_job_shows_an_error(qtbot, make_window, training_project):
+    window, page = _train_page(make_window, training_project, max_steps=200, checkpoint_every=100)
+    job = page.train()
+    qtbot.waitUntil(lambda: bool(job.record.last_event) or not job.running, timeout=300_000)
+    job.kill()
+    assert wait_for_job(qtbot, job, 60) == FAILED
+    assert "stopped unexpectedly" in page.progress.message.text()
+    assert page.train_button.isEnabled()
