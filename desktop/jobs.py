@@ -19,13 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, Signal
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
 RUNNING, SUCCEEDED, PARTIAL, FAILED, CANCELLED = "running", "succeeded", "partial", "failed", "cancelled"
 EXIT_PARTIAL, EXIT_CANCELLED = 2, 130
 
 
 JOB_NICENESS = "10"
+CANCEL_GRACE_MS = 120_000
 
 
 def cli_program() -> tuple[str, list[str]]:
@@ -99,11 +100,16 @@ class Job(QObject):
         self.process.start()
 
     def cancel(self) -> None:
-        """Ask the job to stop at its next safe point (SIGTERM; the CLI exits 130)."""
+        """Ask the job to stop at its next safe point (SIGTERM; the CLI exits 130).
+
+        A job that has not stopped after ``CANCEL_GRACE_MS`` is killed (Windows console programs never
+        receive ``terminate``); finished work is kept either way and re-running resumes it.
+        """
         if self.running:
             self._cancel_requested = True
             self.record.message = "Stopping at the next safe point…"
             self.process.terminate()
+            QTimer.singleShot(CANCEL_GRACE_MS, self.kill)
 
     def kill(self) -> None:
         if self.running:
