@@ -117,11 +117,25 @@ def _markdown_blocks(paragraphs: Iterator[str]) -> Iterator[Block]:
             yield Block(text, heading_path=headings.path)
 
 
+def markdown_title(sample_text: str) -> str | None:
+    """The first level-1 heading near the start of a Markdown file, outside code fences."""
+    in_fence = False
+    for line in sample_text.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        match = None if in_fence else _ATX_HEADING.match(line)
+        if match and len(match.group(1)) == 1:
+            return clean(match.group(2)).strip() or None
+    return None
+
+
 def open_text(path: Path, markdown: bool = False) -> DocumentText:
     with open(path, "rb") as handle:
         sample = handle.read(SAMPLE_BYTES)
     encoding = detect_encoding(sample)
-    _check_text(codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample))
+    sample_text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample)
+    _check_text(sample_text)
     paragraphs = _raw_paragraphs(path, encoding)
     blocks = _markdown_blocks(paragraphs) if markdown else _text_blocks(paragraphs)
-    return DocumentText(title=path.stem, format="markdown" if markdown else "text", blocks=blocks)
+    title = (markdown_title(sample_text) if markdown else None) or path.stem
+    return DocumentText(title=title, format="markdown" if markdown else "text", blocks=blocks)

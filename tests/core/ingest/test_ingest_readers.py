@@ -81,6 +81,15 @@ def test_markdown_headings_outside_code_fences(tmp_path):
     assert blocks[-1].heading_path == ("Valdoria Notes", "Trade", "Tolls")
 
 
+def test_markdown_title_is_its_first_level_one_heading(tmp_path):
+    titled = tmp_path / "notes.md"
+    titled.write_text(MARKDOWN, encoding="utf-8")
+    untitled = tmp_path / "plain-notes.md"
+    untitled.write_text("```\n# inside a fence\n```\n\n## Only a subheading\n\nText.\n", encoding="utf-8")
+    assert read(titled)[0].title == "Valdoria Notes"
+    assert read(untitled)[0].title == "plain-notes"
+
+
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1"])
 def test_text_encodings_are_detected(tmp_path, encoding):
     text = "Café crème, naïve façade — 5 €\n\nSecond paragraph: Ærø, Zürich, señor."

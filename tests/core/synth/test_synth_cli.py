@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ingest, sample_docs, use_endpoint
+from synth_helpers import ingest, sample_docs, use_endpoint
 
 from doctune.core.items import items_path, load_training_items
 from doctune.core.project import Project

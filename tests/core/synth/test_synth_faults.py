@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from conftest import ingest, sample_docs, use_endpoint
+from synth_helpers import ingest, sample_docs, use_endpoint
 
 from doctune.core.events import CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_jsonl

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ingest, sample_docs
+from synth_helpers import ingest, sample_docs
 
 from doctune.core.events import CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_jsonl

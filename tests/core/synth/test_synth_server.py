@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ingest, sample_docs, use_endpoint
+from synth_helpers import ingest, sample_docs, use_endpoint
 from llama_server import llama_server
 
 from doctune.core.events import CancelToken, Events

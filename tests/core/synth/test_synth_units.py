@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 import pytest
-from conftest import ingest, sample_docs, use_endpoint
+from synth_helpers import ingest, sample_docs, use_endpoint
 
 from doctune.core.config import SynthSettings
 from doctune.core.events import Cancelled, CancelToken, Events, RecordingSink
