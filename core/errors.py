@@ -6,7 +6,11 @@ and what to do; the CLI prints it without a traceback and exits with 1.
 """
 from __future__ import annotations
 
+import errno
 from abc import ABC
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 
 class UserError(Exception, ABC):
@@ -26,3 +30,21 @@ def _register_known() -> None:
 
 
 _register_known()
+
+
+def write_failure_reason(exc: OSError) -> str:
+    """Plain words for why a write failed."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return "a file is in the way of a folder"
+    return exc.strerror or str(exc)
+
+
+@contextmanager
+def disk_errors(what: str, folder: Path, error_type: type[UserError], hint: str) -> Iterator[None]:
+    """Turn a failed write (disk full, permissions, a file in the way) into ``error_type`` naming the folder."""
+    try:
+        yield
+    except OSError as exc:
+        raise error_type(f"Could not write the {what} in {folder}: {write_failure_reason(exc)}.", hint) from None

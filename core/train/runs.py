@@ -15,7 +15,6 @@ as the latest valid one.
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import platform
@@ -23,10 +22,10 @@ import random
 import secrets
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from doctune.core.errors import disk_errors as write_errors
 from doctune.core.fsio import atomic_write_json, read_json
 from doctune.core.train.errors import TrainError
 
@@ -82,17 +81,11 @@ def ensure_writable(folder: Path) -> None:
                          "Check the folder's permissions and free disk space.") from None
 
 
-@contextmanager
-def disk_errors(what: str, folder: Path) -> Iterator[None]:
+def disk_errors(what: str, folder: Path):
     """Turn a failed write (disk full, permissions) into a ``TrainError`` naming the folder."""
-    try:
-        yield
-    except OSError as exc:
-        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
-        reason = "the disk is full" if full else (exc.strerror or str(exc))
-        raise TrainError(f"Could not write the {what} in {folder}: {reason}.",
-                         "Free some disk space (or fix the folder's permissions), then continue with "
-                         "doctune train --resume " + folder.name + "; the last good checkpoint is kept.") from None
+    return write_errors(what, folder, TrainError,
+                        "Free some disk space (or fix the folder's permissions), then continue with "
+                        f"doctune train --resume {folder.name}; the last good checkpoint is kept.")
 
 
 # ----- checkpoints --------------------------------------------------------------------
