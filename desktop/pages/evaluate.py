@@ -6,7 +6,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from PySide6.QtCore import QUrl
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSpinBox, QSplitter, QTableWidget,
@@ -88,7 +88,6 @@ class EvaluatePage(Page):
         board.addWidget(self.chart)
         board.setSizes([680, 320])
         board.setMinimumHeight(220)
-        self.body.addWidget(board)
         drill = QSplitter()
         self.questions = QTableWidget(0, 2)
         self.questions.setHorizontalHeaderLabels(("Kind", "Question"))
@@ -100,7 +99,12 @@ class EvaluatePage(Page):
         drill.addWidget(self.questions)
         drill.addWidget(self.detail)
         drill.setMinimumHeight(240)
-        self.body.addWidget(drill, 1)
+        stacked = QSplitter(Qt.Orientation.Vertical)  # scoreboard above, drill-down below; the user can drag
+        stacked.addWidget(board)
+        stacked.addWidget(drill)
+        stacked.setSizes([300, 420])
+        stacked.setMinimumHeight(560)
+        self.body.addWidget(stacked, 1)
         self.records: dict[str, list[dict]] = {}
         self.question_list: list = []
         self.run_button.clicked.connect(self.run_eval)
