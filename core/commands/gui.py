@@ -6,7 +6,6 @@ The desktop package is imported only inside the handler, through importlib, so
 from __future__ import annotations
 
 import importlib
-import shutil
 from pathlib import Path
 
 from doctune.core.cli import CommandContext, add_command
@@ -38,8 +37,7 @@ def cmd_sample(ctx: CommandContext) -> int:
     from doctune.core.resources import resource_path
 
     project = Project.create(ctx.args.dir, name="DocTune sample (offline check)" if ctx.args.offline_check else "DocTune sample")
-    docs = project.root / "sample-docs"
-    shutil.copytree(resource_path("sample/docs"), docs, dirs_exist_ok=True)
+    docs = resource_path("sample/docs")  # read in place: ingestion skips files inside the project folder
     if ctx.args.offline_check:
         _use_tiny_models(project, ctx)
     else:
