@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (
 
 from doctune.desktop.widgets import explanation, heading, show_error
 
-SAMPLE_TEXT = ("<b>Try the sample</b>: ten short fictional articles and the recommended small models "
+SAMPLE_TEXT = ("<b>Try the sample</b>: twenty short fictional articles and the recommended small models "
                "(student SmolLM2-360M-Instruct ≈ 0.7 GB, teacher Qwen2.5-1.5B-Instruct GGUF ≈ 1.9 GB), "
                "downloaded from Hugging Face on first use.")
 OFFLINE_TEXT = ("<b>Offline pipeline check</b>: the same sample on tiny built-in models, with no download. "
