@@ -32,7 +32,7 @@ def cmd_teacher(ctx: CommandContext) -> int:
 
     project = ctx.project()
     started = time.perf_counter()
-    teacher = open_teacher(project)
+    teacher = open_teacher(project, events=ctx.events)
     load_s = time.perf_counter() - started
     try:
         reply = teacher.complete(PROBE_MESSAGES, schema=PROBE_SCHEMA, max_tokens=128, temperature=0.0)

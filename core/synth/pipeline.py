@@ -502,7 +502,7 @@ def run(params: SynthParams, *, events: Events, cancel: CancelToken,
     if owned:
         if open_teacher is None:
             from doctune.core.teachers import open_teacher
-        teacher = open_teacher(project, cancel=cancel)
+        teacher = open_teacher(project, cancel=cancel, events=events)
     events.log(f"{len(tasks)} item(s) planned, {already} already done, {len(pending)} to generate with {teacher.name}.")
     job = Run(project, mode, teacher, outputs, events, cancel)
     try:

@@ -10,14 +10,14 @@ from __future__ import annotations
 from doctune.core.teachers.base import Teacher, TeacherCallError, TeacherError, TeacherReply, extract_json
 
 
-def open_teacher(project, *, n_threads: int | None = None, cancel=None) -> Teacher:
-    """The project's teacher; ``cancel`` (a CancelToken) cuts retry waits short."""
+def open_teacher(project, *, n_threads: int | None = None, cancel=None, events=None) -> Teacher:
+    """The project's teacher; ``cancel`` (a CancelToken) cuts retry waits short; ``events`` shows a model download."""
     settings = project.config.teacher
     privacy = project.config.privacy
     if settings.kind == "local":
         from doctune.core.teachers.local import LocalTeacher, resolve_model_file
 
-        return LocalTeacher(resolve_model_file(settings, privacy.offline), n_ctx=settings.n_ctx,
+        return LocalTeacher(resolve_model_file(settings, privacy.offline, events), n_ctx=settings.n_ctx,
                             n_gpu_layers=settings.n_gpu_layers, temperature=settings.temperature,
                             max_tokens=settings.max_tokens, n_threads=n_threads)
     from doctune.core.teachers.api import ApiTeacher, check_endpoint_allowed

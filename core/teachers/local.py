@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from doctune.core.events import Events
+from doctune.core.hub import hub_offline, progress_bar_class
 from doctune.core.teachers.base import Teacher, TeacherCallError, TeacherError, TeacherReply, extract_json
 
 
@@ -28,8 +30,11 @@ class TokenLimit:
         return self.sampled > self.limit
 
 
-def resolve_model_file(settings, offline: bool) -> Path:
-    """The GGUF file named by the settings, downloaded from the hub if needed (never when offline)."""
+def resolve_model_file(settings, offline: bool, events: Events | None = None) -> Path:
+    """The GGUF file named by the settings, downloaded from the hub if needed (never when offline).
+
+    A download is reported as ``progress`` events in bytes (``events``), so the window can show it.
+    """
     if settings.model_path:
         path = Path(settings.model_path).expanduser()
         if not path.is_file():
@@ -39,8 +44,10 @@ def resolve_model_file(settings, offline: bool) -> Path:
     if settings.hf_repo and settings.hf_file:
         from huggingface_hub import hf_hub_download
 
+        offline = hub_offline(offline)
+        bar = progress_bar_class(events or Events(), f"downloading {settings.hf_file}")
         try:
-            return Path(hf_hub_download(settings.hf_repo, settings.hf_file, local_files_only=offline))
+            return Path(hf_hub_download(settings.hf_repo, settings.hf_file, local_files_only=offline, tqdm_class=bar))
         except Exception as exc:  # hub errors come in many types; the message says which
             hint = ("The project is offline: download the file elsewhere and set teacher.model_path."
                     if offline else "Check the repo and file names and the network connection.")

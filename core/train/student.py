@@ -8,12 +8,11 @@ it must hold a config of a causal language model and safetensors weights.
 """
 from __future__ import annotations
 
-import os
 import re
-import time
 from pathlib import Path
 
 from doctune.core.events import Events
+from doctune.core.hub import hub_offline, progress_bar_class
 from doctune.core.train.errors import TrainError
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -22,47 +21,6 @@ DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.model", "*.txt", "
 
 def looks_like_hub_id(name: str) -> bool:
     return bool(HUB_ID.match(name)) and not name.startswith((".", "~"))
-
-
-def hub_offline(project_offline: bool) -> bool:
-    return project_offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-
-
-class _Silent:
-    """A text stream that drops what it is given: the bar is shown through events, not drawn."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
-def progress_bar_class(events: Events):
-    """A tqdm class that reports a download as progress events (bytes, rate, ETA)."""
-    from tqdm.auto import tqdm
-
-    class EventTqdm(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs["disable"] = False
-            kwargs["file"] = _Silent()
-            super().__init__(*args, **kwargs)
-            self._last = 0.0
-
-        def update(self, n=1):
-            shown = super().update(n)
-            now = time.monotonic()
-            if now - self._last >= 0.5 or (self.total and self.n >= self.total):
-                self._last = now
-                rate = self.format_dict.get("rate")
-                eta = (self.total - self.n) / rate if rate and self.total else None
-                events.progress(self.n, self.total, message=self.desc or "downloading the student",
-                                unit="bytes" if self.unit == "B" else self.unit,
-                                rate=round(rate, 1) if rate else None,
-                                eta_s=round(eta, 1) if eta is not None else None)
-            return shown
-
-    return EventTqdm
 
 
 def _download(repo_id: str, revision: str, offline: bool, events: Events) -> Path:
@@ -76,7 +34,7 @@ def _download(repo_id: str, revision: str, offline: bool, events: Events) -> Pat
         else:
             events.log(f"Downloading {repo_id} into the Hugging Face cache")
             folder = snapshot_download(repo_id, revision=revision or None, allow_patterns=DOWNLOAD_PATTERNS,
-                                       tqdm_class=progress_bar_class(events))
+                                       tqdm_class=progress_bar_class(events, "downloading the student"))
     except LocalEntryNotFoundError:
         if offline:
             raise TrainError(

@@ -104,7 +104,7 @@ def test_cli_reports_a_bad_student_without_traceback(project, qa_items_file, cap
 
 def test_download_progress_becomes_events_with_size_rate_and_eta():
     from doctune.core.events import RecordingSink
-    from doctune.core.train.student import progress_bar_class
+    from doctune.core.hub import progress_bar_class
 
     sink = RecordingSink()
     bar = progress_bar_class(Events(sink))(total=1000, unit="B", desc="Downloading bytes")
