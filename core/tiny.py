@@ -159,3 +159,69 @@ def ensure_tiny_model(family: Family, cache_root: str | Path, seed: int = 0) -> 
         build_model(family, model_dir, tokenizer_dir, seed)
         atomic_write_text(model_dir / ".complete", json.dumps({"family": family, "key": key, "seed": seed}))
     return model_dir
+
+
+SENTENCEPIECE_SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
+MISTRAL_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] + '\\n\\n' }}"
+    "{% elif message['role'] == 'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% else %}{{ ' ' + message['content'] + eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+SENTENCEPIECE_VOCAB_TARGET = 2000  # with the 256 byte tokens: 2256, padded to 2304 rows
+SENTENCEPIECE_ALPHABET_LIMIT = 100  # rarer characters (é, emoji) take the byte fallback
+
+
+def build_sentencepiece_tokenizer(out_dir: str | Path) -> Path:
+    """A Llama 2 / Mistral v0.1 style tokenizer: BPE with ``<0xXX>`` byte fallback and ▁ for spaces.
+
+    Trained on the bundled text with words kept apart (as SentencePiece does),
+    then laid out like Llama 2's tokenizer.json: ``<unk>``, ``<s>``, ``</s>``,
+    the 256 byte tokens, the learned pieces; BOS added; [INST] chat template.
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = SENTENCEPIECE_SPECIAL_TOKENS
+    spaces_to_marks = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    learner = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    learner.normalizer = spaces_to_marks
+    learner.pre_tokenizer = pre_tokenizers.Metaspace(prepend_scheme="never", split=True)
+    learner.train([str(f) for f in tokenizer_training_files()], trainers.BpeTrainer(
+        vocab_size=SENTENCEPIECE_VOCAB_TARGET, special_tokens=specials,
+        limit_alphabet=SENTENCEPIECE_ALPHABET_LIMIT, show_progress=False))
+    learned = json.loads(learner.to_str())["model"]
+    pieces = sorted((p for p in learned["vocab"] if p not in specials), key=learned["vocab"].get)
+    vocab = {p: i for i, p in enumerate(specials + [f"<0x{b:02X}>" for b in range(256)] + pieces)}
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in learned["merges"]]
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tokenizer.normalizer = spaces_to_marks
+    tokenizer.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                           decoders.Strip(" ", 1, 0)])
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", vocab["<s>"])])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=2048, clean_up_tokenization_spaces=False)
+    fast.chat_template = MISTRAL_TEMPLATE
+    out = Path(out_dir)
+    fast.save_pretrained(out)
+    return out
+
+
+def build_sentencepiece_model(family: Family, out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random ``family`` model with the SentencePiece-style tokenizer (BOS ``<s>``, EOS ``</s>``)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    out = build_sentencepiece_tokenizer(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    bos_id, eos_id = tokenizer.bos_token_id, tokenizer.eos_token_id
+    config = tiny_config(family, padded_vocab_size(len(tokenizer)), eos_id, pad_id=None)
+    config.bos_token_id = bos_id
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.generation_config = GenerationConfig(bos_token_id=bos_id, eos_token_id=eos_id)
+    model.save_pretrained(out, safe_serialization=True)
+    return out

@@ -1,6 +1,10 @@
-"""The tokenizer part of a GGUF: tokens, types, merges, special ids, template.
+"""The tokenizer part of a GGUF: tokens, types, merges or scores, special ids, template.
 
-llama.cpp re-implements each tokenizer's splitting rules and picks them by the
+Byte-level BPE vocabularies are written as llama.cpp's ``gpt2`` model (with
+merges); SentencePiece-style BPE (byte fallback, ▁ for spaces) as its
+``llama`` model (with scores).
+
+For byte-level BPE, llama.cpp re-implements each tokenizer's splitting rules and picks them by the
 ``tokenizer.ggml.pre`` name, so the name must describe the Hugging Face
 tokenizer's pre-tokenizer, not the model architecture. We detect it by running
 a probe text through the model's own pre-tokenizer and through reference
@@ -90,6 +94,9 @@ class Vocab:
     pre: str
     add_bos: bool
     add_eos: bool
+    model: str = "gpt2"
+    scores: list[float] | None = None  # SentencePiece-style only: merge priority per token
+    add_space_prefix: bool = False  # SentencePiece-style only: ▁ before the text
 
 
 def _load_fast_tokenizer(model_dir: Path) -> Any:
@@ -104,22 +111,46 @@ def _load_fast_tokenizer(model_dir: Path) -> Any:
     return AutoTokenizer.from_pretrained(model_dir)
 
 
-def _check_byte_level_bpe(backend: Any, model_dir: Path) -> None:
-    model = json.loads(backend.to_str())["model"]
+BYTE_TOKENS = [f"<0x{value:02X}>" for value in range(256)]
+SPACE_MARK = "\u2581"  # ▁, SentencePiece's visible space
+
+
+def _is_sentencepiece_style(tokenizer_json: dict[str, Any]) -> bool:
+    """BPE with byte fallback, ``<0xXX>`` byte tokens and ▁ for spaces (Llama 2, Mistral v0.1–0.3).
+
+    llama.cpp runs such vocabularies with its SentencePiece tokenizer (``llama``
+    model): spaces become ▁, the highest-scoring adjacent pair is merged first,
+    and a character outside the vocabulary falls back to its byte tokens.
+    """
+    model = tokenizer_json["model"]
+    rules = json.dumps([tokenizer_json.get("normalizer"), tokenizer_json.get("pre_tokenizer")], ensure_ascii=False)
+    return (model.get("type") == "BPE" and bool(model.get("byte_fallback"))
+            and all(token in model.get("vocab", {}) for token in BYTE_TOKENS)
+            and SPACE_MARK in rules and "ByteLevel" not in rules)
+
+
+def _tokenizer_model(backend: Any, model_dir: Path) -> str:
+    """``gpt2`` (byte-level BPE) or ``llama`` (SentencePiece-style BPE); a clear error otherwise."""
+    tokenizer_json = json.loads(backend.to_str())
+    model = tokenizer_json["model"]
+    if _is_sentencepiece_style(tokenizer_json):
+        return "llama"
     if model.get("type") != "BPE" or model.get("byte_fallback"):
         raise UnsupportedModelError(
-            f"The tokenizer in {model_dir} is SentencePiece-style ({model.get('type')}"
-            f"{', byte fallback' if model.get('byte_fallback') else ''}); only byte-level BPE tokenizers "
-            "(Llama 3, Qwen2/2.5/3, SmolLM2, Mistral Nemo style) can be exported so far.",
-            "Choose a student whose tokenizer is byte-level BPE.",
+            f"The tokenizer in {model_dir} is a {model.get('type')} model"
+            f"{' with byte fallback' if model.get('byte_fallback') else ''} that is neither byte-level BPE "
+            "(Llama 3, Qwen2/2.5/3, SmolLM2, Mistral Nemo style) nor SentencePiece-style BPE with <0xXX> byte "
+            "tokens and ▁ for spaces (Llama 2, Mistral v0.1–0.3 style), the two kinds the export can write.",
+            "Choose a student whose tokenizer is of one of these kinds.",
         )
+    return "gpt2"
 
 
 def build_vocab(model_dir: Path, n_vocab: int, fallback_pre: str | None = None, events: Events | None = None) -> Vocab:
     """Tokens padded to ``n_vocab`` embedding rows with unused ``[PAD…]`` entries."""
     tokenizer = _load_fast_tokenizer(model_dir)
     backend = tokenizer.backend_tokenizer
-    _check_byte_level_bpe(backend, model_dir)
+    kind = _tokenizer_model(backend, model_dir)
     by_id = {index: token for token, index in backend.get_vocab(with_added_tokens=True).items()}
     if len(by_id) > n_vocab:
         raise UnsupportedModelError(
@@ -142,16 +173,56 @@ def build_vocab(model_dir: Path, n_vocab: int, fallback_pre: str | None = None, 
     full = tokenizer.encode("a", add_special_tokens=True)
     add_bos = len(full) > len(plain) and full[0] == tokenizer.bos_token_id
     add_eos = len(full) > len(plain) and full[-1] == tokenizer.eos_token_id
+    if kind == "llama":
+        return _sentencepiece_vocab(tokenizer, tokens, types, add_bos, add_eos)
     pre = detect_pre_tokenizer(backend, fallback_pre, events)
     return Vocab(tokens, [int(t) for t in types], pre, add_bos, add_eos)
 
 
+def _sentencepiece_vocab(tokenizer: Any, tokens: list[str], types: list[int], add_bos: bool, add_eos: bool) -> Vocab:
+    """Types, scores and space prefix for llama.cpp's SentencePiece tokenizer.
+
+    llama.cpp merges the adjacent pair whose joined text is the highest-scoring
+    token (leftmost on ties); Hugging Face BPE merges the pair of lowest merge
+    rank. A token's score is therefore minus the rank of the merge that creates
+    it; tokens no merge creates (characters, bytes, specials) score 0 and the
+    unused padding scores below every merge.
+    """
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    merges = [pair.split(" ", 1) if isinstance(pair, str) else pair for pair in model.get("merges", [])]
+    rank_of: dict[str, int] = {}
+    for rank, (left, right) in enumerate(merges):
+        rank_of.setdefault(left + right, rank)
+    unused_score = -float(len(merges) + 1)
+    bytes_ = set(BYTE_TOKENS)
+    scores = []
+    for index, token in enumerate(tokens):
+        if types[index] == gguf.TokenType.UNUSED:
+            scores.append(unused_score)
+            continue
+        scores.append(-float(rank_of.get(token, 0)) if types[index] == gguf.TokenType.NORMAL else 0.0)
+        if index == tokenizer.unk_token_id:
+            types[index] = gguf.TokenType.UNKNOWN
+        elif token in bytes_ and types[index] == gguf.TokenType.NORMAL:
+            types[index] = gguf.TokenType.BYTE
+    first_piece = tokenizer.convert_ids_to_tokens(tokenizer.encode("a", add_special_tokens=False))[:1]
+    add_space_prefix = bool(first_piece) and first_piece[0].startswith(SPACE_MARK)
+    # llama.cpp ignores tokenizer.ggml.pre for SentencePiece vocabularies; "default" only names it in logs.
+    return Vocab(tokens, [int(t) for t in types], "default", add_bos, add_eos, model="llama", scores=scores,
+                 add_space_prefix=add_space_prefix)
+
+
 def add_vocab(writer: gguf.GGUFWriter, model_dir: Path, vocab: Vocab) -> gguf.SpecialVocab:
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(vocab.pre)
+    writer.add_tokenizer_model(vocab.model)
+    if vocab.model == "llama":
+        writer.add_add_space_prefix(vocab.add_space_prefix)
+    else:
+        writer.add_tokenizer_pre(vocab.pre)
     writer.add_token_list(vocab.tokens)
+    if vocab.scores is not None:
+        writer.add_token_scores(vocab.scores)
     writer.add_token_types(vocab.token_types)
-    special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=len(vocab.tokens))
+    special = gguf.SpecialVocab(model_dir, load_merges=vocab.model == "gpt2", n_vocab=len(vocab.tokens))
     special.add_special_token["bos"] = vocab.add_bos
     special.add_special_token["eos"] = vocab.add_eos
     if special.chat_template is None:
