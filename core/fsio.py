@@ -91,6 +91,14 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(handle)
 
 
+def read_json_or_none(path: str | os.PathLike) -> Any:
+    """The JSON document at ``path``, or None when it is missing or cannot be read or parsed."""
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
 def read_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     """Yield each complete record; a torn or garbled line is skipped.
 

@@ -5,9 +5,10 @@ is cheap enough to run on the event loop after every job.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from doctune.core.fsio import read_json_or_none
 
 DONE, STALE, NOT_STARTED = "done", "stale", "not started"
 STEPS = ("documents", "teacher", "synthesize", "train", "export", "compare", "evaluate")
@@ -29,18 +30,11 @@ def _mtime(path: Path) -> float | None:
     return max(times) if times else None
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def latest_run(root: Path) -> tuple[Path, dict] | None:
     """The newest training run whose summary says it is complete."""
     runs = sorted((root / "runs").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
     for summary_path in reversed(runs):
-        summary = _read_json(summary_path)
+        summary = read_json_or_none(summary_path)
         if summary and summary.get("status") == "complete":
             return summary_path.parent, summary
     return None

@@ -17,7 +17,7 @@ from typing import Any
 
 from doctune.core.events import CancelToken, Events
 from doctune.core.export.errors import ExportError, disk_errors
-from doctune.core.fsio import atomic_write_text, read_json
+from doctune.core.fsio import atomic_write_text, read_json_or_none
 
 COMPLETE = ".complete"
 DTYPES = {"float32", "bfloat16", "float16"}
@@ -25,16 +25,12 @@ DTYPES = {"float32", "bfloat16", "float16"}
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The run's ``summary.json`` and ``config.json``; a clear error when the run is not finished."""
-    try:
-        summary = read_json(run_dir / "summary.json")
-    except (OSError, ValueError):
-        summary = None
+    summary = read_json_or_none(run_dir / "summary.json")
     if not summary or summary.get("status") != "complete":
         raise ExportError(f"Training run {run_dir.name} has not finished (no complete summary.json).",
                           f"Finish it first (doctune train --resume {run_dir.name}) or export another run.")
-    try:
-        config = read_json(run_dir / "config.json")
-    except (OSError, ValueError):
+    config = read_json_or_none(run_dir / "config.json")
+    if config is None:
         config = {}
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():

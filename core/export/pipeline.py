@@ -21,7 +21,7 @@ from doctune.core.export.errors import VerificationError
 from doctune.core.export.gguf import safetensors_files, write_gguf
 from doctune.core.export.quantize import normalise_format, quantize_gguf
 from doctune.core.export.verify import Reference, build_reference, summary_text, verify_gguf
-from doctune.core.fsio import atomic_write_json, atomic_write_text, read_json
+from doctune.core.fsio import atomic_write_json, atomic_write_text, read_json_or_none
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -45,10 +45,7 @@ def gguf_name(stem: str, fmt: str) -> str:
 
 
 def read_manifest(out_dir: Path) -> dict[str, Any] | None:
-    try:
-        manifest = read_json(out_dir / MANIFEST)
-    except (OSError, ValueError):
-        return None
+    manifest = read_json_or_none(out_dir / MANIFEST)
     return manifest if isinstance(manifest, dict) and "files" in manifest else None
 
 

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from doctune.core.errors import UserError
 from doctune.core.events import Cancelled, CancelToken, Events
-from doctune.core.fsio import JsonlAppender, atomic_write_json, read_json, read_jsonl
+from doctune.core.fsio import JsonlAppender, atomic_write_json, read_json_or_none, read_jsonl
 from doctune.core.items import (
     EvalQuestion, TrainingItem, failures_path, items_path, questions_path,
 )
@@ -403,10 +403,7 @@ def save_speed(project, teacher_name: str, completion_tokens: int, seconds: floa
 
 
 def load_speed(project) -> dict[str, Any] | None:
-    try:
-        return read_json(speed_path(project))
-    except (OSError, ValueError):
-        return None
+    return read_json_or_none(speed_path(project))
 
 
 def _task_schemas(task: Task, settings) -> list[dict[str, Any]]:

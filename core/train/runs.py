@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from doctune.core.errors import disk_errors as write_errors
-from doctune.core.fsio import atomic_write_json, read_json
+from doctune.core.fsio import atomic_write_json, read_json, read_json_or_none
 from doctune.core.train.errors import TrainError
 
 RUN_SCHEMA_VERSION = 1
@@ -50,10 +50,7 @@ def library_versions() -> dict[str, str]:
 
 
 def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return read_json(run_dir / "summary.json")
-    except (OSError, ValueError):
-        return None
+    return read_json_or_none(run_dir / "summary.json")
 
 
 def latest_complete_run(project) -> Path | None:

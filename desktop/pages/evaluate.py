@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from PySide6.QtWidgets import (
     QTableWidgetItem, QTextBrowser,
 )
 
+from doctune.core.fsio import read_json_or_none
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_eval_summary
 from doctune.desktop.widgets import JobProgress, LazyPlot, explanation
@@ -146,12 +146,7 @@ class EvaluatePage(Page):
     # ----- showing ------------------------------------------------------------------
     def refresh(self) -> None:
         path = latest_eval_summary(self.project)
-        summary = None
-        if path is not None:
-            try:
-                summary = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                summary = None
+        summary = read_json_or_none(path) if path is not None else None
         self.report_button.setEnabled(summary is not None)
         if summary is None:
             self.headline.setText("No evaluation yet. It needs held-out questions (Synthesize) and, for the tuned "

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QPushButton, QTextBrowser
 
+from doctune.core.fsio import read_json_or_none
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_manifest, latest_run
 from doctune.desktop.widgets import JobProgress, explanation
@@ -90,10 +90,8 @@ class ExportPage(Page):
         path = latest_manifest(self.project) if self.project else None
         if path is None:
             return None
-        try:
-            return path, json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
+        data = read_json_or_none(path)
+        return None if data is None else (path, data)
 
     def ready_file(self) -> Path | None:
         found = self.manifest()
