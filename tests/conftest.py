@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -13,6 +14,13 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ARTIFACTS = Path(__file__).parent / ".artifacts"
+
+# Property tests draw the same examples on every run, so CI results are reproducible;
+# `pytest --hypothesis-profile=explore` draws fresh, many more examples to look for new failures.
+settings.register_profile("default", max_examples=200, derandomize=True, deadline=None)
+settings.register_profile("explore", max_examples=3000, deadline=None,
+                          suppress_health_check=list(HealthCheck))
+settings.load_profile("default")
 
 
 @pytest.fixture(scope="session")

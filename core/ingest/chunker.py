@@ -15,6 +15,9 @@ How chunks are cut:
 - Consecutive chunks share about ``overlap`` tokens: whole trailing blocks when
   they fit, else the tail of the last block from a token (preferably sentence)
   boundary. No overlap is carried across a heading.
+- When a heading (which must not end a chunk) and the block after it do not fit
+  together, the block is cut so that its first part fills the heading's chunk;
+  a heading too long to share a chunk with any text becomes a chunk of its own.
 """
 from __future__ import annotations
 
@@ -78,12 +81,21 @@ class Chunker:
     def chunks(self, blocks: Iterable[Block]) -> Iterator[Chunk]:
         current: list[_Unit] = []
         ordinal = 0
-        for unit in self._units(blocks):
-            flush, carry = self._place(current, unit)
-            if flush:
-                yield self._make_chunk(flush, ordinal)
-                ordinal += 1
-            current[:] = carry + [unit]
+        for block_unit in self._units(blocks):
+            unit: _Unit | None = block_unit
+            while unit is not None:
+                flush, carry = self._place(current, unit)
+                if flush:
+                    yield self._make_chunk(flush, ordinal)
+                    ordinal += 1
+                unit, rest = self._split_to_fit(carry, unit)
+                if unit is None:  # the headings cannot share a chunk with any text
+                    yield self._make_chunk(carry, ordinal)
+                    ordinal += 1
+                    carry, unit = [], rest
+                    rest = None
+                current[:] = carry + [unit]
+                unit = rest
         if any(not unit.carried for unit in current):
             yield self._make_chunk(current, ordinal)
 
@@ -104,6 +116,29 @@ class Chunker:
         if trailing_headings:
             return body, trailing_headings
         return list(current), self._fit(self._overlap_of(current), unit)
+
+    def _split_to_fit(self, kept: list[_Unit], unit: _Unit) -> tuple[_Unit | None, _Unit | None]:
+        """(part of ``unit`` that fits beside ``kept``, the rest or None).
+
+        ``_place`` only keeps more than fits when the kept units are fresh headings;
+        the unit is then cut so the headings' chunk stays within ``chunk_tokens``.
+        The first element is None when not even one token fits.
+        """
+        budget = self.chunk_tokens - sum(u.n_tokens for u in kept)
+        if unit.n_tokens <= budget:
+            return unit, None
+        spans = self.counter.token_spans(unit.text)
+        last = min(math.floor(budget / self.counter.tokens_per_span), len(spans) - 1)
+        if last < 1:
+            return None, unit
+        last = _natural_cut(unit.text, spans, last * 3 // 5, last)
+        head_end, rest_start = spans[last - 1][1], spans[last][0]
+        head = replace(unit, text=unit.text[:head_end],
+                       n_tokens=math.ceil(last * self.counter.tokens_per_span))
+        rest = replace(unit, text=unit.text[rest_start:], start=unit.start + rest_start,
+                       gap=unit.text[head_end:rest_start],
+                       n_tokens=math.ceil((len(spans) - last) * self.counter.tokens_per_span))
+        return head, rest
 
     def _fit(self, kept: list[_Unit], unit: _Unit) -> list[_Unit]:
         """Drop overlap (never fresh text) from the front until ``unit`` fits beside the rest."""
@@ -127,7 +162,7 @@ class Chunker:
         return [self._tail(emitted[-1])]
 
     def _tail(self, unit: _Unit) -> _Unit:
-        """The last ~``overlap`` tokens of a unit, starting at a sentence when one begins there."""
+        """The last ~``overlap`` tokens of a unit, starting at a sentence, else a word, when one begins there."""
         keep = max(1, math.floor(self.overlap / self.counter.tokens_per_span))
         window = _whitespace_after(unit.text, len(unit.text) - keep * _TAIL_CHARS_PER_TOKEN)
         spans = self.counter.token_spans(unit.text[window:])
@@ -135,12 +170,8 @@ class Chunker:
             spans = [(start + window, end + window) for start, end in spans]
         else:
             spans = self.counter.token_spans(unit.text)
-        cut = max(len(spans) - keep, 1)
         latest = len(spans) - max(1, keep * 2 // 5)
-        for index in range(cut, latest):
-            if unit.text[spans[index - 1][1] - 1] in _SENTENCE_ENDS:
-                cut = index
-                break
+        cut = _natural_start(unit.text, spans, max(len(spans) - keep, 1), latest)
         offset = spans[cut][0] if cut < len(spans) else len(unit.text)
         n_tokens = math.ceil((len(spans) - cut) * self.counter.tokens_per_span)
         return replace(unit, text=unit.text[offset:], start=unit.start + offset, n_tokens=n_tokens, carried=True)
@@ -187,7 +218,7 @@ class Chunker:
         while first < len(spans):
             last = min(first + per_piece, len(spans))
             if last < len(spans):
-                last = _sentence_cut(text, spans, first + per_piece * 3 // 5, last)
+                last = _natural_cut(text, spans, first + per_piece * 3 // 5, last)
             start = 0 if first == 0 else spans[first][0]
             end = len(text) if last == len(spans) else spans[last - 1][1]
             yield start, end, math.ceil((last - first) * self.counter.tokens_per_span)
@@ -202,12 +233,30 @@ def _whitespace_after(text: str, position: int) -> int:
     return match.end() if match else len(text)
 
 
-def _sentence_cut(text: str, spans: list[tuple[int, int]], earliest: int, latest: int) -> int:
-    """The latest span index in [earliest, latest] that follows a sentence end, else ``latest``."""
-    for index in range(latest, max(earliest, 1) - 1, -1):
+def _natural_cut(text: str, spans: list[tuple[int, int]], earliest: int, latest: int) -> int:
+    """Where to cut ``spans`` in [earliest, latest]: the latest sentence end, else word start, else ``latest``.
+
+    ``latest`` must be below ``len(spans)`` (a cut always leaves a span after it).
+    """
+    earliest = max(earliest, 1)
+    for index in range(latest, earliest - 1, -1):
         if text[spans[index - 1][1] - 1] in _SENTENCE_ENDS:
             return index
+    for index in range(latest, earliest - 1, -1):
+        if spans[index][0] > spans[index - 1][1]:  # whitespace between: a word starts here
+            return index
     return latest
+
+
+def _natural_start(text: str, spans: list[tuple[int, int]], earliest: int, latest: int) -> int:
+    """The earliest span index in [earliest, latest) that starts a sentence, else a word, else ``earliest``."""
+    for index in range(earliest, latest):
+        if text[spans[index - 1][1] - 1] in _SENTENCE_ENDS:
+            return index
+    for index in range(earliest, latest):
+        if spans[index][0] > spans[index - 1][1]:
+            return index
+    return earliest
 
 
 def _split_trailing_headings(units: list[_Unit]) -> tuple[list[_Unit], list[_Unit]]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from doctune.core.chat.prompt import RAG_SYSTEM, Counter, QuestionTooLong, assemble, cited_numbers, user_message
@@ -26,7 +26,6 @@ def hit(number: int, words: int) -> Hit:
 words = st.integers(min_value=1, max_value=300)
 
 
-@settings(max_examples=300, deadline=None)
 @given(
     question_words=st.integers(min_value=1, max_value=400),
     source_words=st.lists(words, max_size=10),
