@@ -65,6 +65,27 @@ def rope_parameters(config: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
+def tensor_names(family: Family, config: dict[str, Any]) -> gguf.TensorNameMap:
+    """Hugging Face tensor name → GGUF tensor name, for this family and depth."""
+    return gguf.get_tensor_name_map(family.arch, int(config["num_hidden_layers"]))
+
+
+def gguf_tensor_name(names: gguf.TensorNameMap, hf_name: str) -> str | None:
+    """The GGUF name of a Hugging Face weight or bias (``None``: it has no place in the file)."""
+    return names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+
+
+def permuted_heads(hf_name: str, family: Family, config: dict[str, Any]) -> int | None:
+    """Heads whose rows ``permute_qk`` must reorder in this Q/K tensor; ``None`` for tensors written as they are."""
+    if not family.permute_qk:
+        return None
+    if hf_name.endswith(("q_proj.weight", "q_proj.bias")):
+        return int(config["num_attention_heads"])
+    if hf_name.endswith(("k_proj.weight", "k_proj.bias")):
+        return int(config.get("num_key_value_heads") or config["num_attention_heads"])
+    return None
+
+
 def permute_qk(weights: np.ndarray, n_heads: int) -> np.ndarray:
     """Reorder each head's rows from rotated-halves to interleaved-pairs layout."""
     rows = weights.shape[0]

@@ -22,9 +22,12 @@ from doctune.core.export.families import (
     Family,
     add_architecture_metadata,
     family_of,
+    gguf_tensor_name,
     llama3_rope_factors,
     needs_llama3_rope_factors,
     permute_qk,
+    permuted_heads,
+    tensor_names,
 )
 from doctune.core.export.vocab import add_vocab, build_vocab
 from doctune.core.fsio import AtomicFile
@@ -85,8 +88,7 @@ def _target_dtype(name: str, ndim: int) -> type:
 
 def plan_tensors(model_dir: Path, config: dict[str, Any], family: Family) -> list[PlannedTensor]:
     """Every tensor that goes into the file, with its GGUF name, shape and type."""
-    n_layers = int(config["num_hidden_layers"])
-    names = gguf.get_tensor_name_map(family.arch, n_layers)
+    names = tensor_names(family, config)
     tied = bool(config.get("tie_word_embeddings", False))
     planned: list[PlannedTensor] = []
     for file in safetensors_files(model_dir):
@@ -94,7 +96,7 @@ def plan_tensors(model_dir: Path, config: dict[str, Any], family: Family) -> lis
             for hf_name in handle.keys():
                 if hf_name.endswith(SKIPPED_SUFFIXES) or (tied and hf_name == "lm_head.weight"):
                     continue
-                gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+                gguf_name = gguf_tensor_name(names, hf_name)
                 if gguf_name is None:
                     raise UnsupportedModelError(
                         f"{file.name} holds tensor '{hf_name}', which has no place in a {family.name} GGUF.",
@@ -128,10 +130,9 @@ def _load(tensor: PlannedTensor, config: dict[str, Any], family: Family, handles
     except Exception as exc:
         raise ExportError(f"Tensor '{tensor.hf_name}' in {tensor.file} cannot be read ({exc}).",
                           "The file is damaged; save or merge the model again.") from None
-    if family.permute_qk and tensor.hf_name.endswith(("q_proj.weight", "q_proj.bias")):
-        data = permute_qk(data, int(config["num_attention_heads"]))
-    elif family.permute_qk and tensor.hf_name.endswith(("k_proj.weight", "k_proj.bias")):
-        data = permute_qk(data, int(config.get("num_key_value_heads") or config["num_attention_heads"]))
+    heads = permuted_heads(tensor.hf_name, family, config)
+    if heads is not None:
+        data = permute_qk(data, heads)
     return np.ascontiguousarray(data.astype(tensor.dtype))
 
 
