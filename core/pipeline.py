@@ -191,7 +191,7 @@ def run(params: PipelineParams, *, events: Events, cancel: CancelToken) -> Pipel
         events.log(f"Step {STEPS.index(step) + 1}/{len(STEPS)}: {step}")
         started = time.monotonic()
         status, note = STEP_FUNCTIONS[step](project, params, events.child(step), cancel)
-        result.outcomes.append(StepOutcome(step, status, round(time.monotonic() - started, 2), note))
-        if note:
-            events.log(f"{step}: {status} — {note}")
+        outcome = StepOutcome(step, status, round(time.monotonic() - started, 2), note)
+        result.outcomes.append(outcome)
+        events.log(f"{step}: {status}" + (f" — {note}" if note else ""), **vars(outcome))
     return result
