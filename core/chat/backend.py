@@ -2,17 +2,20 @@
 
 The prompt is rendered with the chat template stored in the GGUF (ChatML when
 the file has none) and tokenized here, so the prompt that is measured is the
-prompt that runs. Generation has a hard token limit of its own (llama.cpp can
-skip ``max_tokens`` after an incomplete UTF-8 sequence, see FIELD-NOTES).
+prompt that runs. Generation samples tokens itself and decodes them one at a
+time, so a model that emits invalid UTF-8 streams U+FFFD at once instead of
+stalling (see ``stream``), and the token limit always holds.
 """
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from doctune.core.chat.pieces import PieceDecoder
 from doctune.core.errors import UserError
 from doctune.core.events import Cancelled, CancelToken
 
@@ -67,6 +70,7 @@ class LlamaBackend:
 
     def __init__(self, path: Path, *, n_ctx: int = 4096, n_gpu_layers: int = -1, seed: int = 0) -> None:
         self.path = check_gguf_file(path)
+        import llama_cpp
         from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -79,6 +83,8 @@ class LlamaBackend:
         except (ValueError, RuntimeError, OSError) as exc:
             raise _unloadable(self.path, exc) from None
         self.n_ctx = self.llm.n_ctx()
+        self._seed = seed or llama_cpp.LLAMA_DEFAULT_SEED  # advanced per answer as create_completion does: same answers
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llm.model)
         self.eos_text = self._token_text(self.llm.token_eos())
         self.bos_id = self.llm.token_bos()
         template = self.llm.metadata.get("tokenizer.chat_template") or CHATML
@@ -116,27 +122,49 @@ class LlamaBackend:
     def stream(
         self, prompt_tokens: list[int], *, max_tokens: int, temperature: float = 0.0, cancel: CancelToken | None = None
     ) -> Iterator[tuple[str, int]]:
-        """Yield ``(text piece, tokens generated so far)``; stops at EOS, the stop text or ``max_tokens``."""
-        from llama_cpp import StoppingCriteriaList
+        """Yield ``(text piece, tokens generated so far)``; stops at EOS, the stop text or ``max_tokens``.
 
+        Tokens are sampled with ``Llama.generate`` and decoded here, one token
+        at a time (``PieceDecoder``), instead of through ``create_completion``'s
+        streaming: that one holds back all text after an invalid UTF-8 byte
+        until the end and re-detokenizes the held tokens for every new token
+        (cubic: 512 such tokens took 36 s without a single piece). Sampling
+        settings and the seed sequence are those ``create_completion`` used, so
+        answers are unchanged. ``cancel`` is checked after every token.
+        """
+        limit = min(max_tokens, self.n_ctx - len(prompt_tokens))
+        if limit <= 0:
+            raise ValueError(f"the prompt ({len(prompt_tokens)} tokens) fills the context window ({self.n_ctx})")
+        self._seed = random.Random(self._seed).randint(0, 2**32)
+        self.llm.set_seed(self._seed)
+        decoder = PieceDecoder(self.eos_text)
         generated = 0
-
-        def hard_limit(_ids: np.ndarray, _logits: np.ndarray) -> bool:
-            nonlocal generated
-            generated += 1
-            return generated >= max_tokens or bool(cancel and cancel.cancelled)
-
-        pieces = self.llm.create_completion(
-            prompt=prompt_tokens, max_tokens=max_tokens, temperature=temperature, top_k=1 if temperature == 0 else 40,
-            stream=True, stop=[self.eos_text] if self.eos_text else None,
-            stopping_criteria=StoppingCriteriaList([hard_limit]),
+        tokens = self.llm.generate(
+            prompt_tokens, temp=temperature, top_k=1 if temperature == 0 else 40, top_p=0.95, min_p=0.05,
+            repeat_penalty=1.0,
         )
-        for chunk in pieces:
-            text = chunk["choices"][0]["text"]
-            if text:
-                yield text, generated
+        try:
+            for token in tokens:
+                generated += 1
+                if (cancel is not None and cancel.cancelled) or self._ends_generation(token):
+                    break
+                piece = decoder.feed(self.llm.detokenize([token]))
+                if piece:
+                    yield piece, generated
+                if decoder.stopped or generated >= limit:
+                    break
+        finally:
+            tokens.close()
         if cancel is not None and cancel.cancelled:
             raise Cancelled()
+        tail = decoder.finish()
+        if tail:
+            yield tail, generated
+
+    def _ends_generation(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     # ----- scoring ---------------------------------------------------------------------------
     def continuation_logprob(self, prompt_tokens: list[int], continuation: list[int]) -> float:
