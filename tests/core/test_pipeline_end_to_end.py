@@ -167,9 +167,12 @@ def assert_evaluated(project) -> Path:
     assert {record["system"] for record in results} == set(SYSTEMS)
     summary = read_json(folder / "summary.json")
     assert summary["complete"] is True and summary["skipped"] == {}
+    open_questions = sum(question["kind"] == "open" for question in questions)
     for system in SYSTEMS:
-        likelihood = summary["scores"][system]["mc_likelihood"]
+        scores = summary["scores"][system]
+        likelihood, judged = scores["mc_likelihood"], scores["open_judge"]
         assert likelihood["n"] >= 1 and 0.0 <= likelihood["accuracy"] <= 1.0, (system, likelihood)
+        assert judged["n"] + judged["unjudged"] == scores["open_f1"]["n"] == open_questions >= 1, (system, scores)
     report = Path(project.root) / "reports" / f"{folder.name}.html"
     assert report.is_file() and all(system in report.read_text(encoding="utf-8") for system in SYSTEMS)
     return folder
