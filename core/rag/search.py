@@ -1,9 +1,10 @@
 """Hybrid search over ``chunk_vectors``: vector and full-text results fused.
 
-Both searches return their best ``rag.candidates`` chunks; reciprocal rank
-fusion scores each chunk ``sum(1 / (rrf_k + rank))`` over the lists it is in,
-so a chunk that both find ranks first, and neither search's raw score scale
-matters. A configured cross-encoder then reorders the best fused chunks.
+Vector search scores a chunk by its best window (see ``index``), so a long
+chunk is found by any part of it. Both searches return their best
+``rag.candidates`` chunks; reciprocal rank fusion scores each chunk
+``sum(1 / (rrf_k + rank))`` over the lists it is in, so a chunk that both
+find ranks first, and neither search's raw score scale matters. A configured cross-encoder then reorders the best fused chunks.
 Chunks of documents that are no longer in the project are never returned,
 even before the next ``doctune index``.
 """
@@ -49,7 +50,7 @@ class Retriever:
 
     def __init__(self, project: "Project", *, embedder: str | None = None, reranker: str | None = None) -> None:
         from doctune.core.rag.embedder import load_embedder, load_reranker, resolve
-        from doctune.core.rag.index import connect_fresh, has_fts, open_table, stored_identity
+        from doctune.core.rag.index import connect_fresh, current_layout, has_fts, open_table, stored_identity
         from doctune.core.store import DOCUMENTS
 
         self.project = project
@@ -63,6 +64,9 @@ class Retriever:
         if not has_fts(self.table):  # an index run stopped before its last step
             raise IndexMissing(f"The search index of {project.root} is incomplete.",
                                hint=f"Finish it with: doctune index -p {project.root}")
+        if not current_layout(self.table):  # one vector per chunk, blind past the embedder's first window
+            raise IndexStale(f"The search index of {project.root} was built by an earlier version of DocTune.",
+                             hint=f"Rebuild it with: doctune index -p {project.root}")
         spec = embedder or self.settings.embedder
         stored = stored_identity(self.table)
         if stored != resolve(spec).identity:
