@@ -16,6 +16,8 @@ def test_until_index_ingests_and_indexes_then_a_rerun_has_nothing_new(project):
     assert [(o.step, o.status) for o in first.outcomes] == [("ingest", "done"), ("index", "done")]
     assert "embedded" in first.outcomes[1].note and not first.outcomes[1].note.startswith("0 ")
     assert any(e["message"].startswith("Step 2/8: index") for e in sink.of("log"))
+    reported = [(e["step"], e["status"]) for e in sink.of("log") if "step" in e]  # what a watcher reads per step
+    assert reported == [("ingest", "done"), ("index", "done")]
     again = run(PipelineParams(project_dir=project.root, until="index"), events=Events(), cancel=CancelToken())
     assert again.outcomes[0].status == "done" and again.outcomes[1].note.startswith("0 chunk(s) embedded")
 
