@@ -4,12 +4,13 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QProcess, Qt, QTimer
+from PySide6.QtCore import QObject, QProcess, Qt
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QVBoxLayout, QWidget,
 )
 
 from doctune.desktop.jobs import CANCELLED, FAILED, PARTIAL, SUCCEEDED, Job, job_program
+from doctune.desktop.plotlib import plot_library
 
 
 def heading(text: str) -> QLabel:
@@ -134,33 +135,34 @@ def run_cli_json(parent: QObject, args: list[str], on_result: Callable[[dict | N
 
 
 class LazyPlot(QWidget):
-    """A pyqtgraph plot built after the window's first paint (pyqtgraph takes ~1 s to import).
+    """A pyqtgraph plot built once the page is shown and pyqtgraph is imported (off the GUI thread, see
+    ``doctune.desktop.plotlib``), so neither the first paint nor opening the page waits for the import.
 
-    ``configure(plot)`` is called once on the new ``PlotWidget``; ``plot()`` builds it at once when
-    data arrives before the page was shown.
+    ``configure(plot)`` is called once on the new ``PlotWidget``: it draws whatever data the page already
+    holds. Until then ``widget`` is None and the page only keeps its data.
     """
 
     def __init__(self, configure: Callable[[Any], None], minimum_height: int = 240, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._configure = configure
-        self._plot = None
+        self.widget = None
+        self._requested = False
         self.setMinimumHeight(minimum_height)
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
-        if self._plot is None:
-            QTimer.singleShot(0, self.plot)
+        if not self._requested:
+            self._requested = True
+            plot_library().when_ready(self._build)
 
-    def plot(self):
-        if self._plot is None:
-            import pyqtgraph as pg
+    def _build(self) -> None:
+        import pyqtgraph as pg
 
-            from doctune.desktop.theme import configure_pyqtgraph
+        from doctune.desktop.theme import configure_pyqtgraph
 
-            configure_pyqtgraph(pg)
-            self._plot = pg.PlotWidget()
-            self._layout.addWidget(self._plot)
-            self._configure(self._plot)
-        return self._plot
+        configure_pyqtgraph(pg)
+        self.widget = pg.PlotWidget()
+        self._layout.addWidget(self.widget)
+        self._configure(self.widget)

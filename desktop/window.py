@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, QSettings, QStandardPaths, Qt
+from PySide6.QtCore import QProcess, QSettings, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtNetwork import QAbstractSocket, QTcpSocket
 from PySide6.QtWidgets import (
@@ -19,6 +19,7 @@ from doctune.desktop.pages.export import ExportPage
 from doctune.desktop.pages.synthesize import SynthesizePage
 from doctune.desktop.pages.teacher import TeacherPage
 from doctune.desktop.pages.train import TrainPage
+from doctune.desktop.plotlib import plot_library
 from doctune.desktop.state import DONE, STALE, project_states
 from doctune.desktop.welcome import WelcomePage
 from doctune.desktop.widgets import show_error
@@ -26,6 +27,7 @@ from doctune.desktop.widgets import show_error
 PAGE_CLASSES = (DocumentsPage, TeacherPage, SynthesizePage, TrainPage, ExportPage, ComparePage, EvaluatePage)
 STATE_MARKS = {DONE: "●", STALE: "◐"}
 MAX_RECENT = 8
+PRELOAD_AFTER_PAINT_MS = 250  # pyqtgraph starts importing (off the GUI thread) this long after the first paint
 
 
 class MainWindow(QMainWindow):
@@ -81,6 +83,13 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         self.sidebar.setEnabled(False)
         self.statusBar().showMessage("Open or create a project to begin.")
+        self.painted = False  # set at the first paint event
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        super().paintEvent(event)
+        if not self.painted:
+            self.painted = True
+            QTimer.singleShot(PRELOAD_AFTER_PAINT_MS, plot_library().preload)
 
     # ----- menus and shortcuts --------------------------------------------------------
     def _build_menus(self) -> None:

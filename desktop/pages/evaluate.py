@@ -153,6 +153,8 @@ class EvaluatePage(Page):
                                   "systems, an exported model.")
             self.table.setRowCount(0)
             self.summary_data = None
+            if self.chart.widget is not None:
+                self.chart.widget.clear()
             return
         questions = summary.get("questions", {})
         self.headline.setText(f"Evaluation {summary.get('eval_id')}: {questions.get('total', 0)} questions "
@@ -163,14 +165,15 @@ class EvaluatePage(Page):
             for column, value in enumerate(values):
                 self.table.setItem(row, column, QTableWidgetItem(value))
         self.summary_data = summary
-        self._draw_chart(summary)
+        if self.chart.widget is not None:  # else the chart is drawn when it is built
+            self._draw_chart(summary)
         self._load_records(path.parent)
 
     def _draw_chart(self, summary: dict) -> None:
         import numpy as np
         import pyqtgraph as pg
 
-        chart = self.chart.plot()
+        chart = self.chart.widget
         chart.clear()
         systems = summary.get("systems", [])
         for index, system in enumerate(systems):

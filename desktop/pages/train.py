@@ -209,8 +209,8 @@ class TrainPage(Page):
         if "loss" in event and "step" in event:
             self.steps.append(float(event["step"]))
             self.losses.append(float(event["loss"]))
-            self.plot.plot()
-            self.curve.setData(self.steps, self.losses)
+            if self.curve is not None:  # else the curve is drawn from these lists when the plot is built
+                self.curve.setData(self.steps, self.losses)
         parts = []
         if event.get("tokens_per_s") is not None:
             parts.append(f"{event['tokens_per_s']:.0f} tokens/s")

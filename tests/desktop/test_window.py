@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from doctune.desktop.jobs import PARTIAL
+from doctune.desktop.widgets import LazyPlot
 from qt_helpers import wait_for_job
 
 
@@ -36,6 +37,8 @@ def test_each_page_renders_and_is_saved_as_a_screenshot(make_window, qtbot, proj
     for index, page in enumerate(window.pages):
         window.show_page(index)
         qtbot.waitUntil(lambda page=page: window.stack.currentWidget() is page)
+        plots = page.findChildren(LazyPlot)  # built once pyqtgraph is imported in the background
+        qtbot.waitUntil(lambda plots=plots: all(plot.widget is not None for plot in plots), timeout=30000)
         qtbot.wait(50)
         image = window.grab()
         assert not image.isNull() and image.width() >= 1000
