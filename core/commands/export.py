@@ -9,7 +9,8 @@ def register(sub) -> None:
                          "Merge a training run's adapter and write verified GGUF files (plus an Ollama Modelfile).")
     parser.add_argument("--run", metavar="RUN", help="training run id (default: the latest finished run)")
     parser.add_argument("--formats", metavar="LIST",
-                        help="comma-separated GGUF formats, e.g. f16,q8_0,q4_k_m (default: [export] formats)")
+                        help="comma-separated GGUF formats, e.g. f16,q8_0,q4_k_m; add 'lora' for the adapter as a "
+                             "GGUF LoRA adapter (llama.cpp --lora / lora_path) (default: [export] formats)")
 
 
 def cmd_export(ctx: CommandContext) -> int:

@@ -4,9 +4,16 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
+from typing import Callable
 
 from doctune.core.events import CancelToken, Events
-from doctune.core.export.pipeline import export_folder, read_manifest, ready_file, require_ready
+from doctune.core.export.pipeline import (
+    export_folder,
+    normalise_export_format,
+    read_manifest,
+    ready_file,
+    require_ready,
+)
 from doctune.core.export.quantize import normalise_format
 
 EXPORT_DIR = "export"
@@ -23,19 +30,30 @@ def base_gguf(project, fmt: str = "q8_0", events: Events | None = None, cancel: 
     """The project's student base model as a verified GGUF of ``fmt``, exported once and cached."""
     from doctune.core.train.student import resolve_student
 
-    fmt = normalise_format(fmt)
-    events = (events or Events()).child("export")
-    cancel = cancel or CancelToken()
     student = project.config.student
-    out_dir = base_cache_dir(project, student.model, student.revision)
+    events = (events or Events()).child("export")
+
+    def folder() -> Path:
+        return resolve_student(student.model, revision=student.revision, offline=project.config.privacy.offline,
+                               trust_remote_code=student.trust_remote_code, events=events)
+
+    return cached_base_gguf(project, student.model, student.revision, folder, fmt, events, cancel)
+
+
+def cached_base_gguf(project, student: str, revision: str, folder: Callable[[], Path], fmt: str,
+                     events: Events | None = None, cancel: CancelToken | None = None) -> Path:
+    """The base model ``student`` (at ``revision``, found by ``folder()`` when not cached) as a verified GGUF."""
+    fmt = normalise_format(fmt)
+    events = events or Events().child("export")
+    cancel = cancel or CancelToken()
+    out_dir = base_cache_dir(project, student, revision)
     cached = ready_file(out_dir, fmt)
     if cached is not None:
         return cached
-    folder = resolve_student(student.model, revision=student.revision, offline=project.config.privacy.offline,
-                             trust_remote_code=student.trust_remote_code, events=events)
-    events.log(f"Exporting the base student {student.model} to GGUF {fmt} (once; kept in {out_dir})")
-    manifest = export_folder(folder, out_dir, [fmt], stem="base", settings=project.config.export,
-                             events=events, cancel=cancel, extra={"kind": "base", "student": student.model})
+    source = folder()
+    events.log(f"Exporting the base student {student} to GGUF {fmt} (once; kept in {out_dir})")
+    manifest = export_folder(source, out_dir, [fmt], stem="base", settings=project.config.export,
+                             events=events, cancel=cancel, extra={"kind": "base", "student": student})
     return require_ready(manifest, out_dir, fmt)
 
 
@@ -44,8 +62,11 @@ def run_export_dir(project, run_id: str) -> Path:
 
 
 def ready_gguf(project, run_id: str | None = None, fmt: str = "q8_0") -> Path | None:
-    """The verified tuned GGUF of ``fmt`` from ``run_id`` (else the most recent export that has one)."""
-    fmt = normalise_format(fmt)
+    """The verified tuned GGUF of ``fmt`` from ``run_id`` (else the most recent export that has one).
+
+    ``fmt="lora"``: the verified GGUF LoRA adapter, to load on top of the base GGUF.
+    """
+    fmt = normalise_export_format(fmt)
     if run_id is not None:
         return ready_file(run_export_dir(project, run_id), fmt)
     candidates = []

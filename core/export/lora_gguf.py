@@ -138,7 +138,7 @@ def _read_pairs(adapter_dir: Path) -> list[LoraPair]:
 
     pairs = _pairs_by_name(adapter_dir, _tensor_names(adapter_dir))
     with safe_open(str(_weights_file(adapter_dir)), framework="pt") as handle:
-        return [LoraPair(base, handle.get_tensor(keys["a"]).float().numpy(), handle.get_tensor(keys["b"]).float().numpy())
+        return [LoraPair(base, *(handle.get_tensor(keys[part]).float().numpy() for part in ("a", "b")))
                 for base, keys in sorted(pairs.items())]
 
 

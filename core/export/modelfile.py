@@ -80,7 +80,16 @@ def modelfile_text(gguf_file: str, model_dir: Path) -> tuple[str, str | None]:
     return "\n".join(lines), style
 
 
-def usage_text(name: str, export_dir: Path, gguf_path: Path, style: str | None) -> str:
+def usage_text(name: str, export_dir: Path, gguf_path: Path | None, style: str | None,
+               lora: tuple[Path, Path] | None = None) -> str:
+    """The commands to use the exported model file and, when ``lora`` is given, the (adapter, base GGUF) pair."""
+    parts = [_model_usage(name, export_dir, gguf_path, style)] if gguf_path is not None else []
+    if lora is not None:
+        parts.append(_adapter_usage(*lora))
+    return "\n".join(parts)
+
+
+def _model_usage(name: str, export_dir: Path, gguf_path: Path, style: str | None) -> str:
     modelfile = export_dir / "Modelfile"
     note = "" if style else ("\n(The chat template's style was not recognised, so the Modelfile has no TEMPLATE; "
                              "Ollama uses the template embedded in the GGUF.)")
@@ -102,4 +111,17 @@ Python (llama-cpp-python)
   from llama_cpp import Llama
   llm = Llama(model_path=r"{gguf_path}")
   llm.create_chat_completion(messages=[{{"role": "user", "content": "..."}}])
+"""
+
+
+def _adapter_usage(adapter: Path, base: Path) -> str:
+    return f"""Your LoRA adapter is ready: {adapter}
+It applies to the base model's GGUF when loaded (verified on {base}).
+
+llama.cpp
+  llama-cli -m "{base}" --lora "{adapter}" -cnv
+
+Python (llama-cpp-python)
+  from llama_cpp import Llama
+  llm = Llama(model_path=r"{base}", lora_path=r"{adapter}")
 """

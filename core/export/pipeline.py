@@ -7,24 +7,40 @@ after it is complete on disk and has passed verification. The manifest is
 rewritten atomically after each file, so an interrupted export leaves earlier
 verified files ready and nothing else; re-running skips files already ready
 for the same source.
+
+The format ``lora`` is the training run's adapter as a GGUF LoRA adapter
+(``LoraSource``): it is verified applied to the base model's F16 GGUF,
+against the same merged transformers model as the full files.
 """
 from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from doctune.core.config import ExportSettings
 from doctune.core.events import CancelToken, Events
 from doctune.core.export.errors import VerificationError
 from doctune.core.export.gguf import safetensors_files, write_gguf
+from doctune.core.export.lora_gguf import write_lora_gguf
 from doctune.core.export.quantize import normalise_format, quantize_gguf
 from doctune.core.export.verify import Reference, build_reference, summary_text, verify_gguf
 from doctune.core.fsio import atomic_write_json, atomic_write_text, read_json_or_none
 
 MANIFEST_SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
+LORA = "lora"
+
+
+@dataclass
+class LoraSource:
+    """A LoRA adapter to write as the ``lora`` file, and the base model it applies to."""
+
+    adapter_dir: Path
+    base_dir: Path  # the base model's Hugging Face folder
+    base_f16: Callable[[], Path]  # the base model's verified F16 GGUF, exported on first call
 
 
 def source_fingerprint(model_dir: Path) -> str:
@@ -38,6 +54,11 @@ def source_fingerprint(model_dir: Path) -> str:
         stat = file.stat()
         digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
+
+
+def normalise_export_format(fmt: str) -> str:
+    """A GGUF format name, or ``lora`` (the training run's adapter as a GGUF LoRA adapter)."""
+    return LORA if fmt.strip().lower() == LORA else normalise_format(fmt)
 
 
 def gguf_name(stem: str, fmt: str) -> str:
@@ -60,6 +81,8 @@ def ready_file(out_dir: Path, fmt: str) -> Path | None:
 
 
 def min_top1_for(settings: ExportSettings, fmt: str) -> float:
+    if fmt == LORA and LORA not in settings.min_top1:
+        fmt = "f16"  # the adapter is checked on the F16 base: it must agree as well as the F16 file
     return settings.min_top1.get(fmt, settings.min_top1.get("default", 0.4))
 
 
@@ -95,22 +118,26 @@ def export_folder(
     events: Events,
     cancel: CancelToken,
     extra: dict[str, Any] | None = None,
+    lora: LoraSource | None = None,
 ) -> dict[str, Any]:
     """Write, quantize and verify ``formats`` of ``model_dir`` into ``out_dir``; return the manifest.
 
-    One export at a time per folder (a lock file): a second process asking for
-    the same files waits, then finds them ready instead of writing them again.
+    ``lora`` in ``formats`` (with ``lora`` given) also writes and verifies the
+    adapter that ``model_dir`` was merged from. One export at a time per folder
+    (a lock file): a second process asking for the same files waits, then finds
+    them ready instead of writing them again.
     """
     from filelock import FileLock
 
-    formats = list(dict.fromkeys(normalise_format(f) for f in formats))
+    formats = list(dict.fromkeys(f if f == LORA and lora else normalise_format(f) for f in formats))
     out_dir.mkdir(parents=True, exist_ok=True)
     with FileLock(out_dir / ".export.lock"):
-        return _export_locked(model_dir, out_dir, formats, stem, settings, events, cancel, extra)
+        return _export_locked(model_dir, out_dir, formats, stem, settings, events, cancel, extra, lora)
 
 
 def _export_locked(model_dir: Path, out_dir: Path, formats: list[str], stem: str, settings: ExportSettings,
-                   events: Events, cancel: CancelToken, extra: dict[str, Any] | None) -> dict[str, Any]:
+                   events: Events, cancel: CancelToken, extra: dict[str, Any] | None,
+                   lora: LoraSource | None) -> dict[str, Any]:
     fingerprint = source_fingerprint(model_dir)
     manifest = _Manifest(out_dir, model_dir, fingerprint, formats, extra or {})
     todo = [fmt for fmt in formats if ready_file(out_dir, fmt) is None]
@@ -121,15 +148,21 @@ def _export_locked(model_dir: Path, out_dir: Path, formats: list[str], stem: str
     if todo:
         reference = build_reference(model_dir, settings.answer_budget, events.child("export.verify"))
         f16 = out_dir / gguf_name(stem, "f16")
-        _ensure_f16(model_dir, f16, fingerprint, settings, events, cancel)
+        if any(fmt != LORA for fmt in todo):
+            _ensure_f16(model_dir, f16, fingerprint, settings, events, cancel)
         for fmt in todo:
             cancel.raise_if_cancelled()
-            path = f16 if fmt == "f16" else _quantize(f16, out_dir / gguf_name(stem, fmt), fmt, events)
-            report = _verify(path, reference, fmt, settings, events, cancel)
-            reports.append(report)
-            manifest.set(fmt, {"file": path.name, "bytes": path.stat().st_size, "ready": report["passed"],
-                               "verification": report})
-        if "f16" not in formats:
+            if fmt == LORA:
+                assert lora is not None
+                entry = _export_lora(lora, out_dir / gguf_name(stem, LORA), reference, settings, events, cancel)
+            else:
+                path = f16 if fmt == "f16" else _quantize(f16, out_dir / gguf_name(stem, fmt), fmt, events)
+                report = _verify(path, reference, fmt, settings, events, cancel)
+                entry = {"file": path.name, "bytes": path.stat().st_size, "ready": report["passed"],
+                         "verification": report}
+            reports.append(entry["verification"])
+            manifest.set(fmt, entry)
+        if "f16" not in manifest.data["files"]:  # an F16 file listed ready by an earlier export stays
             f16.unlink(missing_ok=True)
             f16.with_suffix(".source").unlink(missing_ok=True)
     reports.sort(key=lambda r: formats.index(r["format"]))
@@ -163,14 +196,29 @@ def _quantize(f16: Path, out: Path, fmt: str, events: Events) -> Path:
     return out
 
 
+def _export_lora(lora: LoraSource, out: Path, reference: Reference, settings: ExportSettings, events: Events,
+                 cancel: CancelToken) -> dict[str, Any]:
+    """Write the adapter, then verify it applied to the base F16 GGUF; the manifest entry."""
+    base = lora.base_f16()
+    started = time.monotonic()
+    write_lora_gguf(lora.adapter_dir, lora.base_dir, out, events=events, cancel=cancel)
+    events.child("export.write").log(f"Wrote {out.name} ({out.stat().st_size / 1e6:.1f} MB) in "
+                                     f"{time.monotonic() - started:.1f} s", bytes=out.stat().st_size)
+    report = _verify(base, reference, LORA, settings, events, cancel, lora_path=out)
+    report["base_gguf"] = str(base)
+    return {"file": out.name, "bytes": out.stat().st_size, "ready": report["passed"], "base_gguf": str(base),
+            "verification": report}
+
+
 def _verify(path: Path, reference: Reference, fmt: str, settings: ExportSettings, events: Events,
-            cancel: CancelToken) -> dict[str, Any]:
+            cancel: CancelToken, lora_path: Path | None = None) -> dict[str, Any]:
     report = verify_gguf(path, reference, fmt, min_top1_for(settings, fmt), settings.answer_budget,
-                         events.child("export.verify"), cancel)
-    report["file"] = path.name
+                         events.child("export.verify"), cancel, lora_path=lora_path)
+    checked = lora_path or path
+    report["file"] = checked.name
     if not report["passed"]:
-        events.error(f"{path.name} failed verification and is not marked ready: " + "; ".join(report["problems"]),
-                     path=str(path))
+        events.error(f"{checked.name} failed verification and is not marked ready: " + "; ".join(report["problems"]),
+                     path=str(checked))
     return report
 
 

@@ -1,4 +1,8 @@
-"""``doctune export``: merge a run's adapter, write and verify GGUF files, write the Modelfile."""
+"""``doctune export``: merge a run's adapter, write and verify GGUF files, write the Modelfile.
+
+The format ``lora`` also writes the run's adapter as a GGUF LoRA adapter,
+verified applied to the base model's F16 GGUF (cached in ``cache/base/``).
+"""
 from __future__ import annotations
 
 import time
@@ -7,12 +11,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from doctune.core.events import CancelToken, Events
-from doctune.core.export.base import run_export_dir
+from doctune.core.export.base import cached_base_gguf, run_export_dir
 from doctune.core.export.errors import ExportError, disk_errors
-from doctune.core.export.merge import merge_run, read_run
+from doctune.core.export.lora_gguf import check_adapter_expressible
+from doctune.core.export.merge import base_folder, merge_run, read_run
 from doctune.core.export.modelfile import modelfile_text, usage_text
-from doctune.core.export.pipeline import export_folder, gguf_name, ready_file
-from doctune.core.export.quantize import normalise_format
+from doctune.core.export.pipeline import LORA, LoraSource, export_folder, gguf_name, normalise_export_format, ready_file
 from doctune.core.fsio import atomic_write_text
 
 PREFERRED_FOR_USE = ("q8_0", "q4_k_m", "f16")
@@ -25,7 +29,9 @@ class ExportParams(BaseModel):
 
     project_dir: Path = Field(description="The project folder.")
     run_id: str | None = Field(None, description="Training run to export; default: the latest complete run.")
-    formats: list[str] | None = Field(None, description="GGUF formats; default: [export] formats.")
+    formats: list[str] | None = Field(
+        None, description="GGUF formats, plus 'lora' for the adapter as a GGUF LoRA adapter; "
+                          "default: [export] formats.")
 
     @field_validator("formats")
     @classmethod
@@ -34,7 +40,7 @@ class ExportParams(BaseModel):
             return None
         if not value:
             raise ValueError("give at least one format")
-        return list(dict.fromkeys(normalise_format(fmt) for fmt in value))
+        return list(dict.fromkeys(normalise_export_format(fmt) for fmt in value))
 
 
 class ExportResult(BaseModel):
@@ -70,9 +76,11 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
 
     project = Project.open(params.project_dir)
     settings = project.config.export
-    formats = params.formats or [normalise_format(fmt) for fmt in settings.formats]
+    formats = params.formats or list(dict.fromkeys(normalise_export_format(fmt) for fmt in settings.formats))
     run_dir = _choose_run(project, params.run_id)
     read_run(run_dir)  # a clear error for an unfinished run before anything is written
+    if LORA in formats:
+        check_adapter_expressible(run_dir / "adapter")  # refused before any model loads
     export_dir = run_export_dir(project, run_dir.name)
     events = events.child("export")
     started = time.monotonic()
@@ -83,10 +91,11 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
     stem = f"doctune-{run_dir.name}"
     with disk_errors("GGUF files", export_dir):
         manifest = export_folder(merged, export_dir, formats, stem=stem, settings=settings, events=events,
-                                 cancel=cancel, extra={"kind": "tuned", "run_id": run_dir.name})
+                                 cancel=cancel, extra={"kind": "tuned", "run_id": run_dir.name},
+                                 lora=_lora_source(project, run_dir, events, cancel) if LORA in formats else None)
     ready = {fmt: bool(manifest["files"].get(fmt, {}).get("ready")) for fmt in formats}
     files = {fmt: export_dir / gguf_name(stem, fmt) for fmt in formats}
-    modelfile, usage = _write_instructions(export_dir, merged, stem, formats)
+    modelfile, usage = _write_instructions(export_dir, merged, stem, formats, manifest)
     seconds = time.monotonic() - started
     message = (f"Exported run {run_dir.name}: " + ", ".join(f"{fmt} {'ready' if ok else 'FAILED'}"
                                                               for fmt, ok in ready.items())
@@ -97,18 +106,38 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
                         modelfile=modelfile, usage=usage)
 
 
-def _write_instructions(export_dir: Path, merged: Path, stem: str, formats: list[str]) -> tuple[Path | None, str]:
-    """Modelfile and USAGE.txt for the best ready file; none when nothing passed."""
-    ordered = [fmt for fmt in PREFERRED_FOR_USE if fmt in formats] + [f for f in formats if f not in PREFERRED_FOR_USE]
+def _lora_source(project, run_dir: Path, events: Events, cancel: CancelToken) -> LoraSource:
+    """The run's adapter and the base model it was trained on (whose F16 GGUF is cached like ``base_gguf``'s)."""
+    summary, config = read_run(run_dir)
+    offline = project.config.privacy.offline
+    base_dir = base_folder(summary, config, offline, events)
+    student = config.get("student") or {}
+    name = summary.get("base_model") or student.get("model") or str(base_dir)
+
+    def base_f16() -> Path:
+        return cached_base_gguf(project, name, student.get("revision", ""), lambda: base_dir, "f16", events, cancel)
+
+    return LoraSource(adapter_dir=run_dir / "adapter", base_dir=base_dir, base_f16=base_f16)
+
+
+def _write_instructions(export_dir: Path, merged: Path, stem: str, formats: list[str],
+                        manifest: dict) -> tuple[Path | None, str]:
+    """Modelfile and USAGE.txt for the best ready file (and the ready LoRA adapter); none when nothing passed."""
+    models = [fmt for fmt in formats if fmt != LORA]
+    ordered = [fmt for fmt in PREFERRED_FOR_USE if fmt in models] + [f for f in models if f not in PREFERRED_FOR_USE]
     chosen = next((path for fmt in ordered if (path := ready_file(export_dir, fmt)) is not None), None)
+    adapter = ready_file(export_dir, LORA) if LORA in formats else None
+    base = Path(manifest["files"][LORA]["base_gguf"]) if adapter is not None else None
     modelfile = export_dir / "Modelfile"
     if chosen is None:
         modelfile.unlink(missing_ok=True)
+    if chosen is None and adapter is None:
         (export_dir / "USAGE.txt").unlink(missing_ok=True)
         return None, "No file passed verification; see verification.txt."
-    text, style = modelfile_text(chosen.name, merged)
-    usage = usage_text(stem, export_dir, chosen, style)
+    text, style = modelfile_text(chosen.name, merged) if chosen is not None else (None, None)
+    usage = usage_text(stem, export_dir, chosen, style, lora=(adapter, base) if adapter and base else None)
     with disk_errors("Modelfile", export_dir):
-        atomic_write_text(modelfile, text)
+        if text is not None:
+            atomic_write_text(modelfile, text)
         atomic_write_text(export_dir / "USAGE.txt", usage)
-    return modelfile, usage
+    return (modelfile if text is not None else None), usage

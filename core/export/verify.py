@@ -106,13 +106,17 @@ def _greedy_answer(model: Any, tokenizer: Any, eos_ids: list[int], budget: int) 
 
 
 def verify_gguf(path: Path, reference: Reference, fmt: str, min_top1: float, answer_budget: int,
-                events: Events | None = None, cancel: CancelToken | None = None) -> dict[str, Any]:
-    """Run every check on ``path``; the result says ``passed`` and why not."""
+                events: Events | None = None, cancel: CancelToken | None = None,
+                lora_path: Path | None = None) -> dict[str, Any]:
+    """Run every check on ``path`` (with the GGUF LoRA adapter ``lora_path`` applied, if given);
+    the result says ``passed`` and why not."""
     import llama_cpp
 
     events = events or Events()
+    checked = lora_path or path
     try:
-        llm = llama_cpp.Llama(str(path), n_ctx=max(512, MAX_PROBE_TOKENS + answer_budget + 64), n_threads=None,
+        llm = llama_cpp.Llama(str(path), lora_path=str(lora_path) if lora_path else None,
+                              n_ctx=max(512, MAX_PROBE_TOKENS + answer_budget + 64), n_threads=None,
                               logits_all=True, verbose=False, seed=0)
     except (ValueError, RuntimeError) as exc:
         return {"format": fmt, "passed": False, "problems": [f"llama.cpp cannot load the file ({exc})"]}
@@ -127,7 +131,7 @@ def verify_gguf(path: Path, reference: Reference, fmt: str, min_top1: float, ans
         llm.close()
     problems = [check["problem"] for check in checks.values() if not check["passed"]]
     report = {"format": fmt, "passed": not problems, "problems": problems, "checks": checks}
-    events.log(f"{path.name}: " + ("verified" if not problems else "FAILED — " + "; ".join(problems)),
+    events.log(f"{checked.name}: " + ("verified" if not problems else "FAILED — " + "; ".join(problems)),
                top1_agreement=checks["top1"].get("agreement"))
     return report
 
@@ -207,6 +211,8 @@ def summary_text(reports: list[dict[str, Any]]) -> str:
     for report in reports:
         status = "READY" if report["passed"] else "FAILED"
         lines.append(f"{report.get('file', report['format'])}: {status}")
+        if report.get("base_gguf"):
+            lines.append(f"  LoRA adapter, checked applied to {report['base_gguf']}")
         checks = report.get("checks", {})
         if "tokenizer" in checks:
             tok = checks["tokenizer"]

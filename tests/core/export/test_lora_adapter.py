@@ -1,0 +1,137 @@
+"""A run's adapter as a GGUF LoRA adapter: llama.cpp's base + adapter behaves like the merged model."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from doctune.core.cli import main
+from doctune.core.events import Events
+from doctune.core.export import ready_gguf
+from doctune.core.export.gguf import write_gguf
+from doctune.core.export.lora_gguf import LoraAdapterUnsupported, check_config_expressible, write_lora_gguf
+from doctune.core.export.merge import merge_run
+from doctune.core.export.pipeline import read_manifest
+from doctune.core.export.verify import PROBE_TEXTS
+
+
+def _logits(gguf_path, token_ids, lora_path=None) -> np.ndarray:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(gguf_path), lora_path=str(lora_path) if lora_path else None, n_ctx=512, n_threads=2,
+                          logits_all=True, verbose=False, seed=0)
+    try:
+        rows = []
+        for ids in token_ids:
+            llm.reset()
+            llm.eval(ids)
+            rows.append(np.asarray(llm.scores[: len(ids)]).copy())
+        return np.concatenate(rows)
+    finally:
+        llm.close()
+
+
+def _compare(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
+    """(max absolute logit difference, top-1 agreement)."""
+    return float(np.abs(ours - theirs).max()), float((ours.argmax(-1) == theirs.argmax(-1)).mean())
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])  # llama: Q/K rows permuted; qwen2: not, and q/k/v biases
+def test_base_plus_adapter_matches_the_merged_gguf(family, project, make_run, tiny_model, tiny_gguf, tmp_path):
+    import gguf
+    from transformers import AutoTokenizer
+
+    run_dir = make_run(project, family)  # random, non-zero LoRA on every projection
+    base = tiny_model(family)
+    adapter = write_lora_gguf(run_dir / "adapter", base, tmp_path / "adapter.gguf")
+    merged = write_gguf(merge_run(run_dir, tmp_path / "merged"), tmp_path / "merged-f16.gguf")
+
+    reader = gguf.GGUFReader(adapter)
+    assert reader.get_field("general.type").contents() == "adapter"
+    assert reader.get_field("adapter.type").contents() == "lora"
+    assert reader.get_field("adapter.lora.alpha").contents() == 16.0
+    shapes = {t.name: tuple(int(n) for n in t.shape) for t in reader.tensors}  # GGUF order: columns first
+    assert shapes["blk.0.attn_q.weight.lora_a"] == (256, 8) and shapes["blk.0.attn_q.weight.lora_b"] == (8, 256)
+    assert shapes["blk.3.ffn_down.weight.lora_a"] == (512, 8) and shapes["blk.3.ffn_down.weight.lora_b"] == (8, 256)
+    assert len(shapes) == 4 * 7 * 2
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    token_ids = [tokenizer.encode(text) for text in PROBE_TEXTS]
+    with_adapter = _logits(tiny_gguf(family, "f16"), token_ids, adapter)
+    diff, top1 = _compare(with_adapter, _logits(merged, token_ids))
+    base_diff, base_top1 = _compare(_logits(tiny_gguf(family, "f16"), token_ids), with_adapter)
+    print(f"{family}: base+adapter vs merged F16 GGUF: max logit diff {diff:.4f}, top-1 {top1:.1%}; "
+          f"base alone vs base+adapter: max logit diff {base_diff:.2f}, top-1 {base_top1:.1%}")
+    assert top1 == 1.0 and diff < 0.02
+    assert base_diff > 0.5 and base_top1 < 0.5  # the adapter visibly changes the model
+
+
+def test_export_writes_a_verified_lora_adapter(project, make_run, capsys):
+    make_run(project, "qwen2")
+    code = main(["export", "-p", str(project.root), "--formats", "q8_0,lora"])
+    assert code == 0
+    out = capsys.readouterr().out
+    export_dir = project.runs_dir / "run-1" / "export"
+    entry = read_manifest(export_dir)["files"]["lora"]
+    report = entry["verification"]
+    assert entry["ready"] and entry["file"] == "doctune-run-1-lora.gguf"
+    assert report["checks"]["top1"]["agreement"] >= 0.99 and report["checks"]["tokenizer"]["passed"]
+    base = entry["base_gguf"]
+    assert base.endswith("base-f16.gguf") and str(project.cache_dir) in base
+    assert ready_gguf(project, fmt="lora") == export_dir / "doctune-run-1-lora.gguf"
+    assert f'lora_path=r"{export_dir / "doctune-run-1-lora.gguf"}"' in out and "--lora" in out
+    assert "FROM ./doctune-run-1-q8_0.gguf" in (export_dir / "Modelfile").read_text()
+    assert "LoRA adapter, checked applied to" in (export_dir / "verification.txt").read_text()
+
+
+def test_a_wrongly_permuted_adapter_fails_verification_and_is_not_ready(project, make_run, monkeypatch):
+    import doctune.core.export.lora_gguf as lora_gguf
+
+    make_run(project, "llama")
+    permuted_heads = lora_gguf.permuted_heads
+    monkeypatch.setattr(lora_gguf, "permuted_heads", lambda *args: None)  # the mistake a Llama adapter must not have
+    assert main(["export", "-p", str(project.root), "--formats", "lora"]) == 2
+    export_dir = project.runs_dir / "run-1" / "export"
+    entry = read_manifest(export_dir)["files"]["lora"]
+    assert not entry["ready"] and "next-token agreement" in entry["verification"]["problems"][0]
+    assert ready_gguf(project, fmt="lora") is None
+    assert not (export_dir / "Modelfile").exists() and not (export_dir / "doctune-run-1-f16.gguf").exists()
+
+    monkeypatch.setattr(lora_gguf, "permuted_heads", permuted_heads)
+    assert main(["export", "-p", str(project.root), "--formats", "lora"]) == 0
+    assert read_manifest(export_dir)["files"]["lora"]["ready"]
+
+
+def test_an_adapter_that_trains_embeddings_is_refused(project, make_run, capsys):
+    run_dir = make_run(project, "qwen2", steps=1)  # LoRA plus embeddings and output layer trained in full
+    code = main(["export", "-p", str(project.root), "--formats", "q8_0,lora"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "modules_to_save" in err and "merged GGUF" in err
+    assert not (run_dir / "export").exists()  # refused before anything was merged or written
+
+
+@pytest.mark.parametrize("setting, words", [
+    ({"use_dora": True}, "DoRA"),
+    ({"lora_bias": True}, "biases"),
+    ({"rank_pattern": {"q_proj": 4}}, "rank per module"),
+    ({"peft_type": "IA3"}, "not LoRA"),
+])
+def test_adapter_settings_llama_cpp_cannot_express_are_refused(tmp_path, setting, words):
+    with pytest.raises(LoraAdapterUnsupported, match=words) as raised:
+        check_config_expressible(tmp_path, {"peft_type": "LORA", "r": 8, "lora_alpha": 16, **setting})
+    assert "merged GGUF" in raised.value.hint
+
+
+def test_rslora_scaling_travels_in_the_alpha(project, make_run, tmp_path):
+    import json
+
+    import gguf
+
+    from doctune.core.export.lora_gguf import file_alpha
+
+    assert file_alpha({"r": 16, "lora_alpha": 32, "use_rslora": True}) == pytest.approx(128.0)  # 128/16 = 32/√16
+    run_dir = make_run(project, "qwen2")
+    config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
+    out = write_lora_gguf(run_dir / "adapter", config["base_model_name_or_path"], tmp_path / "a.gguf",
+                          events=Events())
+    assert gguf.GGUFReader(out).get_field("adapter.lora.alpha").contents() == config["lora_alpha"]
