@@ -137,12 +137,16 @@ class TrainSettings(Section):
 
 
 class ExportSettings(Section):
-    formats: list[str] = Field(default_factory=lambda: ["f16", "q8_0", "q4_k_m"], description="GGUF formats to write.")
+    formats: list[str] = Field(
+        default_factory=lambda: ["f16", "q8_0", "q4_k_m"],
+        description="GGUF formats to write; 'lora' adds the run's adapter as a GGUF LoRA adapter for llama.cpp.",
+    )
     min_top1: dict[str, float] = Field(
         default_factory=lambda: {"f16": 0.99, "q8_0": 0.9, "q4_k_m": 0.45, "default": 0.4},
         description="Least next-token agreement with the merged model for a file to be marked ready, per format "
-                    "('default' for the others). Quantized thresholds are set for the worst case, tiny random "
-                    "models whose predictions are nearly flat; trained models agree far more.",
+                    "('default' for the others; 'lora', the adapter on the F16 base, defaults to f16's). Quantized "
+                    "thresholds are set for the worst case, tiny random models whose predictions are nearly flat; "
+                    "trained models agree far more.",
     )
     answer_budget: int = Field(64, ge=8, le=4096, description="Tokens within which a verified chat answer must end.")
     pretokenizer_fallback: str = Field(
