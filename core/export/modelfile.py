@@ -124,4 +124,9 @@ llama.cpp
 Python (llama-cpp-python)
   from llama_cpp import Llama
   llm = Llama(model_path=r"{base}", lora_path=r"{adapter}")
+
+Ollama (a Modelfile with these two lines, plus the TEMPLATE and PARAMETER lines of the Modelfile
+written beside a full model file)
+  FROM {base}
+  ADAPTER {adapter}
 """
