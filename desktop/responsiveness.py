@@ -11,9 +11,8 @@ loop.
 The loop's thread can also wait for the GIL while another Python thread of the
 process (a background import) holds it; when that thread is itself waiting on
 a run queue, the time is the machine's too. So the share left out of a gap is
-the larger of the loop thread's run-queue wait and any other Python thread's
-(never their sum: they may overlap), which keeps ``longest_blocked_s`` an upper
-bound of the time this process kept the loop busy.
+the larger of the loop thread's run-queue wait and that of any other thread
+started with ``threading`` (never their sum: they may overlap).
 """
 from __future__ import annotations
 
@@ -43,10 +42,15 @@ def run_queue_wait_s() -> float:
 
 
 def other_python_threads_wait_s() -> dict[int, float]:
-    """Run-queue wait of every other Python thread of this process, by native thread id."""
+    """Run-queue wait of every other thread this process started with ``threading``, by native thread id.
+
+    Threads Qt started (a thread pool's chat worker) are left out, even when Python code visits them: they
+    mostly run without the GIL (llama.cpp), so their waits say nothing about the loop's.
+    """
     current = threading.get_native_id()
     return {thread.native_id: _schedstat_wait_s(TASKS / str(thread.native_id) / "schedstat")
-            for thread in threading.enumerate() if thread.native_id not in (None, current)}
+            for thread in threading.enumerate()
+            if thread.native_id not in (None, current) and not isinstance(thread, threading._DummyThread)}
 
 
 class StallProbe:

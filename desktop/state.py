@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from doctune.core.fsio import read_json_or_none
+from doctune.core import runs
 
 DONE, STALE, NOT_STARTED = "done", "stale", "not started"
 STEPS = ("documents", "teacher", "synthesize", "train", "export", "compare", "evaluate")
@@ -31,18 +31,13 @@ def _mtime(path: Path) -> float | None:
 
 
 def latest_run(root: Path) -> tuple[Path, dict] | None:
-    """The newest training run whose summary says it is complete."""
-    runs = sorted((root / "runs").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
-    for summary_path in reversed(runs):
-        summary = read_json_or_none(summary_path)
-        if summary and summary.get("status") == "complete":
-            return summary_path.parent, summary
-    return None
+    """(folder, summary) of the project's most recently finished complete training run."""
+    return runs.latest_complete(root / "runs")
 
 
 def latest_manifest(root: Path) -> Path | None:
-    found = sorted((root / "runs").glob("*/export/manifest.json"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
+    """The manifest of the project's most recent export."""
+    return runs.latest_manifest(root / "runs")
 
 
 def latest_eval_summary(root: Path) -> Path | None:

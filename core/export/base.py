@@ -7,16 +7,9 @@ from pathlib import Path
 from typing import Callable
 
 from doctune.core.events import CancelToken, Events
-from doctune.core.export.pipeline import (
-    export_folder,
-    normalise_export_format,
-    read_manifest,
-    ready_file,
-    require_ready,
-)
+from doctune.core.export.pipeline import export_folder, normalise_export_format, require_ready
 from doctune.core.export.quantize import normalise_format
-
-EXPORT_DIR = "export"
+from doctune.core.runs import export_dir, latest_ready_file, ready_file
 
 
 def base_cache_dir(project, student: str, revision: str = "") -> Path:
@@ -58,7 +51,7 @@ def cached_base_gguf(project, student: str, revision: str, folder: Callable[[], 
 
 
 def run_export_dir(project, run_id: str) -> Path:
-    return Path(project.runs_dir) / run_id / EXPORT_DIR
+    return export_dir(project.runs_dir, run_id)
 
 
 def ready_gguf(project, run_id: str | None = None, fmt: str = "q8_0") -> Path | None:
@@ -69,12 +62,4 @@ def ready_gguf(project, run_id: str | None = None, fmt: str = "q8_0") -> Path | 
     fmt = normalise_export_format(fmt)
     if run_id is not None:
         return ready_file(run_export_dir(project, run_id), fmt)
-    candidates = []
-    runs_dir = Path(project.runs_dir)
-    for run_dir in runs_dir.iterdir() if runs_dir.is_dir() else ():
-        out_dir = run_dir / EXPORT_DIR
-        path = ready_file(out_dir, fmt)
-        if path is not None:
-            manifest = read_manifest(out_dir) or {}
-            candidates.append((manifest.get("finished_at") or 0, run_dir.name, path))
-    return max(candidates)[2] if candidates else None
+    return latest_ready_file(project.runs_dir, fmt)

@@ -27,10 +27,10 @@ from doctune.core.export.gguf import safetensors_files, write_gguf
 from doctune.core.export.lora_gguf import write_lora_gguf
 from doctune.core.export.quantize import normalise_format, quantize_gguf
 from doctune.core.export.verify import Reference, build_reference, summary_text, verify_gguf
-from doctune.core.fsio import atomic_write_json, atomic_write_text, read_json_or_none
+from doctune.core.fsio import atomic_write_json, atomic_write_text
+from doctune.core.runs import MANIFEST, read_manifest, ready_file  # noqa: F401 — public here too (readers shared with the window)
 
 MANIFEST_SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
 LORA = "lora"
 
 
@@ -63,21 +63,6 @@ def normalise_export_format(fmt: str) -> str:
 
 def gguf_name(stem: str, fmt: str) -> str:
     return f"{stem}-{fmt}.gguf"
-
-
-def read_manifest(out_dir: Path) -> dict[str, Any] | None:
-    manifest = read_json_or_none(out_dir / MANIFEST)
-    return manifest if isinstance(manifest, dict) and "files" in manifest else None
-
-
-def ready_file(out_dir: Path, fmt: str) -> Path | None:
-    """The file of ``fmt`` in ``out_dir`` if the manifest lists it ready and it is there."""
-    manifest = read_manifest(out_dir)
-    entry = (manifest or {}).get("files", {}).get(fmt)
-    if not entry or not entry.get("ready"):
-        return None
-    path = out_dir / entry["file"]
-    return path if path.is_file() and path.stat().st_size == entry.get("bytes") else None
 
 
 def min_top1_for(settings: ExportSettings, fmt: str) -> float:

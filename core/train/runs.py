@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from doctune.core.errors import disk_errors as write_errors
-from doctune.core.fsio import atomic_write_json, read_json, read_json_or_none
+from doctune.core.fsio import atomic_write_json, read_json
+from doctune.core.runs import SUMMARY, latest_complete_run, read_summary  # noqa: F401 — public here too
 from doctune.core.train.errors import TrainError
 
 RUN_SCHEMA_VERSION = 1
@@ -47,23 +48,6 @@ def library_versions() -> dict[str, str]:
 
     return {"python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "peft": peft.__version__, "doctune": doctune_version}
-
-
-def read_summary(run_dir: Path) -> dict[str, Any] | None:
-    return read_json_or_none(run_dir / "summary.json")
-
-
-def latest_complete_run(project) -> Path | None:
-    """The most recently finished run folder whose summary says "complete"."""
-    runs_dir = Path(project.runs_dir)
-    if not runs_dir.is_dir():
-        return None
-    finished = []
-    for run_dir in runs_dir.iterdir():
-        summary = read_summary(run_dir) if run_dir.is_dir() else None
-        if summary and summary.get("status") == "complete" and (run_dir / "adapter").is_dir():
-            finished.append((summary.get("finished_at", 0), run_dir.name, run_dir))
-    return max(finished)[2] if finished else None
 
 
 def ensure_writable(folder: Path) -> None:
@@ -202,7 +186,7 @@ def save_adapter(run_dir: Path, model, tokenizer) -> Path:
 
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    atomic_write_json(run_dir / "summary.json", {"schema_version": RUN_SCHEMA_VERSION, **summary})
+    atomic_write_json(run_dir / SUMMARY, {"schema_version": RUN_SCHEMA_VERSION, **summary})
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

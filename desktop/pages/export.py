@@ -8,7 +8,7 @@ from PySide6.QtCore import QUrl
 from PySide6.QtGui import QDesktopServices, QGuiApplication
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QPushButton, QTextBrowser
 
-from doctune.core.fsio import read_json_or_none
+from doctune.core.runs import read_manifest, ready_files
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_manifest, latest_run
 from doctune.desktop.widgets import JobProgress, explanation
@@ -90,15 +90,15 @@ class ExportPage(Page):
         path = latest_manifest(self.project) if self.project else None
         if path is None:
             return None
-        data = read_json_or_none(path)
+        data = read_manifest(path.parent)
         return None if data is None else (path, data)
 
     def ready_file(self) -> Path | None:
         found = self.manifest()
         if not found:
             return None
-        files = found[1].get("files", {})
-        ready = {fmt: found[0].parent / entry["file"] for fmt, entry in files.items() if entry.get("ready")}
+        ready = ready_files(found[0].parent)
+        ready.pop("lora", None)  # a LoRA adapter GGUF runs only on top of its base model
         return ready.get("q8_0") or ready.get("q4_k_m") or next(iter(ready.values()), None)
 
     def refresh(self) -> None:

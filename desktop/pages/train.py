@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QSpinBox, QToolButton,
 )
 
+from doctune.core.runs import SUMMARY, read_summary, run_folders
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_run
 from doctune.desktop.widgets import JobProgress, LazyPlot, explanation, format_seconds
@@ -147,17 +148,20 @@ class TrainPage(Page):
 
     # ----- runs --------------------------------------------------------------------
     def _interrupted_run(self) -> str | None:
+        """The newest run that started and has not completed.
+
+        A run whose summary exists but cannot be read is skipped: its state is unknown, so it is not offered.
+        """
         if self.project is None:
             return None
-        runs = sorted((self.project / "runs").glob("*/config.json"), key=lambda p: p.stat().st_mtime)
-        for config in reversed(runs):
-            summary = config.parent / "summary.json"
-            try:
-                complete = json.loads(summary.read_text()).get("status") == "complete" if summary.exists() else False
-            except ValueError:
-                complete = False
-            if not complete:
-                return config.parent.name
+        for run_dir in reversed(run_folders(self.project / "runs")):  # run ids begin with their start time
+            if not (run_dir / "config.json").is_file():
+                continue
+            if not (run_dir / SUMMARY).exists():
+                return run_dir.name
+            summary = read_summary(run_dir)
+            if summary is not None and summary.get("status") != "complete":
+                return run_dir.name
         return None
 
     def refresh(self) -> None:

@@ -68,3 +68,19 @@ def test_a_killed_training_job_shows_an_error(qtbot, make_window, training_proje
     assert wait_for_job(qtbot, job, 60) == FAILED
     assert "stopped unexpectedly" in page.progress.message.text()
     assert page.train_button.isEnabled()
+
+
+def test_resume_offers_the_newest_interrupted_run_and_skips_an_unreadable_summary(make_window, project):
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("train")
+    for run_id in ("20260101-000000-aaaa", "20260102-000000-bbbb", "20260103-000000-cccc"):
+        (project.runs_dir / run_id).mkdir(parents=True)
+        (project.runs_dir / run_id / "config.json").write_text("{}", encoding="utf-8")
+    (project.runs_dir / "20260102-000000-bbbb" / "summary.json").write_text('{"status": "complete"}', encoding="utf-8")
+    (project.runs_dir / "20260103-000000-cccc" / "summary.json").mkdir()  # cannot be read: its state is unknown
+    assert page._interrupted_run() == "20260101-000000-aaaa"
+    (project.runs_dir / "20260104-000000-dddd").mkdir()  # started, not even its config written yet
+    assert page._interrupted_run() == "20260101-000000-aaaa"
+    page.refresh()
+    assert page.resume_button.isEnabled()

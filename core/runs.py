@@ -1,0 +1,117 @@
+"""Training runs and their exports, as the project's files record them.
+
+Torch-free (only the standard library and ``fsio``), so the window and quick
+commands can find the newest run or the ready model file without loading the
+training stack. ``core.train`` and ``core.export`` use these readers too, so
+every part agrees on which run is the latest::
+
+    runs/<run_id>/summary.json          "status": "complete" once the adapter is in place, "finished_at"
+    runs/<run_id>/adapter/              the finished LoRA adapter
+    runs/<run_id>/export/manifest.json  each format's file, "ready": true only once verified, "finished_at"
+
+"Latest" means the newest ``finished_at`` recorded in the file (the run folder's
+name breaks ties), not the file's modification time, which copying or touching
+a project changes.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from doctune.core.fsio import read_json_or_none
+
+SUMMARY = "summary.json"
+ADAPTER_DIR = "adapter"
+EXPORT_DIR = "export"
+MANIFEST = "manifest.json"
+
+
+def _document(path: Path) -> dict[str, Any] | None:
+    data = read_json_or_none(path)
+    return data if isinstance(data, dict) else None
+
+
+def _time(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def run_folders(runs_dir: str | os.PathLike) -> list[Path]:
+    """Every run folder under ``runs_dir`` (sorted by name; none when it does not exist)."""
+    folder = Path(runs_dir)
+    return sorted(path for path in folder.iterdir() if path.is_dir()) if folder.is_dir() else []
+
+
+def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run's ``summary.json``, or None when it is missing, unreadable or not a JSON object."""
+    return _document(Path(run_dir) / SUMMARY)
+
+
+def is_complete(run_dir: Path, summary: dict[str, Any] | None) -> bool:
+    return bool(summary) and summary.get("status") == "complete" and (run_dir / ADAPTER_DIR).is_dir()
+
+
+def latest_complete(runs_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]] | None:
+    """(folder, summary) of the most recently finished complete run, or None."""
+    finished = [(run_dir, summary) for run_dir in run_folders(runs_dir)
+                if is_complete(run_dir, summary := read_summary(run_dir))]
+    if not finished:
+        return None
+    return max(finished, key=lambda found: (_time(found[1].get("finished_at")), found[0].name))
+
+
+def latest_complete_run(project) -> Path | None:
+    """The most recently finished run folder of ``project`` whose summary says "complete"."""
+    found = latest_complete(project.runs_dir)
+    return found[0] if found else None
+
+
+def export_dir(runs_dir: str | os.PathLike, run_id: str) -> Path:
+    return Path(runs_dir) / run_id / EXPORT_DIR
+
+
+def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The export folder's ``manifest.json``, or None when it is missing, unreadable or lists no files."""
+    manifest = _document(Path(out_dir) / MANIFEST)
+    return manifest if manifest is not None and isinstance(manifest.get("files"), dict) else None
+
+
+def ready_files(out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Format → file for every file the manifest lists ready that is on disk at its recorded size."""
+    out_dir = Path(out_dir)
+    found = {}
+    for fmt, entry in ((read_manifest(out_dir) or {}).get("files") or {}).items():
+        if isinstance(entry, dict) and entry.get("ready") and entry.get("file"):
+            path = out_dir / entry["file"]
+            if path.is_file() and path.stat().st_size == entry.get("bytes"):
+                found[fmt] = path
+    return found
+
+
+def ready_file(out_dir: str | os.PathLike, fmt: str) -> Path | None:
+    """The file of ``fmt`` in ``out_dir`` if the manifest lists it ready and it is there."""
+    return ready_files(out_dir).get(fmt)
+
+
+def _exports(runs_dir: str | os.PathLike) -> list[tuple[float, str, Path, dict[str, Any]]]:
+    """(finished_at — else started_at, run name, export folder, manifest) of every run's export."""
+    found = []
+    for run_dir in run_folders(runs_dir):
+        manifest = read_manifest(run_dir / EXPORT_DIR)
+        if manifest is not None:
+            when = _time(manifest.get("finished_at")) or _time(manifest.get("started_at"))
+            found.append((when, run_dir.name, run_dir / EXPORT_DIR, manifest))
+    return found
+
+
+def latest_manifest(runs_dir: str | os.PathLike) -> Path | None:
+    """The manifest of the most recent export (finished, else started), or None."""
+    exports = _exports(runs_dir)
+    return max(exports, key=lambda export: export[:2])[2] / MANIFEST if exports else None
+
+
+def latest_ready_file(runs_dir: str | os.PathLike, fmt: str) -> Path | None:
+    """The ready file of ``fmt`` from the most recently finished export that has one."""
+    candidates = [(when, name, path) for when, name, folder, _manifest in _exports(runs_dir)
+                  if (path := ready_file(folder, fmt)) is not None]
+    return max(candidates)[2] if candidates else None
