@@ -143,11 +143,21 @@ def step_train(project, params: PipelineParams, events: Events, cancel: CancelTo
     return "done", f"run {result.run_id}" + (" (resumed)" if resume else "")
 
 
+def export_formats(project) -> list[str]:
+    """The [export] formats, plus the one chat and evaluation run the tuned model in ([rag] gguf_format).
+
+    Without it, a project exporting only (say) f16 while chatting in q8_0 would have its newest run skipped
+    by the evaluation, or scored with an older run's q8_0 file.
+    """
+    formats = [*project.config.export.formats, project.config.rag.gguf_format]
+    return list(dict.fromkeys(fmt.strip().lower() for fmt in formats))
+
+
 def step_export(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
     run_dir = _public("doctune.core.train", "latest_complete_run")(project)
     if run_dir is None:
         return "skipped", "no complete training run to export"
-    formats = list(project.config.export.formats)
+    formats = export_formats(project)
     ready_gguf = _public("doctune.core.export", "ready_gguf")
     if all(ready_gguf(project, run_id=run_dir.name, fmt=fmt) is not None for fmt in formats):
         return "skipped", f"run {run_dir.name} is exported ({', '.join(formats)})"

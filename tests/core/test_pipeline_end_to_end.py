@@ -32,8 +32,10 @@ SYSTEMS = ("base", "base+rag", "tuned", "tuned+rag")
 
 # ----- the project -------------------------------------------------------------------------------------
 
-def make_project(root: Path, student: Path, teacher: Path, *, max_steps: int, checkpoint_every: int):
-    """A project with three sample documents to add, and every budget set small."""
+def make_project(root: Path, student: Path, teacher: Path, *, max_steps: int, checkpoint_every: int,
+                 chat_format: str = "f16"):
+    """A project with three sample documents to add, and every budget set small; it exports F16 only, and
+    chat and evaluation run the models as ``chat_format``."""
     from doctune.core.project import Project
 
     docs = root / "docs"
@@ -53,7 +55,7 @@ def make_project(root: Path, student: Path, teacher: Path, *, max_steps: int, ch
     config.train.batch_tokens = 256
     config.train.cpu_threads = 1  # the machine's cores are shared: no OpenMP spin-waiting
     config.export.formats = ["f16"]
-    config.rag.gguf_format = "f16"
+    config.rag.gguf_format = chat_format
     config.rag.n_ctx, config.rag.k, config.rag.max_answer_tokens = 512, 1, 16
     config.eval.mc_answer_tokens, config.eval.open_answer_tokens = 8, 16
     config.eval.judge_attempts = 1
@@ -65,10 +67,10 @@ def make_project(root: Path, student: Path, teacher: Path, *, max_steps: int, ch
 def tiny_pipeline_project(tmp_path, tiny_model, tiny_gguf):
     """``tiny_pipeline_project(max_steps=, checkpoint_every=)`` → (project, folder of documents to add)."""
 
-    def build(max_steps: int = 30, checkpoint_every: int = 10):
+    def build(max_steps: int = 30, checkpoint_every: int = 10, chat_format: str = "f16"):
         folder = tmp_path / f"steps-{max_steps}"
         return make_project(folder, tiny_model("qwen2"), tiny_gguf("qwen2"), max_steps=max_steps,
-                            checkpoint_every=checkpoint_every)
+                            checkpoint_every=checkpoint_every, chat_format=chat_format)
 
     return build
 
@@ -147,13 +149,13 @@ def assert_one_complete_run(project) -> Path:
     return run_dir
 
 
-def assert_ready_gguf(project, run_dir: Path) -> Path:
+def assert_ready_gguf(project, run_dir: Path, fmt: str = "f16") -> Path:
     from doctune.core.export import ready_gguf
 
     manifest = read_json(run_dir / "export" / "manifest.json")
-    entry = manifest["files"]["f16"]
+    entry = manifest["files"][fmt]
     assert entry["ready"] is True and entry["verification"]["passed"] is True, entry
-    path = ready_gguf(project, run_id=run_dir.name, fmt="f16")
+    path = ready_gguf(project, run_id=run_dir.name, fmt=fmt)
     assert path == run_dir / "export" / entry["file"] and path.stat().st_size > 1_000_000
     assert path.read_bytes()[:4] == b"GGUF"
     return path
@@ -184,7 +186,8 @@ def assert_evaluated(project) -> Path:
 # ----- the tests ---------------------------------------------------------------------------------------
 
 def test_run_takes_a_new_project_through_every_step_and_a_second_run_skips_them(tiny_pipeline_project):
-    project, docs = tiny_pipeline_project(max_steps=30, checkpoint_every=10)
+    # [export] formats is f16 only, but chat and evaluation use q8_0: the run exports that too
+    project, docs = tiny_pipeline_project(max_steps=30, checkpoint_every=10, chat_format="q8_0")
 
     code, events, first_seconds = run_pipeline(project, "--add", str(docs))
 
@@ -195,6 +198,7 @@ def test_run_takes_a_new_project_through_every_step_and_a_second_run_skips_them(
     assert len(items) == len(SAMPLE_DOCS) and all(item["kind"] == "qa" for item in items)
     run_dir = assert_one_complete_run(project)
     gguf = assert_ready_gguf(project, run_dir)
+    assert_ready_gguf(project, run_dir, "q8_0")
     eval_dir = assert_evaluated(project)
 
     from doctune.core.project import Project

@@ -22,6 +22,16 @@ def test_until_index_ingests_and_indexes_then_a_rerun_has_nothing_new(project):
     assert again.outcomes[0].status == "done" and again.outcomes[1].note.startswith("0 chunk(s) embedded")
 
 
+def test_export_writes_the_format_chat_and_evaluation_use_too(project):
+    from doctune.core.pipeline import export_formats
+
+    project.config.export.formats = ["f16", "Q4_K_M"]
+    project.config.rag.gguf_format = "q8_0"
+    assert export_formats(project) == ["f16", "q4_k_m", "q8_0"]
+    project.config.rag.gguf_format = "f16"
+    assert export_formats(project) == ["f16", "q4_k_m"]
+
+
 def test_nothing_to_ingest_is_skipped_with_the_command_to_add_files(project):
     result = run(PipelineParams(project_dir=project.root, until="ingest"), events=Events(), cancel=CancelToken())
     (outcome,) = result.outcomes
