@@ -33,7 +33,7 @@ from doctune.core.project import Project
 
 BUILD_DOCS = 8
 BUILD_PARAGRAPHS = 8
-REPEATS = 2
+REPEATS = 3
 SIZES = (10_000, 100_000)
 QUERIES = 40
 K = 8
