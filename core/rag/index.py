@@ -129,7 +129,8 @@ def _row(chunk: dict[str, Any], sha: str, identity: str, vectors) -> dict[str, A
     return {
         "chunk_id": chunk["id"], "doc_id": chunk["doc_id"], "doc_path": chunk.get("doc_path"),
         "doc_title": chunk.get("doc_title"), "ordinal": chunk.get("ordinal"), "page_start": chunk.get("page_start"),
-        "page_end": chunk.get("page_end"), "text": chunk["text"], "text_sha": sha, "embedder": identity, "vector": list(vectors),
+        "page_end": chunk.get("page_end"), "text": chunk["text"], "text_sha": sha, "embedder": identity,
+        "vector": list(vectors),
     }
 
 
