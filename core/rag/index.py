@@ -166,7 +166,7 @@ def run(params: IndexParams, *, events: Events, cancel: CancelToken) -> IndexRes
     import pyarrow as pa
 
     from doctune.core.project import Project
-    from doctune.core.rag.embedder import load_embedder
+    from doctune.core.rag.embedder import load_embedder, resolve
     from doctune.core.store import connect, list_chunks
 
     started = time.perf_counter()
@@ -180,30 +180,35 @@ def run(params: IndexParams, *, events: Events, cancel: CancelToken) -> IndexRes
             f"The project {project.root} has no documents to index.",
             hint=f"Add some first: doctune add FILES... -p {project.root}, then run doctune index -p {project.root}",
         )
-    embedder = load_embedder(params.embedder or settings.embedder, offline=project.config.privacy.offline)
+    spec = params.embedder or settings.embedder
+    identity = resolve(spec).identity
     rebuilt = False
-    if table is not None and _needs_rebuild(table, embedder, params.rebuild, events):
+    if table is not None and _needs_rebuild(table, identity, params.rebuild, events):
         db.drop_table(TABLE)
         table, rebuilt = None, True
+    current = {chunk["id"]: (chunk, text_sha(chunk["text"])) for chunk in chunks}
+    stale, todo = _plan(table, current)
+    # Loading the embedder takes seconds: only when there is something to embed (a re-run with nothing new is instant).
+    embedder = load_embedder(spec, offline=project.config.privacy.offline) if todo or table is None else None
+    if table is not None and embedder is not None and _vector_dim(table) != embedder.dim:  # the model changed size
+        db.drop_table(TABLE)
+        table, rebuilt = None, True
+        stale, todo = _plan(table, current)
     if table is None:
         table = db.create_table(TABLE, schema=table_schema(embedder.dim))
-    stored = _stored_shas(table)
-    current = {chunk["id"]: (chunk, text_sha(chunk["text"])) for chunk in chunks}
-    stale = sorted(cid for cid, sha in stored.items() if cid not in current or current[cid][1] != sha)
-    todo = [(chunk, sha) for cid, (chunk, sha) in current.items() if stored.get(cid) != sha]
-    todo.sort(key=lambda item: len(item[0]["text"]), reverse=True)  # similar lengths per batch: less padding
-    _delete_rows(table, stale)
+    if stale:
+        _delete_rows(table, stale)
     batch_size = params.batch_size or settings.embed_batch
     tracker = events.tracker(len(todo), unit="chunks", stage="index")
     tracker.update(0, "embedding", force=True)
     pending: list[dict[str, Any]] = []
-    schema = table_schema(embedder.dim)
+    schema = table.schema
     try:
         for start in range(0, len(todo), batch_size):
             cancel.raise_if_cancelled()
             batch = todo[start : start + batch_size]
             vectors = embedder.encode_chunks([chunk["text"] for chunk, _ in batch], batch_size=batch_size)
-            pending += [_row(chunk, sha, embedder.identity, vector) for (chunk, sha), vector in zip(batch, vectors)]
+            pending += [_row(chunk, sha, identity, vector) for (chunk, sha), vector in zip(batch, vectors)]
             if len(pending) >= WRITE_ROWS:
                 table.add(pa.Table.from_pylist(pending, schema=schema))
                 pending = []
@@ -218,22 +223,31 @@ def run(params: IndexParams, *, events: Events, cancel: CancelToken) -> IndexRes
         events.log("Built the approximate vector index.")
     result = IndexResult(
         embedded=len(todo), removed=len(stale) - sum(1 for cid in stale if cid in current), unchanged=len(current) - len(todo),
-        total=table.count_rows(), embedder=embedder.identity, rebuilt=rebuilt, seconds=time.perf_counter() - started,
+        total=table.count_rows(), embedder=identity, rebuilt=rebuilt, seconds=time.perf_counter() - started,
     )
     events.metric(embedded=result.embedded, removed=result.removed, total=result.total,
                   chunks_per_s=round(result.embedded / result.seconds, 2) if result.embedded else None)
     return result
 
 
-def _needs_rebuild(table, embedder, requested: bool, events: Events) -> bool:
+def _plan(table, current: dict[str, tuple[dict, str]]) -> tuple[list[str], list[tuple[dict, str]]]:
+    """(ids of stored rows to delete, chunks to embed — longest first, so a batch pads little)."""
+    stored = _stored_shas(table) if table is not None else {}
+    stale = sorted(cid for cid, sha in stored.items() if cid not in current or current[cid][1] != sha)
+    todo = [(chunk, sha) for cid, (chunk, sha) in current.items() if stored.get(cid) != sha]
+    todo.sort(key=lambda item: len(item[0]["text"]), reverse=True)
+    return stale, todo
+
+
+def _needs_rebuild(table, identity: str, requested: bool, events: Events) -> bool:
     """Whether the stored table must be dropped: asked for, of the earlier layout, or made by another embedder."""
     if not current_layout(table):
         events.log("The search index was built by an earlier DocTune (one vector per chunk): embedding every chunk again.")
         return True
-    if requested or _vector_dim(table) != embedder.dim or _mixed(table, embedder.identity):
+    if requested or _mixed(table, identity):
         previous = stored_identity(table)
-        if previous and previous != embedder.identity:
-            events.log(f"The embedder changed ({previous} → {embedder.identity}): embedding every chunk again.")
+        if previous and previous != identity:
+            events.log(f"The embedder changed ({previous} → {identity}): embedding every chunk again.")
         return True
     return False
 

@@ -37,7 +37,11 @@ def test_documents_without_index_name_the_index_command(project, tmp_path):
     assert "not indexed yet" in str(caught.value) and f"doctune index -p {project.root}" in str(caught.value)
 
 
-def test_reindex_embeds_only_changed_chunks_and_forgets_removed_documents(project, tmp_path):
+def _must_not_load(*_args, **_kwargs):
+    raise AssertionError("the embedder was loaded with nothing to embed")
+
+
+def test_reindex_embeds_only_changed_chunks_and_forgets_removed_documents(project, tmp_path, monkeypatch):
     paths = write_docs(tmp_path / "docs", DOCS)
     ingest(project, paths)
     first, sink = index(project)
@@ -45,7 +49,9 @@ def test_reindex_embeds_only_changed_chunks_and_forgets_removed_documents(projec
     assert (first.embedded, first.removed, first.total) == (n_chunks, 0, n_chunks)
     assert sink.of("progress")[-1]["done"] == n_chunks
 
-    again, _ = index(project)
+    with monkeypatch.context() as patched:  # nothing to embed: the embedder (seconds to load) is never loaded
+        patched.setattr("doctune.core.rag.embedder.load_embedder", _must_not_load)
+        again, _ = index(project)
     assert (again.embedded, again.removed, again.unchanged) == (0, 0, n_chunks)
 
     old_mill = _doc_id(project, "mill.md")
