@@ -11,13 +11,14 @@ import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QRunnable, Signal
 
 
 class ChatSignals(QObject):
     opened = Signal()
+    note = Signal(str)  # a warning from opening the system (e.g. which run "tuned" is)
     piece = Signal(str)
     answered = Signal(object)  # core Answer
     failed = Signal(str, str)  # message, detail
@@ -33,13 +34,18 @@ class PaneSession:
     system: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def open(self) -> Any:
+    def open(self, on_warning: Callable[[str], None] = lambda message: None) -> Any:
         with self.lock:
             if self.system is None:
                 from doctune.core.chat import open_system
+                from doctune.core.events import Events
                 from doctune.core.project import Project
 
-                self.system = open_system(Project.open(self.project), self.system_name)
+                def forward_warnings(event: dict) -> None:
+                    if event.get("event") == "warning":
+                        on_warning(event.get("message", ""))
+
+                self.system = open_system(Project.open(self.project), self.system_name, events=Events(forward_warnings))
             return self.system
 
     def close(self) -> None:
@@ -65,7 +71,7 @@ class ChatWorker(QRunnable):
         from doctune.core.errors import UserError
 
         try:
-            system = self.session.open()
+            system = self.session.open(self.signals.note.emit)
             self.signals.opened.emit()
             for piece in system.stream(self.question, history=list(self.session.history), cancel=self.cancel):
                 self.signals.piece.emit(piece)

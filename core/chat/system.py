@@ -174,8 +174,22 @@ def model_path(project: "Project", model: str, *, events: Events | None = None, 
                 f"No tuned model exported as {fmt} and verified yet in {project.root}.",
                 hint=f"Make one with: doctune train -p {project.root}, then doctune export -p {project.root}",
             )
+        _warn_if_not_the_newest_run(project, Path(path), fmt, events)
         return Path(path)
     return check_gguf_file(Path(model))
+
+
+def _warn_if_not_the_newest_run(project: "Project", path: Path, fmt: str, events: Events | None) -> None:
+    """Say so when ``tuned`` falls back to an older run because the newest run has no verified export."""
+    from doctune.core.runs import latest_complete_run
+
+    newest = latest_complete_run(project)
+    if events is None or newest is None or path.is_relative_to(newest):
+        return
+    events.warning(
+        f"'tuned' is the model of run {path.parent.parent.name}: the newest run, {newest.name}, has no verified "
+        f"{fmt} export. Export it with: doctune export -p {project.root} --run {newest.name}"
+    )
 
 
 def check_model_name(model: str) -> None:

@@ -47,6 +47,7 @@ class ChatPane(QFrame):
         self.sources: list = []
         self.signals = ChatSignals(self)
         self.signals.opened.connect(self._on_opened)
+        self.signals.note.connect(self._on_note)
         self.signals.piece.connect(self._on_piece)
         self.signals.answered.connect(self._on_answered)
         self.signals.failed.connect(self._on_failed)
@@ -83,6 +84,12 @@ class ChatPane(QFrame):
     def _on_opened(self) -> None:
         self.started = time.perf_counter()
         self.stats.setText("thinking…")
+
+    def _on_note(self, message: str) -> None:
+        cursor = self.view.textCursor()
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.insertHtml(f"<i style='color:#b9770e'>{html.escape(message)}</i><br>")
+        self.view.setTextCursor(cursor)
 
     def _on_piece(self, piece: str) -> None:
         now = time.perf_counter()

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import time
 
+from run_folders import finished_run
+
 
 def test_one_question_streams_into_two_panes(qtbot, make_window, project, tiny_gguf):
     model = str(tiny_gguf("qwen2", "f16"))
@@ -41,3 +43,20 @@ def test_stop_ends_the_answers_and_a_broken_system_shows_an_error(qtbot, make_wi
     assert all("Traceback" not in text for text in texts)
     assert "tuned" in texts[0].lower() or "export" in texts[0].lower() or "train" in texts[0].lower(), texts[0]
     assert "broken.gguf" in texts[1] or "GGUF" in texts[1], texts[1]
+
+
+def test_a_pane_says_when_tuned_is_an_older_run(qtbot, make_window, project, tiny_gguf):
+    project.config.rag.max_answer_tokens = 8
+    project.save()
+    finished_run(project, "run-a", 1000.0, gguf=tiny_gguf("qwen2", "f16"), fmt=project.config.rag.gguf_format)
+    finished_run(project, "run-b", 2000.0)  # newer, without a verified export
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("compare")
+    page.set_systems(["tuned"])
+    page.question.setText("Anything?")
+    page.ask()
+    qtbot.waitUntil(lambda: not page.panes[0].busy, timeout=60_000)
+    text = page.panes[0].view.toPlainText()
+    assert "model of run run-a" in text and "run-b, has no verified" in text, text
+    assert "time to first token" in page.panes[0].stats.text()

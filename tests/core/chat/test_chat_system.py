@@ -6,6 +6,8 @@ import math
 
 import pytest
 
+from run_folders import finished_run
+
 from doctune.core.chat import ModelFileError, QuestionTooLong, open_system
 from doctune.core.cli import main
 
@@ -155,3 +157,20 @@ def test_base_system_is_the_student_exported_once(pdf_project, tiny_model):
     closed, grounded = base.answer("Who kept the lighthouse?"), with_rag.answer("Who kept the lighthouse?")
     assert closed.sources == [] and grounded.sources and grounded.context_tokens > closed.context_tokens
     base.close()
+
+
+def test_tuned_falling_back_to_an_older_run_says_so(project, chat_gguf):
+    from doctune.core.chat.system import model_path
+    from doctune.core.events import Events, RecordingSink
+
+    project.config.rag.gguf_format = "q8_0"
+    finished_run(project, "run-a", 1000.0, gguf=chat_gguf)
+    sink = RecordingSink()
+    assert model_path(project, "tuned", events=Events(sink)).parent.parent.name == "run-a"
+    assert sink.of("warning") == []
+
+    finished_run(project, "run-b", 2000.0)  # newer, but its export never passed verification
+    assert model_path(project, "tuned", events=Events(sink)).parent.parent.name == "run-a"
+    [warning] = sink.of("warning")
+    assert "run run-a" in warning["message"] and "run-b" in warning["message"]
+    assert f"doctune export -p {project.root} --run run-b" in warning["message"]
