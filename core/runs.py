@@ -77,13 +77,15 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def ready_files(out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Format → file for every file the manifest lists ready that is on disk at its recorded size."""
+    """Format → file for every file the manifest lists ready that is on disk at its recorded size
+    (and, for a LoRA adapter, whose base GGUF is still there)."""
     out_dir = Path(out_dir)
     found = {}
     for fmt, entry in ((read_manifest(out_dir) or {}).get("files") or {}).items():
         if isinstance(entry, dict) and entry.get("ready") and entry.get("file"):
             path = out_dir / entry["file"]
-            if path.is_file() and path.stat().st_size == entry.get("bytes"):
+            base = entry.get("base_gguf")  # a LoRA adapter is usable only beside the base it was verified on
+            if path.is_file() and path.stat().st_size == entry.get("bytes") and (not base or Path(base).is_file()):
                 found[fmt] = path
     return found
 

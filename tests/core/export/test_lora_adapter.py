@@ -1,6 +1,8 @@
 """A run's adapter as a GGUF LoRA adapter: llama.cpp's base + adapter behaves like the merged model."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -82,6 +84,8 @@ def test_export_writes_a_verified_lora_adapter(project, make_run, capsys):
     assert f"FROM {base}\n  ADAPTER {export_dir / 'doctune-run-1-lora.gguf'}" in out
     assert "FROM ./doctune-run-1-q8_0.gguf" in (export_dir / "Modelfile").read_text()
     assert "LoRA adapter, checked applied to" in (export_dir / "verification.txt").read_text()
+    Path(base).unlink()  # the cache was cleared: the adapter alone is of no use
+    assert ready_gguf(project, fmt="lora") is None
 
 
 def test_a_wrongly_permuted_adapter_fails_verification_and_is_not_ready(project, make_run, monkeypatch):
