@@ -116,29 +116,29 @@ def _run_identity(config: dict[str, Any]) -> dict[str, Any]:
             "student": config.get("student"), "train": config.get("train")}
 
 
-def _runs_by_state(project) -> tuple[list[Path], list[Path]]:
-    """(complete runs, interrupted runs), newest first."""
-    from doctune.core.fsio import read_json
+def _runs_by_state(project) -> tuple[list[tuple[Path, dict]], list[tuple[Path, dict]]]:
+    """(complete runs, interrupted runs) with their configs, newest first (run ids begin with their start time).
+
+    A run whose config is unreadable is left out: it can be neither trusted as up to date nor resumed.
+    """
+    from doctune.core.fsio import read_json_or_none
+    from doctune.core.runs import is_complete, read_summary, run_folders
 
     complete, interrupted = [], []
-    for config_path in sorted(Path(project.runs_dir).glob("*/config.json"), reverse=True):
-        run_dir = config_path.parent
-        summary = run_dir / "summary.json"
-        state = read_json(summary).get("status") if summary.exists() else None
-        (complete if state == "complete" else interrupted).append(run_dir)
+    for run_dir in reversed(run_folders(project.runs_dir)):
+        config = read_json_or_none(run_dir / "config.json")
+        if isinstance(config, dict):
+            (complete if is_complete(run_dir, read_summary(run_dir)) else interrupted).append((run_dir, config))
     return complete, interrupted
 
 
 def step_train(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
-    from doctune.core.fsio import read_json
-
     wanted = _training_identity(project)
     complete, interrupted = _runs_by_state(project)
-    for run_dir in complete:
-        if _run_identity(read_json(run_dir / "config.json")) == wanted:
+    for run_dir, config in complete:
+        if _run_identity(config) == wanted:
             return "skipped", f"run {run_dir.name} is up to date"
-    resume = next((run_dir.name for run_dir in interrupted
-                   if _run_identity(read_json(run_dir / "config.json")) == wanted), None)
+    resume = next((run_dir.name for run_dir, config in interrupted if _run_identity(config) == wanted), None)
     result = _run_step("doctune.core.train", "TrainParams", events, cancel, project_dir=project.root, resume=resume)
     return "done", f"run {result.run_id}" + (" (resumed)" if resume else "")
 
