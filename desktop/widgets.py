@@ -134,6 +134,18 @@ def run_cli_json(parent: QObject, args: list[str], on_result: Callable[[dict | N
     return process
 
 
+def whole_number_axis(pg, orientation: str = "bottom"):
+    """A pyqtgraph axis that ticks whole numbers only (training steps): the default also ticks 1.5, 2.5… when
+    few values are shown."""
+
+    class WholeNumberAxis(pg.AxisItem):
+        def tickSpacing(self, minVal, maxVal, size):  # noqa: N802, N803 — pyqtgraph's names
+            levels = [(spacing, offset) for spacing, offset in super().tickSpacing(minVal, maxVal, size) if spacing >= 1]
+            return levels or [(1.0, 0.0)]
+
+    return WholeNumberAxis(orientation=orientation)
+
+
 class LazyPlot(QWidget):
     """A pyqtgraph plot built once the page is shown and pyqtgraph is imported (off the GUI thread, see
     ``doctune.desktop.plotlib``), so neither the first paint nor opening the page waits for the import.

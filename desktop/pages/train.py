@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
 from doctune.core.runs import SUMMARY, read_summary, run_folders
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_run
-from doctune.desktop.widgets import JobProgress, LazyPlot, explanation, format_seconds
+from doctune.desktop.widgets import JobProgress, LazyPlot, explanation, format_seconds, whole_number_axis
 
 PRESETS = {
     "Quick": {"epochs": 1.0, "lora_rank": 8, "learning_rate": 3e-4},
@@ -115,6 +115,7 @@ class TrainPage(Page):
     def _configure_plot(self, plot) -> None:
         import pyqtgraph as pg
 
+        plot.setAxisItems({"bottom": whole_number_axis(pg)})
         plot.setLabel("bottom", "step")
         plot.setLabel("left", "loss")
         plot.showGrid(x=True, y=True, alpha=0.3)

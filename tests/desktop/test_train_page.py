@@ -84,3 +84,15 @@ def test_resume_offers_the_newest_interrupted_run_and_skips_an_unreadable_summar
     assert page._interrupted_run() == "20260101-000000-aaaa"
     page.refresh()
     assert page.resume_button.isEnabled()
+
+
+def test_the_loss_curve_ticks_whole_steps_only(qtbot, make_window, project):
+    window = make_window()
+    window.open_project(project.root)
+    window.show_page(3)
+    page = window.page("train")
+    qtbot.waitUntil(lambda: page.plot.widget is not None, timeout=30_000)
+    axis = page.plot.widget.getAxis("bottom")
+    for low, high in ((1, 6), (1, 3), (1, 40), (100, 2400)):
+        ticks = [value for _spacing, values in axis.tickValues(low, high, 1000) for value in values]
+        assert ticks and all(float(value).is_integer() for value in ticks), (low, high, ticks)
