@@ -13,11 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from doctune.core.events import CancelToken, Events
 from doctune.core.export.base import cached_base_gguf, run_export_dir
 from doctune.core.export.errors import ExportError, disk_errors
-from doctune.core.export.lora_gguf import check_adapter_expressible
+from doctune.core.export.lora_gguf import LoraAdapterUnsupported, check_adapter_expressible
 from doctune.core.export.merge import base_folder, merge_run, read_run
 from doctune.core.export.modelfile import modelfile_text, usage_text
-from doctune.core.export.pipeline import LORA, LoraSource, export_folder, gguf_name, normalise_export_format, ready_file
+from doctune.core.export.pipeline import LORA, LoraSource, export_folder, gguf_name, normalise_export_format
 from doctune.core.fsio import atomic_write_text
+from doctune.core.runs import ready_files
 
 PREFERRED_FOR_USE = ("q8_0", "q4_k_m", "f16")
 
@@ -79,10 +80,10 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
     formats = params.formats or list(dict.fromkeys(normalise_export_format(fmt) for fmt in settings.formats))
     run_dir = _choose_run(project, params.run_id)
     read_run(run_dir)  # a clear error for an unfinished run before anything is written
-    if LORA in formats:
-        check_adapter_expressible(run_dir / "adapter")  # refused before any model loads
-    export_dir = run_export_dir(project, run_dir.name)
     events = events.child("export")
+    if LORA in formats:
+        formats = _expressible_formats(run_dir, formats, events)  # refused before any model loads
+    export_dir = run_export_dir(project, run_dir.name)
     started = time.monotonic()
     with disk_errors("export folder", export_dir):
         export_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +96,7 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
                                  lora=_lora_source(project, run_dir, events, cancel) if LORA in formats else None)
     ready = {fmt: bool(manifest["files"].get(fmt, {}).get("ready")) for fmt in formats}
     files = {fmt: export_dir / gguf_name(stem, fmt) for fmt in formats}
-    modelfile, usage = _write_instructions(export_dir, merged, stem, formats, manifest)
+    modelfile, usage = _write_instructions(export_dir, merged, stem, manifest)
     seconds = time.monotonic() - started
     message = (f"Exported run {run_dir.name}: " + ", ".join(f"{fmt} {'ready' if ok else 'FAILED'}"
                                                               for fmt, ok in ready.items())
@@ -120,13 +121,28 @@ def _lora_source(project, run_dir: Path, events: Events, cancel: CancelToken) ->
     return LoraSource(adapter_dir=run_dir / "adapter", base_dir=base_dir, base_f16=base_f16)
 
 
-def _write_instructions(export_dir: Path, merged: Path, stem: str, formats: list[str],
-                        manifest: dict) -> tuple[Path | None, str]:
-    """Modelfile and USAGE.txt for the best ready file (and the ready LoRA adapter); none when nothing passed."""
-    models = [fmt for fmt in formats if fmt != LORA]
+def _expressible_formats(run_dir: Path, formats: list[str], events: Events) -> list[str]:
+    """``formats`` without ``lora`` when the run's adapter cannot be written as a GGUF adapter: the merged
+    files are still exported (warned). Asked for the adapter alone, the refusal stands."""
+    try:
+        check_adapter_expressible(run_dir / "adapter")
+    except LoraAdapterUnsupported as exc:
+        others = [fmt for fmt in formats if fmt != LORA]
+        if not others:
+            raise
+        events.warning(f"No LoRA adapter file for run {run_dir.name}: {exc} Exporting {', '.join(others)} only.")
+        return others
+    return formats
+
+
+def _write_instructions(export_dir: Path, merged: Path, stem: str, manifest: dict) -> tuple[Path | None, str]:
+    """Modelfile and USAGE.txt for the best ready file in the folder (also from an earlier export) and the ready
+    LoRA adapter; none when nothing there passed."""
+    ready = ready_files(export_dir)
+    models = [fmt for fmt in ready if fmt != LORA]
     ordered = [fmt for fmt in PREFERRED_FOR_USE if fmt in models] + [f for f in models if f not in PREFERRED_FOR_USE]
-    chosen = next((path for fmt in ordered if (path := ready_file(export_dir, fmt)) is not None), None)
-    adapter = ready_file(export_dir, LORA) if LORA in formats else None
+    chosen = ready[ordered[0]] if ordered else None
+    adapter = ready.get(LORA)
     base = Path(manifest["files"][LORA]["base_gguf"]) if adapter is not None else None
     modelfile = export_dir / "Modelfile"
     if chosen is None:

@@ -1,6 +1,7 @@
 """A run's adapter as a GGUF LoRA adapter: llama.cpp's base + adapter behaves like the merged model."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,10 @@ def test_export_writes_a_verified_lora_adapter(project, make_run, capsys):
     assert f"FROM {base}\n  ADAPTER {export_dir / 'doctune-run-1-lora.gguf'}" in out
     assert "FROM ./doctune-run-1-q8_0.gguf" in (export_dir / "Modelfile").read_text()
     assert "LoRA adapter, checked applied to" in (export_dir / "verification.txt").read_text()
+    modelfile = (export_dir / "Modelfile").read_text()
+    assert main(["export", "-p", str(project.root), "--formats", "lora"]) == 0  # the adapter again, alone
+    assert (export_dir / "Modelfile").read_text() == modelfile  # the q8_0 file is still ready: its Modelfile stays
+    assert "doctune-run-1-q8_0.gguf" in (export_dir / "USAGE.txt").read_text()
     Path(base).unlink()  # the cache was cleared: the adapter alone is of no use
     assert ready_gguf(project, fmt="lora") is None
 
@@ -108,11 +113,20 @@ def test_a_wrongly_permuted_adapter_fails_verification_and_is_not_ready(project,
 
 def test_an_adapter_that_trains_embeddings_is_refused(project, make_run, capsys):
     run_dir = make_run(project, "qwen2", steps=1)  # LoRA plus embeddings and output layer trained in full
-    code = main(["export", "-p", str(project.root), "--formats", "q8_0,lora"])
+    code = main(["export", "-p", str(project.root), "--formats", "lora"])
     assert code == 1
     err = capsys.readouterr().err
     assert "modules_to_save" in err and "merged GGUF" in err
     assert not (run_dir / "export").exists()  # refused before anything was merged or written
+
+    # Asked for beside merged formats (e.g. from [export] formats), the adapter is skipped and the rest exported.
+    assert main(["export", "-p", str(project.root), "--formats", "q8_0,lora", "--events", "jsonl"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert any(event["event"] == "warning" and "No LoRA adapter file" in event["message"]
+               and "modules_to_save" in event["message"] for event in events)
+    files = read_manifest(run_dir / "export")["files"]
+    assert files["q8_0"]["ready"] and "lora" not in files
+    assert (run_dir / "export" / "Modelfile").exists()
 
 
 @pytest.mark.parametrize("setting, words", [
