@@ -166,30 +166,32 @@ def model_path(project: "Project", model: str, *, events: Events | None = None, 
 
         return Path(base_gguf(project, fmt=fmt, events=events, cancel=cancel))
     if model == "tuned":
-        from doctune.core.export import ready_gguf
-
-        path = ready_gguf(project, fmt=fmt)
-        if path is None:
-            raise NoTunedModel(
-                f"No tuned model exported as {fmt} and verified yet in {project.root}.",
-                hint=f"Make one with: doctune train -p {project.root}, then doctune export -p {project.root}",
-            )
-        _warn_if_not_the_newest_run(project, Path(path), fmt, events)
-        return Path(path)
+        return _tuned_path(project, fmt, events)
     return check_gguf_file(Path(model))
 
 
-def _warn_if_not_the_newest_run(project: "Project", path: Path, fmt: str, events: Events | None) -> None:
-    """Say so when ``tuned`` falls back to an older run because the newest run has no verified export."""
+def _tuned_path(project: "Project", fmt: str, events: Events | None) -> Path:
+    """The newest complete run's verified ``fmt`` file; else, said in a warning, the newest verified one of
+    an older run (the newest run's export is missing or failed verification)."""
+    from doctune.core.export import ready_gguf
     from doctune.core.runs import latest_complete_run
 
     newest = latest_complete_run(project)
-    if events is None or newest is None or path.is_relative_to(newest):
-        return
-    events.warning(
-        f"'tuned' is the model of run {path.parent.parent.name}: the newest run, {newest.name}, has no verified "
-        f"{fmt} export. Export it with: doctune export -p {project.root} --run {newest.name}"
-    )
+    path = ready_gguf(project, run_id=newest.name, fmt=fmt) if newest is not None else None
+    if path is not None:
+        return Path(path)
+    path = ready_gguf(project, fmt=fmt)
+    if path is None:
+        raise NoTunedModel(
+            f"No tuned model exported as {fmt} and verified yet in {project.root}.",
+            hint=f"Make one with: doctune train -p {project.root}, then doctune export -p {project.root}",
+        )
+    if events is not None and newest is not None:
+        events.warning(
+            f"'tuned' is the model of run {Path(path).parent.parent.name}: the newest run, {newest.name}, has no "
+            f"verified {fmt} export. Export it with: doctune export -p {project.root} --run {newest.name}"
+        )
+    return Path(path)
 
 
 def check_model_name(model: str) -> None:

@@ -174,3 +174,12 @@ def test_tuned_falling_back_to_an_older_run_says_so(project, chat_gguf):
     [warning] = sink.of("warning")
     assert "run run-a" in warning["message"] and "run-b" in warning["message"]
     assert f"doctune export -p {project.root} --run run-b" in warning["message"]
+
+    finished_run(project, "run-c", 3000.0, gguf=chat_gguf)  # the newest run, exported …
+    manifest = project.runs_dir / "run-a" / "export" / "manifest.json"  # … then run-a's export re-stamped later
+    stamped = manifest.read_text().replace('"finished_at": 1001.0', '"finished_at": 9999.0')
+    assert '9999' in stamped
+    manifest.write_text(stamped)
+    sink = RecordingSink()
+    assert model_path(project, "tuned", events=Events(sink)).parent.parent.name == "run-c"
+    assert sink.of("warning") == []
