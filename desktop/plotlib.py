@@ -55,7 +55,7 @@ class PlotLibrary(QObject):
     def _import(self) -> None:
         try:
             import pyqtgraph  # noqa: F401
-        finally:  # on failure the GUI thread's own import raises the error where it can be shown
+        finally:  # on failure the plots' own import raises the error, and they show it in place of the chart
             self.imported.emit()
 
     def _on_imported(self) -> None:

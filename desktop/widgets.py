@@ -170,7 +170,14 @@ class LazyPlot(QWidget):
             plot_library().when_ready(self._build)
 
     def _build(self) -> None:
-        import pyqtgraph as pg
+        try:
+            import pyqtgraph as pg
+        except ImportError as exc:  # a broken install: say so where the chart would be, the page still works
+            message = QLabel(f"The chart cannot be shown: the plotting library pyqtgraph failed to load ({exc}). "
+                             "Reinstall DocTune's dependencies (python3 bootstrap.py setup) to get it back.")
+            message.setWordWrap(True)
+            self._layout.addWidget(message)
+            return
 
         from doctune.desktop.theme import configure_pyqtgraph
 

@@ -96,3 +96,19 @@ def test_the_loss_curve_ticks_whole_steps_only(qtbot, make_window, project):
     for low, high in ((1, 6), (1, 3), (1, 40), (100, 2400)):
         ticks = [value for _spacing, values in axis.tickValues(low, high, 1000) for value in values]
         assert ticks and all(float(value).is_integer() for value in ticks), (low, high, ticks)
+
+
+def test_a_broken_plotting_library_is_said_in_place_of_the_chart(qtbot, monkeypatch):
+    import sys
+
+    from PySide6.QtWidgets import QLabel
+
+    from doctune.desktop.widgets import LazyPlot
+
+    monkeypatch.setitem(sys.modules, "pyqtgraph", None)  # "import pyqtgraph" now raises ImportError
+    plot = LazyPlot(lambda widget: None)
+    qtbot.addWidget(plot)
+    plot._build()
+    assert plot.widget is None
+    [label] = plot.findChildren(QLabel)
+    assert "pyqtgraph failed to load" in label.text() and "bootstrap.py setup" in label.text()
