@@ -119,16 +119,18 @@ def _run_identity(config: dict[str, Any]) -> dict[str, Any]:
 def _runs_by_state(project) -> tuple[list[tuple[Path, dict]], list[tuple[Path, dict]]]:
     """(complete runs, interrupted runs) with their configs, newest first (run ids begin with their start time).
 
-    A run whose config is unreadable is left out: it can be neither trusted as up to date nor resumed.
+    Unusable runs (``core.runs.run_state``) and runs whose config cannot be read are left out: they can be
+    neither trusted as up to date nor resumed.
     """
     from doctune.core.fsio import read_json_or_none
-    from doctune.core.runs import is_complete, read_summary, run_folders
+    from doctune.core.runs import COMPLETE, INTERRUPTED, run_folders, run_state
 
     complete, interrupted = [], []
     for run_dir in reversed(run_folders(project.runs_dir)):
+        state = run_state(run_dir)
         config = read_json_or_none(run_dir / "config.json")
-        if isinstance(config, dict):
-            (complete if is_complete(run_dir, read_summary(run_dir)) else interrupted).append((run_dir, config))
+        if state in (COMPLETE, INTERRUPTED) and isinstance(config, dict):
+            (complete if state == COMPLETE else interrupted).append((run_dir, config))
     return complete, interrupted
 
 

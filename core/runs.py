@@ -51,6 +51,25 @@ def is_complete(run_dir: Path, summary: dict[str, Any] | None) -> bool:
     return bool(summary) and summary.get("status") == "complete" and (run_dir / ADAPTER_DIR).is_dir()
 
 
+COMPLETE, INTERRUPTED, UNUSABLE = "complete", "interrupted", "unusable"
+
+
+def run_state(run_dir: Path) -> str:
+    """``complete`` (finished, adapter in place), ``interrupted`` (started, resumable), or ``unusable``: not
+    started properly (no config), a summary that cannot be read (its state is unknown), or a summary that says
+    complete without the adapter. Nothing offers to resume an unusable run, and nothing uses it as finished."""
+    if not (run_dir / "config.json").is_file():
+        return UNUSABLE
+    if not (run_dir / SUMMARY).exists():
+        return INTERRUPTED
+    summary = read_summary(run_dir)
+    if summary is None:
+        return UNUSABLE
+    if summary.get("status") != "complete":
+        return INTERRUPTED
+    return COMPLETE if (run_dir / ADAPTER_DIR).is_dir() else UNUSABLE
+
+
 def latest_complete(runs_dir: str | os.PathLike) -> tuple[Path, dict[str, Any]] | None:
     """(folder, summary) of the most recently finished complete run, or None."""
     finished = [(run_dir, summary) for run_dir in run_folders(runs_dir)

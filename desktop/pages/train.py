@@ -10,7 +10,7 @@ from PySide6.QtWidgets import (
     QSpinBox, QToolButton,
 )
 
-from doctune.core.runs import SUMMARY, read_summary, run_folders
+from doctune.core.runs import INTERRUPTED, run_folders, run_state
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_run
 from doctune.desktop.widgets import JobProgress, LazyPlot, explanation, format_seconds, whole_number_axis
@@ -149,19 +149,12 @@ class TrainPage(Page):
 
     # ----- runs --------------------------------------------------------------------
     def _interrupted_run(self) -> str | None:
-        """The newest run that started and has not completed.
-
-        A run whose summary exists but cannot be read is skipped: its state is unknown, so it is not offered.
-        """
+        """The newest run that started and has not completed (``core.runs.run_state``: a run whose summary
+        cannot be read is not offered, its state being unknown)."""
         if self.project is None:
             return None
         for run_dir in reversed(run_folders(self.project / "runs")):  # run ids begin with their start time
-            if not (run_dir / "config.json").is_file():
-                continue
-            if not (run_dir / SUMMARY).exists():
-                return run_dir.name
-            summary = read_summary(run_dir)
-            if summary is not None and summary.get("status") != "complete":
+            if run_state(run_dir) == INTERRUPTED:
                 return run_dir.name
         return None
 

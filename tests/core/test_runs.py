@@ -63,6 +63,28 @@ def test_broken_or_unreadable_summaries_are_skipped(project):
     assert runs.latest_complete_run(project) == good
 
 
+def test_each_run_has_one_state_that_every_part_uses(project):
+    states = {
+        "a-complete": _run(project.runs_dir, "a-complete", finished_at=100.0),
+        "b-interrupted": _run(project.runs_dir, "b-interrupted", adapter=False),  # no summary yet: resumable
+        "c-cancelled": _run(project.runs_dir, "c-cancelled", finished_at=150.0, status="cancelled", adapter=False),
+        "d-no-adapter": _run(project.runs_dir, "d-no-adapter", finished_at=200.0, adapter=False),
+        "e-torn": _run(project.runs_dir, "e-torn", finished_at=300.0),
+    }
+    (states["e-torn"] / "summary.json").write_text('{"status": "comp', encoding="utf-8")
+    (project.runs_dir / "f-no-config").mkdir()  # killed before its config was written
+    assert {run_dir.name: runs.run_state(run_dir) for run_dir in runs.run_folders(project.runs_dir)} == {
+        "a-complete": runs.COMPLETE, "b-interrupted": runs.INTERRUPTED, "c-cancelled": runs.INTERRUPTED,
+        "d-no-adapter": runs.UNUSABLE, "e-torn": runs.UNUSABLE, "f-no-config": runs.UNUSABLE,
+    }
+
+    from doctune.core.pipeline import _runs_by_state
+
+    complete, interrupted = _runs_by_state(project)  # what `doctune run` may skip on, or resume
+    assert [run_dir.name for run_dir, _config in complete] == ["a-complete"]
+    assert [run_dir.name for run_dir, _config in interrupted] == ["c-cancelled", "b-interrupted"]
+
+
 def test_no_runs_folder_means_no_run(tmp_path):
     assert runs.latest_complete(tmp_path / "runs") is None
     assert runs.latest_manifest(tmp_path / "runs") is None
