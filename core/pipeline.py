@@ -134,12 +134,26 @@ def _runs_by_state(project) -> tuple[list[tuple[Path, dict]], list[tuple[Path, d
     return complete, interrupted
 
 
+def _up_to_date_run(project, wanted: dict[str, Any]) -> Path | None:
+    """The latest complete run, if it was trained with ``wanted`` (items, student, settings).
+
+    Only the latest counts: export, chat and evaluation use the latest run, so an older run with the same
+    settings (settings changed, then changed back) must not stand in for it.
+    """
+    from doctune.core.fsio import read_json_or_none
+    from doctune.core.runs import latest_complete_run
+
+    latest = latest_complete_run(project)
+    config = read_json_or_none(latest / "config.json") if latest is not None else None
+    return latest if isinstance(config, dict) and _run_identity(config) == wanted else None
+
+
 def step_train(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
     wanted = _training_identity(project)
-    complete, interrupted = _runs_by_state(project)
-    for run_dir, config in complete:
-        if _run_identity(config) == wanted:
-            return "skipped", f"run {run_dir.name} is up to date"
+    current = _up_to_date_run(project, wanted)
+    if current is not None:
+        return "skipped", f"run {current.name} is up to date"
+    _complete, interrupted = _runs_by_state(project)
     resume = next((run_dir.name for run_dir, config in interrupted if _run_identity(config) == wanted), None)
     result = _run_step("doctune.core.train", "TrainParams", events, cancel, project_dir=project.root, resume=resume)
     return "done", f"run {result.run_id}" + (" (resumed)" if resume else "")

@@ -126,3 +126,17 @@ def test_importing_the_run_readers_loads_no_training_stack():
             "print(json.dumps([m for m in ('torch', 'transformers', 'peft', 'numpy', 'gguf') if m in sys.modules]))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(result.stdout) == []
+
+
+def test_doctune_run_trains_again_when_only_an_older_run_matches_the_settings(project):
+    from doctune.core.pipeline import _up_to_date_run
+
+    settings_a = {"data": {"items_fingerprint": "items-1"}, "student": {"model": "s"}, "train": {"lr": 1}}
+    settings_b = {**settings_a, "train": {"lr": 2}}
+    wanted = {"items_fingerprint": "items-1", "student": {"model": "s"}, "train": {"lr": 1}}
+    first = _run(project.runs_dir, "run-1", finished_at=100.0)
+    atomic_write_json(first / "config.json", settings_a)
+    assert _up_to_date_run(project, wanted) == first
+    second = _run(project.runs_dir, "run-2", finished_at=200.0)  # trained with other settings, then changed back
+    atomic_write_json(second / "config.json", settings_b)
+    assert _up_to_date_run(project, wanted) is None  # run-1 would not be what export and chat use
