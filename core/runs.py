@@ -103,10 +103,16 @@ def ready_files(out_dir: str | os.PathLike) -> dict[str, Path]:
     for fmt, entry in ((read_manifest(out_dir) or {}).get("files") or {}).items():
         if isinstance(entry, dict) and entry.get("ready") and entry.get("file"):
             path = out_dir / entry["file"]
-            base = entry.get("base_gguf")  # a LoRA adapter is usable only beside the base it was verified on
-            if path.is_file() and path.stat().st_size == entry.get("bytes") and (not base or Path(base).is_file()):
+            base = adapter_base(out_dir, entry)  # a LoRA adapter is usable only beside the base it was verified on
+            if path.is_file() and path.stat().st_size == entry.get("bytes") and (base is None or base.is_file()):
                 found[fmt] = path
     return found
+
+
+def adapter_base(out_dir: str | os.PathLike, entry: dict[str, Any]) -> Path | None:
+    """The base GGUF a LoRA adapter's manifest entry names (stored relative to the export folder), or None."""
+    base = entry.get("base_gguf")
+    return Path(os.path.normpath(Path(out_dir) / base)) if base else None
 
 
 def ready_file(out_dir: str | os.PathLike, fmt: str) -> Path | None:

@@ -15,6 +15,7 @@ against the same merged transformers model as the full files.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,7 +192,8 @@ def _export_lora(lora: LoraSource, out: Path, reference: Reference, settings: Ex
                                      f"{time.monotonic() - started:.1f} s", bytes=out.stat().st_size)
     report = _verify(base, reference, LORA, settings, events, cancel, lora_path=out)
     report["base_gguf"] = str(base)
-    return {"file": out.name, "bytes": out.stat().st_size, "ready": report["passed"], "base_gguf": str(base),
+    return {"file": out.name, "bytes": out.stat().st_size, "ready": report["passed"],
+            "base_gguf": os.path.relpath(base, out.parent),  # relative: the project folder may be moved
             "verification": report}
 
 

@@ -18,7 +18,7 @@ from doctune.core.export.merge import base_folder, merge_run, read_run
 from doctune.core.export.modelfile import modelfile_text, usage_text
 from doctune.core.export.pipeline import LORA, LoraSource, export_folder, gguf_name, normalise_export_format
 from doctune.core.fsio import atomic_write_text
-from doctune.core.runs import ready_files
+from doctune.core.runs import adapter_base, ready_files
 
 PREFERRED_FOR_USE = ("q8_0", "q4_k_m", "f16")
 
@@ -143,7 +143,7 @@ def _write_instructions(export_dir: Path, merged: Path, stem: str, manifest: dic
     ordered = [fmt for fmt in PREFERRED_FOR_USE if fmt in models] + [f for f in models if f not in PREFERRED_FOR_USE]
     chosen = ready[ordered[0]] if ordered else None
     adapter = ready.get(LORA)
-    base = Path(manifest["files"][LORA]["base_gguf"]) if adapter is not None else None
+    base = adapter_base(export_dir, manifest["files"][LORA]) if adapter is not None else None
     modelfile = export_dir / "Modelfile"
     if chosen is None:
         modelfile.unlink(missing_ok=True)

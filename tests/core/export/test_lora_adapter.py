@@ -15,6 +15,7 @@ from doctune.core.export.lora_gguf import LoraAdapterUnsupported, check_config_e
 from doctune.core.export.merge import merge_run
 from doctune.core.export.pipeline import read_manifest
 from doctune.core.export.verify import PROBE_TEXTS
+from doctune.core.runs import adapter_base
 
 
 def _logits(gguf_path, token_ids, lora_path=None) -> np.ndarray:
@@ -78,8 +79,9 @@ def test_export_writes_a_verified_lora_adapter(project, make_run, capsys):
     report = entry["verification"]
     assert entry["ready"] and entry["file"] == "doctune-run-1-lora.gguf"
     assert report["checks"]["top1"]["agreement"] >= 0.99 and report["checks"]["tokenizer"]["passed"]
-    base = entry["base_gguf"]
-    assert base.endswith("base-f16.gguf") and str(project.cache_dir) in base
+    base = str(adapter_base(export_dir, entry))
+    assert not Path(entry["base_gguf"]).is_absolute()  # the project folder may be moved
+    assert base.endswith("base-f16.gguf") and str(project.cache_dir) in base and Path(base).is_file()
     assert ready_gguf(project, fmt="lora") == export_dir / "doctune-run-1-lora.gguf"
     assert f'lora_path=r"{export_dir / "doctune-run-1-lora.gguf"}"' in out and "--lora" in out
     assert f"FROM {base}\n  ADAPTER {export_dir / 'doctune-run-1-lora.gguf'}" in out
