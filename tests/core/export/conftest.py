@@ -49,12 +49,12 @@ def _train(model, tokenizer, steps: int) -> None:
 
 @pytest.fixture
 def make_run(tiny_model):
-    """``make_run(project, "qwen2", steps=0)`` → run folder with a finished LoRA adapter.
+    """``make_run(project, "qwen2", steps=0, rslora=False)`` → run folder with a finished LoRA adapter.
 
     ``steps=0``: a random (non-zero) adapter, so the merge changes every adapted weight;
     ``steps>0``: an adapter (plus trained embeddings/output) that learned ``QA``.
     """
-    def build(project, family: str = "qwen2", steps: int = 0, run_id: str = "run-1") -> Path:
+    def build(project, family: str = "qwen2", steps: int = 0, run_id: str = "run-1", rslora: bool = False) -> Path:
         import torch
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -65,7 +65,7 @@ def make_run(tiny_model):
         tokenizer = AutoTokenizer.from_pretrained(base)
         trained = steps > 0
         config = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM",
-                            init_lora_weights=trained,
+                            init_lora_weights=trained, use_rslora=rslora,
                             modules_to_save=["embed_tokens", "lm_head"] if trained else None,
                             ensure_weight_tying=trained and bool(model.config.tie_word_embeddings))
         model = get_peft_model(model, config)

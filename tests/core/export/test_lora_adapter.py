@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from doctune.core.cli import main
-from doctune.core.events import Events
 from doctune.core.export import ready_gguf
 from doctune.core.export.gguf import write_gguf
 from doctune.core.export.lora_gguf import LoraAdapterUnsupported, check_config_expressible, write_lora_gguf
@@ -39,12 +38,16 @@ def _compare(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
     return float(np.abs(ours - theirs).max()), float((ours.argmax(-1) == theirs.argmax(-1)).mean())
 
 
-@pytest.mark.parametrize("family", ["llama", "qwen2"])  # llama: Q/K rows permuted; qwen2: not, and q/k/v biases
-def test_base_plus_adapter_matches_the_merged_gguf(family, project, make_run, tiny_model, tiny_gguf, tmp_path):
+@pytest.mark.parametrize("family, rslora", [
+    ("llama", False),  # Q/K rows permuted
+    ("qwen2", False),  # not permuted, and q/k/v biases
+    ("qwen2", True),  # rank-stabilised scaling (alpha/√r), carried in the file's alpha
+])
+def test_base_plus_adapter_matches_the_merged_gguf(family, rslora, project, make_run, tiny_model, tiny_gguf, tmp_path):
     import gguf
     from transformers import AutoTokenizer
 
-    run_dir = make_run(project, family)  # random, non-zero LoRA on every projection
+    run_dir = make_run(project, family, rslora=rslora)  # random, non-zero LoRA on every projection
     base = tiny_model(family)
     adapter = write_lora_gguf(run_dir / "adapter", base, tmp_path / "adapter.gguf")
     merged = write_gguf(merge_run(run_dir, tmp_path / "merged"), tmp_path / "merged-f16.gguf")
@@ -52,7 +55,7 @@ def test_base_plus_adapter_matches_the_merged_gguf(family, project, make_run, ti
     reader = gguf.GGUFReader(adapter)
     assert reader.get_field("general.type").contents() == "adapter"
     assert reader.get_field("adapter.type").contents() == "lora"
-    assert reader.get_field("adapter.lora.alpha").contents() == 16.0
+    assert reader.get_field("adapter.lora.alpha").contents() == pytest.approx(16.0 * (8 ** 0.5 if rslora else 1))
     shapes = {t.name: tuple(int(n) for n in t.shape) for t in reader.tensors}  # GGUF order: columns first
     assert shapes["blk.0.attn_q.weight.lora_a"] == (256, 8) and shapes["blk.0.attn_q.weight.lora_b"] == (8, 256)
     assert shapes["blk.3.ffn_down.weight.lora_a"] == (512, 8) and shapes["blk.3.ffn_down.weight.lora_b"] == (8, 256)
@@ -65,7 +68,7 @@ def test_base_plus_adapter_matches_the_merged_gguf(family, project, make_run, ti
     base_diff, base_top1 = _compare(_logits(tiny_gguf(family, "f16"), token_ids), with_adapter)
     print(f"{family}: base+adapter vs merged F16 GGUF: max logit diff {diff:.4f}, top-1 {top1:.1%}; "
           f"base alone vs base+adapter: max logit diff {base_diff:.2f}, top-1 {base_top1:.1%}")
-    assert top1 == 1.0 and diff < 0.02
+    assert top1 == 1.0 and diff < 0.03  # F16 rounding of the merged weights (rsLoRA, larger updates: 0.017)
     assert base_diff > 0.5 and base_top1 < 0.5  # the adapter visibly changes the model
 
 
@@ -143,16 +146,8 @@ def test_adapter_settings_llama_cpp_cannot_express_are_refused(tmp_path, setting
     assert "merged GGUF" in raised.value.hint
 
 
-def test_rslora_scaling_travels_in_the_alpha(project, make_run, tmp_path):
-    import json
-
-    import gguf
-
+def test_rslora_scaling_travels_in_the_alpha():
     from doctune.core.export.lora_gguf import file_alpha
 
     assert file_alpha({"r": 16, "lora_alpha": 32, "use_rslora": True}) == pytest.approx(128.0)  # 128/16 = 32/√16
-    run_dir = make_run(project, "qwen2")
-    config = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())
-    out = write_lora_gguf(run_dir / "adapter", config["base_model_name_or_path"], tmp_path / "a.gguf",
-                          events=Events())
-    assert gguf.GGUFReader(out).get_field("adapter.lora.alpha").contents() == config["lora_alpha"]
+    assert file_alpha({"r": 16, "lora_alpha": 32}) == 32.0
