@@ -96,11 +96,16 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def ready_files(out_dir: str | os.PathLike) -> dict[str, Path]:
-    """Format → file for every file the manifest lists ready that is on disk at its recorded size
+    """Format → file for every file the folder's manifest lists ready that is on disk at its recorded size
     (and, for a LoRA adapter, whose base GGUF is still there)."""
+    return ready_in(out_dir, read_manifest(out_dir))
+
+
+def ready_in(out_dir: str | os.PathLike, manifest: dict[str, Any] | None) -> dict[str, Path]:
+    """``ready_files`` for a manifest already read (or just written) from ``out_dir``."""
     out_dir = Path(out_dir)
     found = {}
-    for fmt, entry in ((read_manifest(out_dir) or {}).get("files") or {}).items():
+    for fmt, entry in ((manifest or {}).get("files") or {}).items():
         if isinstance(entry, dict) and entry.get("ready") and entry.get("file"):
             path = out_dir / entry["file"]
             base = adapter_base(out_dir, entry)  # a LoRA adapter is usable only beside the base it was verified on
@@ -139,6 +144,6 @@ def latest_manifest(runs_dir: str | os.PathLike) -> Path | None:
 
 def latest_ready_file(runs_dir: str | os.PathLike, fmt: str) -> Path | None:
     """The ready file of ``fmt`` from the most recently finished export that has one."""
-    candidates = [(when, name, path) for when, name, folder, _manifest in _exports(runs_dir)
-                  if (path := ready_file(folder, fmt)) is not None]
+    candidates = [(when, name, path) for when, name, folder, manifest in _exports(runs_dir)
+                  if (path := ready_in(folder, manifest).get(fmt)) is not None]
     return max(candidates)[2] if candidates else None

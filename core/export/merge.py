@@ -69,12 +69,15 @@ def _saved_dtype(base_dir: Path, merge_dtype: str) -> str:
 
 
 def merge_run(run_dir: Path, out_dir: Path, *, merge_dtype: str = "auto", offline: bool = False,
-              events: Events | None = None, cancel: CancelToken | None = None) -> Path:
-    """Save the merged model of ``run_dir`` into ``out_dir`` (reused when already merged from the same adapter)."""
+              events: Events | None = None, cancel: CancelToken | None = None, base_dir: Path | None = None) -> Path:
+    """Save the merged model of ``run_dir`` into ``out_dir`` (reused when already merged from the same adapter).
+
+    ``base_dir``: the base student's folder when the caller has already located it (``base_folder``).
+    """
     events = (events or Events()).child("export.merge")
     cancel = cancel or CancelToken()
-    summary, config = read_run(run_dir)
-    base_dir = base_folder(summary, config, offline, events)
+    if base_dir is None:
+        base_dir = base_folder(*read_run(run_dir), offline, events)
     adapter_dir = run_dir / "adapter"
     fingerprint = adapter_fingerprint(adapter_dir, base_dir)
     if (out_dir / COMPLETE).is_file() and (out_dir / COMPLETE).read_text(encoding="utf-8") == fingerprint:

@@ -29,7 +29,7 @@ from doctune.core.export.lora_gguf import write_lora_gguf
 from doctune.core.export.quantize import normalise_format, quantize_gguf
 from doctune.core.export.verify import Reference, build_reference, summary_text, verify_gguf
 from doctune.core.fsio import atomic_write_json, atomic_write_text
-from doctune.core.runs import MANIFEST, read_manifest, ready_file  # noqa: F401 — public here too (readers shared with the window)
+from doctune.core.runs import MANIFEST, read_manifest, ready_file, ready_in  # noqa: F401 — public here too (readers shared with the window)
 
 MANIFEST_SCHEMA_VERSION = 1
 LORA = "lora"
@@ -126,7 +126,8 @@ def _export_locked(model_dir: Path, out_dir: Path, formats: list[str], stem: str
                    lora: LoraSource | None) -> dict[str, Any]:
     fingerprint = source_fingerprint(model_dir)
     manifest = _Manifest(out_dir, model_dir, fingerprint, formats, extra or {})
-    todo = [fmt for fmt in formats if ready_file(out_dir, fmt) is None]
+    ready = ready_in(out_dir, manifest.data)
+    todo = [fmt for fmt in formats if fmt not in ready]
     for fmt in formats:
         if fmt not in todo:
             events.log(f"{gguf_name(stem, fmt)} is already exported and verified; kept")
@@ -210,7 +211,7 @@ def _verify(path: Path, reference: Reference, fmt: str, settings: ExportSettings
 
 
 def require_ready(manifest: dict[str, Any], out_dir: Path, fmt: str) -> Path:
-    path = ready_file(out_dir, fmt)
+    path = ready_in(out_dir, manifest).get(fmt)
     if path is None:
         problems = manifest.get("files", {}).get(fmt, {}).get("verification", {}).get("problems", [])
         raise VerificationError(f"The {fmt} GGUF in {out_dir} did not pass verification"

@@ -18,7 +18,7 @@ from doctune.core.export.merge import base_folder, merge_run, read_run
 from doctune.core.export.modelfile import modelfile_text, usage_text
 from doctune.core.export.pipeline import LORA, LoraSource, export_folder, gguf_name, normalise_export_format
 from doctune.core.fsio import atomic_write_text
-from doctune.core.runs import adapter_base, ready_files
+from doctune.core.runs import adapter_base, ready_in
 
 PREFERRED_FOR_USE = ("q8_0", "q4_k_m", "f16")
 
@@ -79,7 +79,7 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
     settings = project.config.export
     formats = params.formats or list(dict.fromkeys(normalise_export_format(fmt) for fmt in settings.formats))
     run_dir = _choose_run(project, params.run_id)
-    read_run(run_dir)  # a clear error for an unfinished run before anything is written
+    summary, config = read_run(run_dir)  # a clear error for an unfinished run before anything is written
     events = events.child("export")
     if LORA in formats:
         formats = _expressible_formats(run_dir, formats, events)  # refused before any model loads
@@ -87,13 +87,15 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
     started = time.monotonic()
     with disk_errors("export folder", export_dir):
         export_dir.mkdir(parents=True, exist_ok=True)
-    merged = merge_run(run_dir, export_dir / "merged", merge_dtype=settings.merge_dtype,
-                       offline=project.config.privacy.offline, events=events, cancel=cancel)
+    base_dir = base_folder(summary, config, project.config.privacy.offline, events.child("export.merge"))
+    merged = merge_run(run_dir, export_dir / "merged", merge_dtype=settings.merge_dtype, events=events,
+                       cancel=cancel, base_dir=base_dir)
     stem = f"doctune-{run_dir.name}"
     with disk_errors("GGUF files", export_dir):
         manifest = export_folder(merged, export_dir, formats, stem=stem, settings=settings, events=events,
                                  cancel=cancel, extra={"kind": "tuned", "run_id": run_dir.name},
-                                 lora=_lora_source(project, run_dir, events, cancel) if LORA in formats else None)
+                                 lora=(_lora_source(project, run_dir, summary, config, base_dir, events, cancel)
+                                       if LORA in formats else None))
     ready = {fmt: bool(manifest["files"].get(fmt, {}).get("ready")) for fmt in formats}
     files = {fmt: export_dir / gguf_name(stem, fmt) for fmt in formats}
     modelfile, usage = _write_instructions(export_dir, merged, stem, manifest)
@@ -107,11 +109,9 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
                         modelfile=modelfile, usage=usage)
 
 
-def _lora_source(project, run_dir: Path, events: Events, cancel: CancelToken) -> LoraSource:
+def _lora_source(project, run_dir: Path, summary: dict, config: dict, base_dir: Path, events: Events,
+                 cancel: CancelToken) -> LoraSource:
     """The run's adapter and the base model it was trained on (whose F16 GGUF is cached like ``base_gguf``'s)."""
-    summary, config = read_run(run_dir)
-    offline = project.config.privacy.offline
-    base_dir = base_folder(summary, config, offline, events)
     student = config.get("student") or {}
     name = summary.get("base_model") or student.get("model") or str(base_dir)
 
@@ -138,7 +138,7 @@ def _expressible_formats(run_dir: Path, formats: list[str], events: Events) -> l
 def _write_instructions(export_dir: Path, merged: Path, stem: str, manifest: dict) -> tuple[Path | None, str]:
     """Modelfile and USAGE.txt for the best ready file in the folder (also from an earlier export) and the ready
     LoRA adapter; none when nothing there passed."""
-    ready = ready_files(export_dir)
+    ready = ready_in(export_dir, manifest)
     models = [fmt for fmt in ready if fmt != LORA]
     ordered = [fmt for fmt in PREFERRED_FOR_USE if fmt in models] + [f for f in models if f not in PREFERRED_FOR_USE]
     chosen = ready[ordered[0]] if ordered else None
