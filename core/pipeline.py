@@ -116,22 +116,19 @@ def _run_identity(config: dict[str, Any]) -> dict[str, Any]:
             "student": config.get("student"), "train": config.get("train")}
 
 
-def _runs_by_state(project) -> tuple[list[tuple[Path, dict]], list[tuple[Path, dict]]]:
-    """(complete runs, interrupted runs) with their configs, newest first (run ids begin with their start time).
-
-    Unusable runs (``core.runs.run_state``) and runs whose config cannot be read are left out: they can be
-    neither trusted as up to date nor resumed.
+def _interrupted_runs(project) -> list[tuple[Path, dict]]:
+    """Runs that can be resumed (``core.runs.run_state``), with their configs, newest first (run ids begin
+    with their start time). A run whose config cannot be read is left out: it cannot be resumed.
     """
     from doctune.core.fsio import read_json_or_none
-    from doctune.core.runs import COMPLETE, INTERRUPTED, run_folders, run_state
+    from doctune.core.runs import INTERRUPTED, run_folders, run_state
 
-    complete, interrupted = [], []
+    interrupted = []
     for run_dir in reversed(run_folders(project.runs_dir)):
-        state = run_state(run_dir)
-        config = read_json_or_none(run_dir / "config.json")
-        if state in (COMPLETE, INTERRUPTED) and isinstance(config, dict):
-            (complete if state == COMPLETE else interrupted).append((run_dir, config))
-    return complete, interrupted
+        config = read_json_or_none(run_dir / "config.json") if run_state(run_dir) == INTERRUPTED else None
+        if isinstance(config, dict):
+            interrupted.append((run_dir, config))
+    return interrupted
 
 
 def _up_to_date_run(project, wanted: dict[str, Any]) -> Path | None:
@@ -153,8 +150,8 @@ def step_train(project, params: PipelineParams, events: Events, cancel: CancelTo
     current = _up_to_date_run(project, wanted)
     if current is not None:
         return "skipped", f"run {current.name} is up to date"
-    _complete, interrupted = _runs_by_state(project)
-    resume = next((run_dir.name for run_dir, config in interrupted if _run_identity(config) == wanted), None)
+    resume = next((run_dir.name for run_dir, config in _interrupted_runs(project) if _run_identity(config) == wanted),
+                  None)
     result = _run_step("doctune.core.train", "TrainParams", events, cancel, project_dir=project.root, resume=resume)
     return "done", f"run {result.run_id}" + (" (resumed)" if resume else "")
 
@@ -165,8 +162,9 @@ def export_formats(project) -> list[str]:
     Without it, a project exporting only (say) f16 while chatting in q8_0 would have its newest run skipped
     by the evaluation, or scored with an older run's q8_0 file.
     """
+    normalise = _public("doctune.core.export.pipeline", "normalise_export_format")
     formats = [*project.config.export.formats, project.config.rag.gguf_format]
-    return list(dict.fromkeys(fmt.strip().lower() for fmt in formats))
+    return list(dict.fromkeys(normalise(fmt) for fmt in formats))
 
 
 def step_export(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:

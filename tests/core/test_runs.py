@@ -78,11 +78,11 @@ def test_each_run_has_one_state_that_every_part_uses(project):
         "d-no-adapter": runs.UNUSABLE, "e-torn": runs.UNUSABLE, "f-no-config": runs.UNUSABLE,
     }
 
-    from doctune.core.pipeline import _runs_by_state
+    from doctune.core.pipeline import _interrupted_runs
 
-    complete, interrupted = _runs_by_state(project)  # what `doctune run` may skip on, or resume
-    assert [run_dir.name for run_dir, _config in complete] == ["a-complete"]
-    assert [run_dir.name for run_dir, _config in interrupted] == ["c-cancelled", "b-interrupted"]
+    # what `doctune run` may skip on, or resume
+    assert runs.latest_complete_run(project) == states["a-complete"]
+    assert [run_dir.name for run_dir, _config in _interrupted_runs(project)] == ["c-cancelled", "b-interrupted"]
 
 
 def test_no_runs_folder_means_no_run(tmp_path):
