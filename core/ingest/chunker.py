@@ -238,25 +238,24 @@ def _natural_cut(text: str, spans: list[tuple[int, int]], earliest: int, latest:
 
     ``latest`` must be below ``len(spans)`` (a cut always leaves a span after it).
     """
-    earliest = max(earliest, 1)
-    for index in range(latest, earliest - 1, -1):
-        if text[spans[index - 1][1] - 1] in _SENTENCE_ENDS:
-            return index
-    for index in range(latest, earliest - 1, -1):
-        if spans[index][0] > spans[index - 1][1]:  # whitespace between: a word starts here
-            return index
-    return latest
+    return _first_boundary(text, spans, range(latest, max(earliest, 1) - 1, -1), default=latest)
 
 
 def _natural_start(text: str, spans: list[tuple[int, int]], earliest: int, latest: int) -> int:
     """The earliest span index in [earliest, latest) that starts a sentence, else a word, else ``earliest``."""
-    for index in range(earliest, latest):
+    return _first_boundary(text, spans, range(earliest, latest), default=earliest)
+
+
+def _first_boundary(text: str, spans: list[tuple[int, int]], candidates: range, default: int) -> int:
+    """The first span index in ``candidates`` that follows a sentence end, else the first that starts a word
+    (whitespace before it), else ``default``. Every candidate is at least 1 and below ``len(spans)``."""
+    for index in candidates:
         if text[spans[index - 1][1] - 1] in _SENTENCE_ENDS:
             return index
-    for index in range(earliest, latest):
+    for index in candidates:
         if spans[index][0] > spans[index - 1][1]:
             return index
-    return earliest
+    return default
 
 
 def _split_trailing_headings(units: list[_Unit]) -> tuple[list[_Unit], list[_Unit]]:
