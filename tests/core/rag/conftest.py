@@ -4,7 +4,8 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from rag_helpers import index, ingest
+from project_helpers import ingest
+from rag_helpers import index
 
 from doctune.core.resources import resource_path
 

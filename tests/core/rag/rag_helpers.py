@@ -6,12 +6,6 @@ from pathlib import Path
 from doctune.core.events import CancelToken, Events, RecordingSink
 
 
-def ingest(project, paths, **options) -> None:
-    from doctune.core.ingest import IngestParams, run
-
-    run(IngestParams(project_dir=project.root, paths=list(paths), **options), events=Events(), cancel=CancelToken())
-
-
 def index(project, **options):
     from doctune.core.rag import IndexParams, run
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from rag_helpers import index, ingest, write_docs
+from project_helpers import ingest
+from rag_helpers import index, write_docs
 
 from doctune.core.cli import main
 from doctune.core.rag import IndexMissing, IndexStale, NothingToIndex, Retriever

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from rag_helpers import index, ingest, write_docs
+from project_helpers import ingest
+from rag_helpers import index, write_docs
 
 from doctune.core.rag import IndexStale, Retriever
 from doctune.core.rag.embedder import BUNDLED, load_embedder

@@ -6,13 +6,6 @@ from pathlib import Path
 SAMPLE_DOCS = Path(__file__).parents[3] / "resources" / "sample" / "docs"
 
 
-def ingest(project, files: list[Path]) -> None:
-    from doctune.core.events import CancelToken, Events
-    from doctune.core.ingest import IngestParams, run
-
-    run(IngestParams(project_dir=project.root, paths=files), events=Events(), cancel=CancelToken())
-
-
 def sample_docs(count: int) -> list[Path]:
     return sorted(SAMPLE_DOCS.glob("*.md"))[:count]
 

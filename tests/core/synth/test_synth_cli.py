@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from synth_helpers import ingest, sample_docs, use_endpoint
+from project_helpers import ingest
+from synth_helpers import sample_docs, use_endpoint
 
 from doctune.core.items import items_path, load_training_items
 from doctune.core.project import Project

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import time
 
-from synth_helpers import ingest, sample_docs, use_endpoint
+from project_helpers import ingest
+from synth_helpers import sample_docs, use_endpoint
 
 from doctune.core.events import CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_jsonl

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from synth_helpers import ingest, sample_docs
+from project_helpers import ingest
+from synth_helpers import sample_docs
 
 from doctune.core.events import CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_jsonl

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import pytest
-from synth_helpers import ingest, sample_docs, use_endpoint
+from project_helpers import ingest
+from synth_helpers import sample_docs, use_endpoint
 from llama_server import llama_server
 
 from doctune.core.events import CancelToken, Events

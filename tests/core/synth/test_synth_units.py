@@ -3,7 +3,8 @@ from __future__ import annotations
 
 
 import pytest
-from synth_helpers import ingest, sample_docs, use_endpoint
+from project_helpers import ingest
+from synth_helpers import sample_docs, use_endpoint
 
 from doctune.core.config import SynthSettings
 from doctune.core.events import Cancelled, CancelToken, Events, RecordingSink
