@@ -10,7 +10,7 @@ import errno
 from abc import ABC
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 class UserError(Exception, ABC):
@@ -32,19 +32,72 @@ def _register_known() -> None:
 _register_known()
 
 
+DISK_FULL_TEXTS = ("No space left on device", "StorageFull", "Disk quota exceeded", "os error 28",
+                   "QuotaExceeded")
+MB = 1_000_000
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """A write that failed for want of space: an ``OSError`` (ENOSPC, EDQUOT), or a library's own error type
+    carrying it (safetensors, torch, LanceDB say so only in their message)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(text in str(exc) for text in DISK_FULL_TEXTS)
+
+
 def write_failure_reason(exc: OSError) -> str:
     """Plain words for why a write failed."""
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if is_disk_full(exc):
         return "the disk is full"
     if exc.errno in (errno.EEXIST, errno.ENOTDIR):
         return "a file is in the way of a folder"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"the folder cannot be written ({exc.strerror})"
     return exc.strerror or str(exc)
 
 
+def free_bytes(folder: Path) -> int | None:
+    """Free space on the disk of ``folder`` (its nearest existing parent), or None when unknown."""
+    import shutil
+
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def disk_full_message(folder: Path, need_bytes: int | None = None) -> str:
+    """"the disk is full at FOLDER; free N MB and re-run": N is what the write still lacks (at least 1 MB)."""
+    if not need_bytes:
+        return f"the disk is full at {folder}; free some space and re-run"
+    lacking = need_bytes - (free_bytes(folder) or 0)
+    return f"the disk is full at {folder}; free {max(1, -(-int(lacking * 1.1) // MB))} MB and re-run"
+
+
 @contextmanager
-def disk_errors(what: str, folder: Path, error_type: type[UserError], hint: str) -> Iterator[None]:
-    """Turn a failed write (disk full, permissions, a file in the way) into ``error_type`` naming the folder."""
+def disk_errors(what: str, folder: Path, error_type: type[UserError], hint: str,
+                need_bytes: Callable[[], int | None] | None = None) -> Iterator[None]:
+    """Turn a failed write (disk full, permissions, a file in the way) into ``error_type`` naming the folder.
+
+    ``need_bytes``: how much the write needs in all, for the "free N MB" of a full disk (asked only then)."""
     try:
         yield
-    except OSError as exc:
-        raise error_type(f"Could not write the {what} in {folder}: {write_failure_reason(exc)}.", hint) from None
+    except UserError:
+        raise
+    except Exception as exc:
+        if is_disk_full(exc):
+            need = _quietly(need_bytes)
+            raise error_type(f"Could not write the {what}: {disk_full_message(folder, need)}.", hint) from None
+        if isinstance(exc, OSError):
+            raise error_type(f"Could not write the {what} in {folder}: {write_failure_reason(exc)}.", hint) from None
+        raise
+
+
+def _quietly(need_bytes: Callable[[], int | None] | None) -> int | None:
+    try:
+        return need_bytes() if need_bytes is not None else None
+    except Exception:  # the size is a courtesy; never hide the disk-full error behind another
+        return None

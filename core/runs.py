@@ -16,6 +16,7 @@ a project changes.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,35 @@ SUMMARY = "summary.json"
 ADAPTER_DIR = "adapter"
 EXPORT_DIR = "export"
 MANIFEST = "manifest.json"
+# A run id is one plain folder name: letters, digits, '-', '_' and '.', starting with a letter or digit. It can
+# name no other folder ('..', '/', an absolute path) and break no generated file (quotes, spaces, new lines).
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+class RunIdError(ValueError):
+    """A run id that is not a plain folder name under the project's ``runs/``."""
+
+
+def is_valid_run_id(run_id: str) -> bool:
+    return isinstance(run_id, str) and RUN_ID.fullmatch(run_id) is not None
+
+
+def check_run_id(run_id: str) -> str:
+    """``run_id`` itself when it is a valid run id, else ``RunIdError`` saying what a run id may hold."""
+    if not is_valid_run_id(run_id):
+        raise RunIdError(f"'{run_id}' is not a run id: a run id is the name of a folder under the project's runs/ "
+                         "(letters, digits, '-', '_' and '.'; no paths, spaces or quotes)")
+    return run_id
+
+
+def run_dir_of(runs_dir: str | os.PathLike, run_id: str) -> Path:
+    """The folder of run ``run_id`` inside ``runs_dir``: ``RunIdError`` for anything but a valid run id, and for a
+    run folder that is a link leading out of ``runs_dir``."""
+    folder = Path(runs_dir) / check_run_id(run_id)
+    if folder.is_symlink() and not folder.resolve().is_relative_to(Path(runs_dir).resolve()):
+        raise RunIdError(f"The run folder {folder} is a link to {folder.resolve()}, outside the project's runs/; "
+                         "only runs inside the project are used")
+    return folder
 
 
 def _document(path: Path) -> dict[str, Any] | None:
@@ -37,9 +67,12 @@ def _time(value: Any) -> float:
 
 
 def run_folders(runs_dir: str | os.PathLike) -> list[Path]:
-    """Every run folder under ``runs_dir`` (sorted by name; none when it does not exist)."""
+    """Every run folder under ``runs_dir`` whose name is a valid run id (sorted by name; none when it does not
+    exist). A folder with another name is not a run: nothing lists, exports or resumes it."""
     folder = Path(runs_dir)
-    return sorted(path for path in folder.iterdir() if path.is_dir()) if folder.is_dir() else []
+    if not folder.is_dir():
+        return []
+    return sorted(path for path in folder.iterdir() if is_valid_run_id(path.name) and path.is_dir())
 
 
 def read_summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from doctune.core.train.device import Placement, check_qlora, choose_placement
 from doctune.core.train.errors import TrainError
 from doctune.core.train.params import TrainParams, TrainResult, resolve_settings
 from doctune.core.train.replay import replay_items
-from doctune.core.train.student import resolve_student
+from doctune.core.train.student import resolve_student, trusted_now
 
 EMBEDDING_MODULES = ["embed_tokens", "lm_head"]
 
@@ -126,15 +126,23 @@ def _load_items(project: Project, items_file: Path | None, events: Events) -> li
 def _settings(project: Project, params: TrainParams) -> tuple[StudentSettings, TrainSettings, str, Path | None]:
     """Settings, run id and items file: from the project and overrides, or from the run being resumed."""
     if params.resume:
-        saved = runs.read_run_config(project.runs_dir / params.resume)
-        if (runs.read_summary(project.runs_dir / params.resume) or {}).get("status") == "complete":
+        run_dir = runs.resume_dir(project, params.resume)
+        saved = runs.read_run_config(run_dir)
+        if (runs.read_summary(run_dir) or {}).get("status") == "complete":
             raise TrainError(f"Run {params.resume} is already complete; there is nothing to resume.",
                              "Start a new run with 'doctune train'.")
         items_file = Path(saved["items_file"]) if saved.get("items_file") else None
-        return (StudentSettings.model_validate(saved["student"]), TrainSettings.model_validate(saved["train"]),
-                params.resume, items_file)
+        student = _trusted_as_now(StudentSettings.model_validate(saved["student"]), project.config.student)
+        return student, TrainSettings.model_validate(saved["train"]), params.resume, items_file
     student, train = resolve_settings(project.config.student, project.config.train, params)
     return student, train, runs.new_run_id(), params.items_file.resolve() if params.items_file else None
+
+
+def _trusted_as_now(saved: StudentSettings, current: StudentSettings) -> StudentSettings:
+    """The resumed run's student, trusted to run its own code only when the user's current settings trust this
+    very student: a run folder's config.json is a file in the project (copied, downloaded, crafted), never the
+    user's consent."""
+    return saved.model_copy(update={"trust_remote_code": trusted_now(saved.model, saved.revision, current)})
 
 
 # ----- model -------------------------------------------------------------------
@@ -302,6 +310,8 @@ def run(params: TrainParams, *, events: Events, cancel: CancelToken) -> TrainRes
     events = events.child("train") if dist.main else Events()
     project = Project.open(params.project_dir)
     student, train, run_id, items_file = _settings(project, params)
+    if dist.main and not params.resume:
+        _mention_interrupted(project, events)
     placement = choose_placement(train.device, train.dtype, dist.local_rank)
     if train.qlora:
         check_qlora(placement)
@@ -320,6 +330,20 @@ def run(params: TrainParams, *, events: Events, cancel: CancelToken) -> TrainRes
         return _steps(setup, _prepare(setup))
     finally:
         dist.stop()
+
+
+def _mention_interrupted(project: Project, events: Events) -> None:
+    """A new run beside interrupted ones: say which could be resumed instead, and how."""
+    from doctune.core.runs import INTERRUPTED, run_folders, run_state
+
+    for run_dir in run_folders(project.runs_dir):
+        if run_state(run_dir) != INTERRUPTED:
+            continue
+        checkpoint = runs.latest_checkpoint(run_dir)
+        where = f"at step {int(checkpoint.name.split('-')[-1])}" if checkpoint is not None else "before its first checkpoint"
+        events.warning(f"Run {run_dir.name} was interrupted {where}; this starts a new run beside it. To continue "
+                       f"it instead, stop this one and run: doctune train --resume {run_dir.name}",
+                       run_id=run_dir.name, interrupted=True)
 
 
 def _replay(setup: Setup, model, tokenizer) -> list[TrainingItem]:
@@ -416,7 +440,7 @@ def _optimizer_step(session: Session, max_grad_norm: float) -> None:
 
 def _checkpoint(setup: Setup, session: Session, step: int) -> None:
     if setup.dist.main:
-        with runs.disk_errors("checkpoint", setup.run_dir):
+        with runs.disk_errors("checkpoint", setup.run_dir, session.model):
             runs.save_checkpoint(setup.run_dir, step, session.model, session.optimizer, session.scheduler,
                                  session.scaler)
         setup.events.log(f"Checkpoint saved at step {step}")
@@ -455,7 +479,8 @@ def _steps(setup: Setup, session: Session) -> TrainResult:
                       "tokens_per_s": round(tokens_seen / elapsed, 1) if elapsed > 0 else 0.0,
                       "eta_s": round(eta, 1), "tokens": tokens_seen}
             if metrics:
-                metrics.append({"schema_version": runs.RUN_SCHEMA_VERSION, "time": time.time(), **record})
+                with runs.disk_errors("training metrics", setup.run_dir, session.model):
+                    metrics.append({"schema_version": runs.RUN_SCHEMA_VERSION, "time": time.time(), **record})
             events.metric(**record)
             tracker.update(step + 1, message=f"loss {loss:.4f}")
             if (step + 1) % setup.train.checkpoint_every == 0 and step + 1 < total:
@@ -474,7 +499,7 @@ def _steps(setup: Setup, session: Session) -> TrainResult:
 def _finish(setup: Setup, session: Session, loss: float, tokens: int, seconds: float) -> None:
     """Write the adapter, then the summary that marks the run complete."""
     if setup.dist.main:
-        with runs.disk_errors("adapter", setup.run_dir):
+        with runs.disk_errors("adapter", setup.run_dir, session.model):
             runs.save_adapter(setup.run_dir, session.model, session.tokenizer)
             runs.write_summary(setup.run_dir, {
                 "status": "complete", "run_id": setup.run_id, "base_model": setup.student.model,

@@ -15,6 +15,7 @@ as the latest valid one.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -27,7 +28,7 @@ from typing import Any
 
 from doctune.core.errors import disk_errors as write_errors
 from doctune.core.fsio import atomic_write_json, read_json
-from doctune.core.runs import SUMMARY, latest_complete_run, read_summary  # noqa: F401 — public here too
+from doctune.core.runs import SUMMARY, RunIdError, latest_complete_run, read_summary, run_dir_of  # noqa: F401
 from doctune.core.train.errors import TrainError
 
 RUN_SCHEMA_VERSION = 1
@@ -62,11 +63,18 @@ def ensure_writable(folder: Path) -> None:
                          "Check the folder's permissions and free disk space.") from None
 
 
-def disk_errors(what: str, folder: Path):
-    """Turn a failed write (disk full, permissions) into a ``TrainError`` naming the folder."""
+def disk_errors(what: str, folder: Path, model=None):
+    """Turn a failed write (disk full, permissions) into a ``TrainError`` naming the folder (and, with ``model``,
+    how much a checkpoint of it needs)."""
     return write_errors(what, folder, TrainError,
                         "Free some disk space (or fix the folder's permissions), then continue with "
-                        f"doctune train --resume {folder.name}; the last good checkpoint is kept.")
+                        f"doctune train --resume {folder.name}; the last good checkpoint is kept.",
+                        need_bytes=(lambda: checkpoint_bytes(model)) if model is not None else None)
+
+
+def checkpoint_bytes(model) -> int:
+    """About what one checkpoint of ``model`` takes: its trainable weights and AdamW's two moments (fp32)."""
+    return 3 * 4 * sum(param.numel() for param in model.parameters() if param.requires_grad) + (1 << 20)
 
 
 # ----- checkpoints --------------------------------------------------------------------
@@ -110,9 +118,13 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, scale
     try:
         tmp.mkdir()
         save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
+        state = io.BytesIO()  # serialised in memory, written as a plain file: a full disk is an OSError (ENOSPC)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_state()},
-                   tmp / "state.pt")
+                    "scaler": scaler.state_dict() if scaler is not None else None, "rng": rng_state()}, state)
+        with open(tmp / "state.pt", "wb") as handle:
+            handle.write(state.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
         atomic_write_json(tmp / "step.json", {"schema_version": RUN_SCHEMA_VERSION, "step": step})
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -160,13 +172,34 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, scaler=None) -> i
     with torch.no_grad():
         for name, value in weights.items():
             params[name].copy_(value.to(params[name].device, params[name].dtype))
-    state = torch.load(folder / "state.pt", map_location="cpu", weights_only=False)
+    state = _training_state(folder / "state.pt")
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     restore_rng(state["rng"])
     return int(read_json(folder / "step.json")["step"])
+
+
+def _training_state(path: Path) -> dict[str, Any]:
+    """Optimizer, scheduler, scaler and RNG state from ``path``, unpickled with torch's weights-only loader:
+    tensors, numbers, strings and containers only, so a crafted checkpoint cannot run code."""
+    import pickle
+
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainError(f"The checkpoint state {path} cannot be loaded safely ({first}); it holds more than plain "
+                         "training state (numbers and tensors), or it is damaged.",
+                         "Delete that checkpoint folder to resume from an earlier one, or start a new run with "
+                         "'doctune train'.") from None
+    if not isinstance(state, dict) or not {"optimizer", "scheduler", "rng"} <= set(state):
+        raise TrainError(f"The checkpoint state {path} is not a DocTune training state.",
+                         "Delete that checkpoint folder, or start a new run with 'doctune train'.")
+    return state
 
 
 def save_adapter(run_dir: Path, model, tokenizer) -> Path:
@@ -187,6 +220,14 @@ def save_adapter(run_dir: Path, model, tokenizer) -> Path:
 
 def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     atomic_write_json(run_dir / SUMMARY, {"schema_version": RUN_SCHEMA_VERSION, **summary})
+
+
+def resume_dir(project, run_id: str) -> Path:
+    """The folder of the run to resume, inside the project's runs/ only."""
+    try:
+        return run_dir_of(project.runs_dir, run_id)
+    except RunIdError as exc:
+        raise TrainError(f"Cannot resume: {exc}.", "Pass the name of a folder under runs/ to --resume.") from None
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:

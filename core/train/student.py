@@ -52,6 +52,13 @@ def _download(repo_id: str, revision: str, offline: bool, events: Events) -> Pat
     return Path(folder)
 
 
+def trusted_now(model: str, revision: str, current) -> bool:
+    """Whether the student ``model`` at ``revision``, named by a run folder's files, may run its own code: only
+    when the user's current settings (``current``, the project's [student]) trust that very student. A file in
+    the project (a run's config.json: copied, downloaded, crafted) is never the user's consent."""
+    return bool(current.trust_remote_code) and (model, revision or "") == (current.model, current.revision or "")
+
+
 def check_student_folder(folder: Path, trust_remote_code: bool = False) -> None:
     """Raise ``TrainError`` unless ``folder`` holds a causal LM with safetensors weights."""
     from transformers import AutoConfig

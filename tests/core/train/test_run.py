@@ -193,3 +193,33 @@ def test_gradient_checkpointing_gives_the_same_losses(student_project, qa_items_
     _train(student_project, qa_items_file, recomputed, max_steps=2, gradient_checkpointing=True)
     assert [m["loss"] for m in recomputed.of("metric")] == pytest.approx([m["loss"] for m in plain.of("metric")],
                                                                          abs=1e-4)
+
+
+def test_a_new_run_beside_an_interrupted_one_says_how_to_resume_it(student_project, qa_items_file):
+    cancel = CancelToken()
+    watch, _ = _cancel_after(3, cancel)
+    with pytest.raises(Cancelled):
+        run(TrainParams(project_dir=student_project.root, items_file=qa_items_file, train=FAST),
+            events=Events(watch), cancel=cancel)
+    interrupted = _only_run(student_project).name
+    sink = RecordingSink()
+    _train(student_project, qa_items_file, sink, max_steps=1)
+    mentions = [w for w in sink.of("warning") if w.get("run_id") == interrupted]
+    assert len(mentions) == 1 and "interrupted at step 3" in mentions[0]["message"]
+    assert f"doctune train --resume {interrupted}" in mentions[0]["message"]
+
+
+def test_a_really_full_disk_is_a_clear_error_naming_the_space_to_free(tmp_path, tiny_model, qa_items_file):
+    from small_disk import fill, small_disk
+
+    from doctune.core.project import Project
+
+    with small_disk(tmp_path / "disk", size_kb=30_000) as disk:
+        project = Project.create(disk / "p")
+        project.config.student.model = str(tiny_model("qwen2"))
+        project.config.train.replay_fraction = 0.0
+        project.save()
+        fill(disk, leave_bytes=200_000)
+        with pytest.raises(TrainError, match=r"the disk is full at .*; free \d+ MB and re-run") as caught:
+            _train(project, qa_items_file)
+        assert "--resume" in str(caught.value)
