@@ -60,10 +60,9 @@ class CommandContext:
 
     def print(self, *objects: Any, **kwargs: Any) -> None:
         """Human output: stdout normally, stderr when stdout carries events."""
-        from doctune.core.console import stdout_console
-        from rich.console import Console
+        from doctune.core.console import stderr_console, stdout_console
 
-        console = Console(stderr=True, highlight=False) if self.jsonl else stdout_console()
+        console = stderr_console() if self.jsonl else stdout_console()
         console.print(*objects, **kwargs)
 
 

@@ -18,7 +18,7 @@ class HumanSink:
     """Shows ``progress`` as bars (one per stage) and other events as lines."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True, highlight=False)
+        self.console = console or stderr_console()
         self._progress: Progress | None = None
         self._tasks: dict[str, Any] = {}
 
@@ -43,7 +43,7 @@ class HumanSink:
             self._show_progress(event)
         elif kind == "metric":
             values = ", ".join(f"{k}={_fmt(v)}" for k, v in event.items() if k not in ("event", "stage", "time"))
-            self.console.print(f"[dim]{event['stage']}: {values}[/dim]")
+            self.console.print(f"{event['stage']}: {values}", style="dim", markup=False)
         elif kind == "log":
             self.console.print(event["message"], markup=False)
         elif kind == "warning":
@@ -54,7 +54,7 @@ class HumanSink:
             self.close()
             if event.get("message"):
                 style = "green" if kind == "done" else "yellow"
-                self.console.print(f"[{style}]{event['message']}[/{style}]")
+                self.console.print(str(event["message"]), style=style, markup=False)
 
     def _show_progress(self, event: Event) -> None:
         bars = self._bars()
@@ -87,4 +87,10 @@ def _with_hint(event: Event) -> str:
 
 
 def stdout_console() -> Console:
+    """Text a person or a program reads: never wrapped (a wrapped path or message cannot be searched for)."""
     return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+
+
+def stderr_console() -> Console:
+    """Messages, warnings and progress: never wrapped either, whatever the width of a terminal or its absence."""
+    return Console(stderr=True, highlight=False, soft_wrap=True)
