@@ -5,8 +5,10 @@ a random ~100M-parameter Llama-style model with the same tokenizer. For each:
 seconds to write the F16 GGUF and to quantize it to Q8_0 and Q4_K_M, and the
 file sizes. For the 100M model also the generation speed (greedy, same prompt,
 same number of new tokens, one thread each) of the Q8_0 and Q4_K_M files through
-llama.cpp and of the Hugging Face model through transformers ``generate``.
-The last line printed is one JSON object with the figures, the ratios and the
+llama.cpp and of the Hugging Face model through transformers ``generate``,
+and the same quantized files with llama.cpp's extra (repacking) buffer types
+turned off: what the workaround for AMX processors (``core/llamacpp.py``)
+costs where it applies. The last line printed is one JSON object with the figures, the ratios and the
 target (llama.cpp Q8_0 at least 3x transformers on CPU).
 """
 from __future__ import annotations
@@ -66,11 +68,24 @@ def export_times(model_dir: Path, work: Path) -> dict:
     return figures
 
 
-def llama_cpp_generator(path: Path):
-    """A function that generates ``NEW_TOKENS`` greedy tokens with llama.cpp (EOS does not stop it)."""
-    import llama_cpp
+def llama_cpp_generator(path: Path, extra_buffers: bool | None = None):
+    """A function that generates ``NEW_TOKENS`` greedy tokens with llama.cpp (EOS does not stop it).
 
-    llm = llama_cpp.Llama(str(path), n_ctx=512, n_threads=THREADS, n_threads_batch=THREADS, verbose=False, seed=0)
+    ``extra_buffers`` forces llama.cpp's extra buffer types on or off (None: this machine's setting).
+    """
+    import os
+
+    from doctune.core.llamacpp import EXTRA_BUFFERS_ENV, load_llama
+
+    saved = os.environ.pop(EXTRA_BUFFERS_ENV, None)
+    if extra_buffers is not None:
+        os.environ[EXTRA_BUFFERS_ENV] = "1" if extra_buffers else "0"
+    try:
+        llm = load_llama(path, n_ctx=512, n_threads=THREADS, n_threads_batch=THREADS, seed=0)
+    finally:
+        os.environ.pop(EXTRA_BUFFERS_ENV, None)
+        if saved is not None:
+            os.environ[EXTRA_BUFFERS_ENV] = saved
     prompt = llm.tokenize(PROMPT.encode())
 
     def generate() -> None:
@@ -112,6 +127,7 @@ def tokens_per_s(generators: dict, rounds: int = 3) -> dict[str, float]:
 
 
 def main() -> dict:
+    from doctune.core.llamacpp import extra_buffers_allowed, system_info
     from doctune.core.tiny import ensure_tiny_model
 
     tiny = ensure_tiny_model("llama", REPO / "tests" / ".artifacts" / "tiny")
@@ -124,6 +140,8 @@ def main() -> dict:
         speed = tokens_per_s({
             "llama_cpp_q8_0": llama_cpp_generator(work / "random-100m-q8_0.gguf"),
             "llama_cpp_q4_k_m": llama_cpp_generator(work / "random-100m-q4_k_m.gguf"),
+            "llama_cpp_q8_0_no_extra_buffers": llama_cpp_generator(work / "random-100m-q8_0.gguf", False),
+            "llama_cpp_q4_k_m_no_extra_buffers": llama_cpp_generator(work / "random-100m-q4_k_m.gguf", False),
             "transformers_fp32": transformers_generator(big),
         })
     ratio_q8 = speed["llama_cpp_q8_0"] / speed["transformers_fp32"]
@@ -136,6 +154,11 @@ def main() -> dict:
         "baseline": "transformers generate (fp32, CPU) of the same model, same prompt and length",
         "ratio_q8_0_vs_transformers": round(ratio_q8, 2),
         "ratio_q4_k_m_vs_transformers": round(ratio_q4, 2),
+        "extra_buffers_on_this_machine": extra_buffers_allowed(),
+        "cost_of_no_extra_buffers": {
+            fmt: round(1 - speed[f"llama_cpp_{fmt}_no_extra_buffers"] / speed[f"llama_cpp_{fmt}"], 3)
+            for fmt in ("q8_0", "q4_k_m")},
+        "llama_cpp_system_info": system_info(),
         "target_ratio_q8_0": TARGET_RATIO,
         "meets_target": ratio_q8 >= TARGET_RATIO,
     }

@@ -3,4 +3,5 @@ import sys
 
 from doctune.core.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not when a model's child process (core.isolation) imports it
+    sys.exit(main())

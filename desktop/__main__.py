@@ -7,6 +7,9 @@ import sys
 
 
 def main() -> int:
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # a packaged app's model processes (core.isolation) start through here
     if len(sys.argv) > 1 and sys.argv[1] == "--cli":
         from doctune.core.cli import main as cli_main
 

@@ -69,6 +69,7 @@ class ChatWorker(QRunnable):
 
     def run(self) -> None:
         from doctune.core.errors import UserError
+        from doctune.core.isolation import ChildCrashed
 
         try:
             system = self.session.open(self.signals.note.emit)
@@ -79,6 +80,9 @@ class ChatWorker(QRunnable):
             self.session.history += [{"role": "user", "content": self.question},
                                      {"role": "assistant", "content": answer.text if answer else ""}]
             self.signals.answered.emit(answer)
+        except ChildCrashed as exc:  # the model's process died; the next question starts a fresh one
+            self.session.close()
+            self.signals.failed.emit(str(exc), getattr(exc, "hint", "") or "")
         except UserError as exc:
             self.signals.failed.emit(str(exc), getattr(exc, "hint", "") or "")
         except Exception as exc:  # noqa: BLE001 — shown to the user with its detail, never swallowed

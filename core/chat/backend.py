@@ -71,14 +71,14 @@ class LlamaBackend:
     def __init__(self, path: Path, *, n_ctx: int = 4096, n_gpu_layers: int = -1, seed: int = 0) -> None:
         self.path = check_gguf_file(path)
         import llama_cpp
-        from llama_cpp import Llama
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        from doctune.core.llamacpp import load_llama
 
         trained = trained_context_length(self.path)
         try:
-            self.llm = Llama(
-                model_path=str(self.path), n_ctx=min(n_ctx, trained) if trained else n_ctx, n_gpu_layers=n_gpu_layers,
-                seed=seed, verbose=False,
+            self.llm = load_llama(
+                self.path, n_ctx=min(n_ctx, trained) if trained else n_ctx, n_gpu_layers=n_gpu_layers, seed=seed,
             )
         except (ValueError, RuntimeError, OSError) as exc:
             raise _unloadable(self.path, exc) from None
@@ -89,6 +89,9 @@ class LlamaBackend:
         self.bos_id = self.llm.token_bos()
         template = self.llm.metadata.get("tokenizer.chat_template") or CHATML
         self.formatter = Jinja2ChatFormatter(template, eos_token=self.eos_text, bos_token=self._token_text(self.bos_id))
+
+    def context_size(self) -> int:
+        return self.n_ctx
 
     def _token_text(self, token: int) -> str:
         if token is None or token < 0:
@@ -196,3 +199,64 @@ class LlamaBackend:
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max()
     return shifted - np.log(np.exp(shifted).sum())
+
+
+class ProcessBackend:
+    """A :class:`LlamaBackend` in a child process (``core.isolation``), with the same methods.
+
+    A crash of llama.cpp ends only the child: the call in progress raises
+    ``ChildCrashed`` naming the file, and this process (the window, a step) goes on.
+    """
+
+    def __init__(self, path: Path, *, n_ctx: int = 4096, n_gpu_layers: int = -1, seed: int = 0,
+                 cancel: CancelToken | None = None) -> None:
+        from doctune.core.isolation import ChildObject
+
+        self.path = check_gguf_file(path)
+        self._child = ChildObject(LlamaBackend, self.path, label=self.path, doing="answering with this model",
+                                  cancel=cancel, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, seed=seed)
+        self.n_ctx = self._child.call("context_size")
+
+    @property
+    def pid(self) -> int | None:
+        """The child process's id (tests kill it to check that a crash is contained)."""
+        return self._child.pid
+
+    def render(self, messages: Sequence[dict]) -> str:
+        return self._child.call("render", list(messages))
+
+    def tokenize_prompt(self, messages: Sequence[dict]) -> list[int]:
+        return self._child.call("tokenize_prompt", list(messages))
+
+    def count_messages(self, messages: Sequence[dict]) -> int:
+        return self._child.call("count_messages", list(messages))
+
+    def text_tokens(self, text: str) -> list[int]:
+        return self._child.call("text_tokens", text)
+
+    def count_text(self, text: str) -> int:
+        return self._child.call("count_text", text)
+
+    def truncate_text(self, text: str, n_tokens: int) -> str:
+        return self._child.call("truncate_text", text, n_tokens)
+
+    def stream(
+        self, prompt_tokens: list[int], *, max_tokens: int, temperature: float = 0.0, cancel: CancelToken | None = None
+    ) -> Iterator[tuple[str, int]]:
+        """As ``LlamaBackend.stream``; ``cancel`` stops the child's generation after its current token."""
+        return self._child.iterate("stream", prompt_tokens, max_tokens=max_tokens, temperature=temperature,
+                                   cancel=cancel)
+
+    def continuation_logprob(self, prompt_tokens: list[int], continuation: list[int]) -> float:
+        return self._child.call("continuation_logprob", prompt_tokens, continuation)
+
+    def close(self) -> None:
+        self._child.close()
+
+
+def open_backend(path: Path, *, n_ctx: int = 4096, n_gpu_layers: int = -1, seed: int = 0, isolated: bool = True,
+                 cancel: CancelToken | None = None) -> "LlamaBackend | ProcessBackend":
+    """The model behind ``path``: in a child process (the default: a llama.cpp crash stays there) or in this one."""
+    if isolated:
+        return ProcessBackend(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, seed=seed, cancel=cancel)
+    return LlamaBackend(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, seed=seed)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
-from doctune.core.chat.backend import LlamaBackend, check_gguf_file
+from doctune.core.chat.backend import LlamaBackend, ProcessBackend, check_gguf_file, open_backend
 from doctune.core.chat.prompt import Counter, Message, Prompt, assemble, cited_numbers
 from doctune.core.errors import UserError
 from doctune.core.events import CancelToken, Events
@@ -60,7 +60,7 @@ class ChatSystem:
     """One model (and optionally a retriever); answers one question at a time."""
 
     def __init__(
-        self, name: str, backend: LlamaBackend, *, retriever: "Retriever | None" = None, k: int = 8,
+        self, name: str, backend: "LlamaBackend | ProcessBackend", *, retriever: "Retriever | None" = None, k: int = 8,
         max_answer_tokens: int = 512, temperature: float = 0.0, min_source_tokens: int = 32,
     ) -> None:
         self.name = name
@@ -205,12 +205,14 @@ def check_model_name(model: str) -> None:
 
 def open_system(
     project: "Project", name: str, *, events: Events | None = None, cancel: CancelToken | None = None,
-    backends: dict[Path, LlamaBackend] | None = None,
+    backends: dict[Path, "LlamaBackend | ProcessBackend"] | None = None, isolated: bool = True,
 ) -> ChatSystem:
     """Load the model (and the search index for ``+rag``) behind a system name.
 
     ``backends`` lets several systems on the same GGUF share one loaded model
-    (e.g. ``tuned`` and ``tuned+rag`` answered one after the other).
+    (e.g. ``tuned`` and ``tuned+rag`` answered one after the other). Unless
+    ``isolated`` is false, the model runs in a child process, so a llama.cpp
+    crash raises ``ChildCrashed`` naming the file instead of ending this one.
     """
     model, rag = split_name(name)
     check_model_name(model)
@@ -223,7 +225,8 @@ def open_system(
     path = check_gguf_file(model_path(project, model, events=events, cancel=cancel))
     backend = backends.get(path) if backends is not None else None
     if backend is None:
-        backend = LlamaBackend(path, n_ctx=settings.n_ctx, n_gpu_layers=settings.n_gpu_layers)
+        backend = open_backend(path, n_ctx=settings.n_ctx, n_gpu_layers=settings.n_gpu_layers, isolated=isolated,
+                               cancel=cancel)
         if backends is not None:
             backends[path] = backend
     return ChatSystem(

@@ -32,6 +32,7 @@ from doctune.core.evaluate.scoring import likelihood_choice, option_letters, par
 from doctune.core.evaluate.store import EvalStore, create_eval, find_eval, now_iso, open_eval
 from doctune.core.evaluate.summary import summarize
 from doctune.core.events import Cancelled, CancelToken, Events
+from doctune.core.isolation import ChildCrashed
 
 RECORD_VERSION = 1
 PROMPT_VERSION = 1  # part of the fingerprint: changing prompts starts a new evaluation
@@ -279,10 +280,20 @@ def _answer_system(project, spec: SystemSpec, pending: list, log, backends: dict
         tracker.total = (tracker.total or 0) - len(pending)
         return 0
     settings, ceiling = project.config.eval, system.max_answer_tokens  # the system's own limit fits its context
-    for question in pending:
+    for done, question in enumerate(pending):
         cancel.raise_if_cancelled()
         limit = settings.mc_answer_tokens if question.kind == "mc" else settings.open_answer_tokens
-        log.append(answer_question(system, spec, question, cancel, min(limit, ceiling)))
+        try:
+            log.append(answer_question(system, spec, question, cancel, min(limit, ceiling)))
+        except ChildCrashed as crash:  # the model process died: the answers so far are kept, a re-run resumes
+            dead = backends.pop(spec.model_path, None)
+            if dead is not None:
+                dead.close()
+            skipped[spec.name] = str(crash)
+            events.error(f"{spec.name} stopped after {done} of {len(pending)} answers: {crash}",
+                         path=str(spec.model_path), hint="Run the evaluation again to resume it.")
+            tracker.total = (tracker.total or 0) - (len(pending) - done)
+            return done
         tracker.advance(message=f"{spec.name}: {question.id}")
     return len(pending)
 

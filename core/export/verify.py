@@ -109,31 +109,52 @@ def verify_gguf(path: Path, reference: Reference, fmt: str, min_top1: float, ans
                 events: Events | None = None, cancel: CancelToken | None = None,
                 lora_path: Path | None = None) -> dict[str, Any]:
     """Run every check on ``path`` (with the GGUF LoRA adapter ``lora_path`` applied, if given);
-    the result says ``passed`` and why not."""
-    import llama_cpp
+    the result says ``passed`` and why not.
+
+    The checks run in a child process: a file that crashes llama.cpp on this
+    computer (a processor-specific fault) fails its verification with that
+    reason, and the export goes on with the other formats.
+    """
+    from doctune.core.isolation import ChildCrashed, run_isolated
 
     events = events or Events()
     checked = lora_path or path
     try:
-        llm = llama_cpp.Llama(str(path), lora_path=str(lora_path) if lora_path else None,
-                              n_ctx=max(512, MAX_PROBE_TOKENS + answer_budget + 64), n_threads=None,
-                              logits_all=True, verbose=False, seed=0)
-    except (ValueError, RuntimeError) as exc:
-        return {"format": fmt, "passed": False, "problems": [f"llama.cpp cannot load the file ({exc})"]}
+        checks = run_isolated(_run_checks, path, reference, min_top1, answer_budget, lora_path,
+                              label=checked, doing="evaluating this file", cancel=cancel)
+    except ChildCrashed as crash:
+        checks = {"crash": {"passed": False, "problem": str(crash), "exit_code": crash.exit_code}}
+    problems = [check["problem"] for check in checks.values() if not check["passed"]]
+    report = {"format": fmt, "passed": not problems, "problems": problems}
+    if "load" not in checks and "crash" not in checks:
+        report["checks"] = checks
+    else:
+        report["crashed"] = "crash" in checks
+    agreement = checks.get("top1", {}).get("agreement")
+    events.log(f"{checked.name}: " + ("verified" if not problems else "FAILED — " + "; ".join(problems)),
+               top1_agreement=agreement)
+    return report
+
+
+def _run_checks(path: Path, reference: Reference, min_top1: float, answer_budget: int,
+                lora_path: Path | None) -> dict[str, dict[str, Any]]:
+    """Every check on one file, in the process that calls it (a child, from ``verify_gguf``)."""
+    from doctune.core.llamacpp import load_llama
+
     try:
-        checks = {
+        llm = load_llama(path, lora_path=str(lora_path) if lora_path else None,
+                         n_ctx=max(512, MAX_PROBE_TOKENS + answer_budget + 64), n_threads=None, logits_all=True, seed=0)
+    except (ValueError, RuntimeError) as exc:
+        return {"load": {"passed": False, "problem": f"llama.cpp cannot load the file ({exc})"}}
+    try:
+        return {
             "tokenizer": _check_tokenizer(llm, reference),
-            "top1": _check_top1(llm, reference, min_top1, cancel),
+            "top1": _check_top1(llm, reference, min_top1),
             "chat_template": _check_template(llm, reference),
             "end_of_turn": _check_end_of_turn(llm, reference, answer_budget),
         }
     finally:
         llm.close()
-    problems = [check["problem"] for check in checks.values() if not check["passed"]]
-    report = {"format": fmt, "passed": not problems, "problems": problems, "checks": checks}
-    events.log(f"{checked.name}: " + ("verified" if not problems else "FAILED — " + "; ".join(problems)),
-               top1_agreement=checks["top1"].get("agreement"))
-    return report
 
 
 def _check_tokenizer(llm: Any, reference: Reference) -> dict[str, Any]:
@@ -147,11 +168,9 @@ def _check_tokenizer(llm: Any, reference: Reference) -> dict[str, Any]:
             "problem": f"llama.cpp tokenizes {len(mismatches)} of {len(reference.texts)} probe texts differently"}
 
 
-def _check_top1(llm: Any, reference: Reference, threshold: float, cancel: CancelToken | None) -> dict[str, Any]:
+def _check_top1(llm: Any, reference: Reference, threshold: float) -> dict[str, Any]:
     agree = total = 0
     for ids, expected in zip(reference.token_ids, reference.top1):
-        if cancel:
-            cancel.raise_if_cancelled()
         llm.reset()
         llm.eval(ids)
         ours = np.asarray(llm.scores[: len(ids)]).argmax(-1)

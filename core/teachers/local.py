@@ -8,7 +8,6 @@ an incomplete UTF-8 sequence is pending (see FIELD-NOTES).
 """
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -57,23 +56,55 @@ def resolve_model_file(settings, offline: bool, events: Events | None = None) ->
 
 
 class LocalTeacher(Teacher):
-    """One GGUF model in this process; requests are served one at a time."""
+    """One GGUF model in a child process (a llama.cpp crash there is a ``TeacherError`` here, naming the file);
+    requests are served one at a time."""
 
     concurrency = 1
 
     def __init__(self, model_file: str | Path, *, n_ctx: int = 4096, n_gpu_layers: int = -1,
                  temperature: float = 0.7, max_tokens: int = 1024, n_threads: int | None = None) -> None:
-        from llama_cpp import Llama
+        from doctune.core.isolation import ChildCrashed, ChildObject
 
         self.model_file = Path(model_file)
         self.name = f"local:{self.model_file.name}"
+        self._child = None
+        try:
+            self._child = ChildObject(LocalModel, self.model_file, label=self.model_file, doing="generating with the teacher",
+                                      n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, temperature=temperature,
+                                      max_tokens=max_tokens, n_threads=n_threads)
+        except ChildCrashed as crash:
+            raise TeacherError(str(crash), "Try another quantization of the teacher (an F16 or Q8_0 file).") from None
+
+    def complete(self, messages, schema=None, max_tokens=512, *, temperature=None, seed=None) -> TeacherReply:
+        from doctune.core.isolation import ChildCrashed
+
+        if self._child is None:
+            raise TeacherError(f"The local teacher {self.model_file.name} is closed.")
+        try:
+            return self._child.call("complete", messages, schema, max_tokens, temperature=temperature, seed=seed)
+        except ChildCrashed as crash:
+            raise TeacherError(str(crash), "Re-run the step to resume; try another quantization of the teacher "
+                                           "(an F16 or Q8_0 file) if it happens again.") from None
+
+    def close(self) -> None:
+        child, self._child = getattr(self, "_child", None), None
+        if child is not None:
+            child.close()
+
+
+class LocalModel:
+    """The teacher's model itself, in the process that loads it (a child of ``LocalTeacher``)."""
+
+    def __init__(self, model_file: Path, *, n_ctx: int, n_gpu_layers: int, temperature: float, max_tokens: int,
+                 n_threads: int | None) -> None:
+        from doctune.core.llamacpp import load_llama
+
+        self.model_file = Path(model_file)
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self._lock = threading.Lock()
         self._grammars: dict[str, Any] = {}
         try:
-            self._llm = Llama(str(self.model_file), n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
-                              n_threads=n_threads, verbose=False)
+            self._llm = load_llama(self.model_file, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads)
         except (ValueError, RuntimeError) as exc:
             raise TeacherError(f"llama.cpp could not load {self.model_file}: {exc}",
                                "Check that the file is a complete GGUF model.") from None
@@ -111,16 +142,15 @@ class LocalTeacher(Teacher):
         stop_limit = TokenLimit(limit)
         criteria = [stop_limit] + list(prompt.stopping_criteria or [])
         started = time.perf_counter()
-        with self._lock:
-            grammar = self._grammar(schema) if schema else None
-            try:
-                result = self._llm.create_completion(
-                    prompt.prompt, grammar=grammar, max_tokens=limit, stop=prompt.stop,
-                    temperature=self.temperature if temperature is None else temperature,
-                    seed=seed, stopping_criteria=StoppingCriteriaList(criteria),
-                )
-            except (ValueError, RuntimeError) as exc:  # prompt too long for the context, decode failure
-                raise TeacherCallError(f"local teacher: {exc}") from None
+        grammar = self._grammar(schema) if schema else None
+        try:
+            result = self._llm.create_completion(
+                prompt.prompt, grammar=grammar, max_tokens=limit, stop=prompt.stop,
+                temperature=self.temperature if temperature is None else temperature,
+                seed=seed, stopping_criteria=StoppingCriteriaList(criteria),
+            )
+        except (ValueError, RuntimeError) as exc:  # prompt too long for the context, decode failure
+            raise TeacherCallError(f"local teacher: {exc}") from None
         text = result["choices"][0]["text"]
         usage = result.get("usage") or {}
         return TeacherReply(

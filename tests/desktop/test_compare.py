@@ -60,3 +60,35 @@ def test_a_pane_says_when_tuned_is_an_older_run(qtbot, make_window, project, tin
     text = page.panes[0].view.toPlainText()
     assert "model of run run-a" in text and "run-b, has no verified" in text, text
     assert "time to first token" in page.panes[0].stats.text()
+
+
+def test_a_pane_whose_model_process_is_killed_shows_an_error_and_the_others_go_on(qtbot, make_window, project,
+                                                                                  tiny_gguf):
+    import os
+    import signal
+
+    model = str(tiny_gguf("qwen2", "q8_0"))
+    project.config.rag.max_answer_tokens = 24
+    project.save()
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("compare")
+    page.set_systems([model, model])
+    page.question.setText("Where is the Quintrel Foundry?")
+    page.ask()
+    qtbot.waitUntil(lambda: not any(pane.busy for pane in page.panes), timeout=120_000)
+    killed, survivor = page.panes
+    os.kill(killed.session.system.backend.pid, signal.SIGKILL)
+
+    page.question.setText("And who built it?")
+    page.ask()
+    qtbot.waitUntil(lambda: not any(pane.busy for pane in page.panes), timeout=120_000)
+    assert "llama.cpp crashed while answering with this model" in killed.view.toPlainText()
+    assert "SIGKILL" in killed.view.toPlainText() and "Traceback" not in killed.view.toPlainText()
+    assert "time to first token" in survivor.stats.text(), survivor.stats.text()
+    assert window.isVisible()
+
+    page.question.setText("One more time?")  # the killed pane starts a fresh model process for the next question
+    page.ask()
+    qtbot.waitUntil(lambda: not any(pane.busy for pane in page.panes), timeout=120_000)
+    assert "time to first token" in killed.stats.text(), killed.stats.text()

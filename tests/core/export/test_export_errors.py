@@ -112,3 +112,27 @@ def test_unfinished_run_and_unwritable_export_folder(project, make_run):
 def test_unknown_format_is_refused_before_any_work(project):
     with pytest.raises(ExportError, match="Unknown GGUF format .q9_9."):
         ExportParams(project_dir=project.root, formats=["q9_9"])
+
+
+def test_a_format_that_crashes_llama_cpp_fails_alone_with_a_plain_reason(tiny_model, tmp_path, monkeypatch):
+    """On processors where llama.cpp dies on quantized files, export marks them failed and finishes F16."""
+    from isolated_targets import crash_on_quantized
+
+    from doctune.core.config import ExportSettings
+    from doctune.core.export import verify
+    from doctune.core.export.pipeline import export_folder
+
+    monkeypatch.setattr(verify, "_run_checks", crash_on_quantized)
+    recorder = []
+    manifest = export_folder(tiny_model("qwen2"), tmp_path / "out", ["f16", "q8_0", "q4_k_m"], stem="tiny",
+                             settings=ExportSettings(), events=Events(recorder.append), cancel=CancelToken())
+    files = manifest["files"]
+    assert files["f16"]["ready"] is True
+    for fmt in ("q8_0", "q4_k_m"):
+        assert files[fmt]["ready"] is False and files[fmt]["verification"]["crashed"] is True
+        problem = files[fmt]["verification"]["problems"][0]
+        assert problem.startswith(f"llama.cpp crashed while evaluating this file on this computer: tiny-{fmt}.gguf")
+        assert "SIGSEGV" in problem
+    errors = [event for event in recorder if event["event"] == "error"]
+    assert len(errors) == 2 and all("failed verification" in event["message"] for event in errors)
+    assert "problem: llama.cpp crashed" in (tmp_path / "out" / "verification.txt").read_text()

@@ -13,9 +13,9 @@ PROBES = [
 
 
 def _llama(path):
-    import llama_cpp
+    from doctune.core.llamacpp import load_llama
 
-    return llama_cpp.Llama(str(path), n_ctx=256, n_threads=2, logits_all=True, verbose=False, seed=0)
+    return load_llama(path, n_ctx=256, n_threads=2, logits_all=True, seed=0)
 
 
 @pytest.mark.parametrize("family", FAMILIES)

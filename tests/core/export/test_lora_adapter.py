@@ -18,10 +18,10 @@ from doctune.core.runs import adapter_base
 
 
 def _logits(gguf_path, token_ids, lora_path=None) -> np.ndarray:
-    import llama_cpp
+    from doctune.core.llamacpp import load_llama
 
-    llm = llama_cpp.Llama(str(gguf_path), lora_path=str(lora_path) if lora_path else None, n_ctx=512, n_threads=2,
-                          logits_all=True, verbose=False, seed=0)
+    llm = load_llama(gguf_path, lora_path=str(lora_path) if lora_path else None, n_ctx=512, n_threads=2,
+                     logits_all=True, seed=0)
     try:
         rows = []
         for ids in token_ids:

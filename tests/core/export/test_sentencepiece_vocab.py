@@ -51,11 +51,11 @@ def test_vocabulary_is_written_as_sentencepiece(spm_model, spm_gguf):
 
 
 def test_llama_cpp_tokenizes_like_transformers(spm_model, spm_gguf):
-    import llama_cpp
+    from doctune.core.llamacpp import load_llama
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(spm_model)
-    llm = llama_cpp.Llama(str(spm_gguf), n_ctx=256, vocab_only=True, verbose=False)
+    llm = load_llama(spm_gguf, n_ctx=256, vocab_only=True)
     byte_fallbacks = 0
     whole_article = resource_path("sample/docs/04-lanternfall-festival.md").read_text(encoding="utf-8")
     for text in PROBES + [whole_article]:

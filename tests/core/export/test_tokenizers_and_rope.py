@@ -36,13 +36,13 @@ def _edit_json(path, change):
 
 @pytest.mark.parametrize("name", sorted(PRE_TOKENIZERS))
 def test_pre_tokenizer_is_detected_and_llama_cpp_splits_the_same(name, tiny_model, tmp_path):
-    import llama_cpp
+    from doctune.core.llamacpp import load_llama
     from transformers import AutoTokenizer
 
     folder = _llama_copy(tiny_model, tmp_path)
     _edit_json(folder / "tokenizer.json", lambda d: d.update(pre_tokenizer=PRE_TOKENIZERS[name]))
     out = write_gguf(folder, tmp_path / "model.gguf")
-    llm = llama_cpp.Llama(str(out), n_ctx=128, vocab_only=True, verbose=False)
+    llm = load_llama(out, n_ctx=128, vocab_only=True)
     assert llm.metadata["tokenizer.ggml.pre"] == name
     tokenizer = AutoTokenizer.from_pretrained(folder)
     for text in PROBE_TEXTS + ["Call 555-0123 or 1234567 now, it's 2024!"]:
@@ -50,7 +50,7 @@ def test_pre_tokenizer_is_detected_and_llama_cpp_splits_the_same(name, tiny_mode
 
 
 def test_llama3_rope_scaling_matches_transformers(tiny_model, tmp_path):
-    import llama_cpp
+    from doctune.core.llamacpp import load_llama
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -59,7 +59,7 @@ def test_llama3_rope_scaling_matches_transformers(tiny_model, tmp_path):
             "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
     _edit_json(folder / "config.json", lambda d: d.update(rope_parameters=rope))
     out = write_gguf(folder, tmp_path / "model.gguf")
-    llm = llama_cpp.Llama(str(out), n_ctx=256, logits_all=True, verbose=False)
+    llm = load_llama(out, n_ctx=256, logits_all=True)
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     ids = tokenizer.encode(" ".join(PROBE_TEXTS))

@@ -27,9 +27,9 @@ def _merged_answers(merged_dir, questions):
 
 
 def _gguf_answers(path, questions):
-    import llama_cpp
+    from doctune.core.llamacpp import load_llama
 
-    llm = llama_cpp.Llama(str(path), n_ctx=512, n_threads=2, verbose=False, seed=0)
+    llm = load_llama(path, n_ctx=512, n_threads=2, seed=0)
     answers = []
     for question in questions:
         reply = llm.create_chat_completion(messages=[{"role": "user", "content": question}], max_tokens=32,
