@@ -103,7 +103,18 @@ def writing(project: "Project") -> Iterator[None]:
     try:
         yield
     finally:
+        _refresh_status_snapshot(project)
         lock.release()
+
+
+def _refresh_status_snapshot(project: "Project") -> None:
+    """Record the documents as they are now, so ``doctune status`` answers without loading LanceDB."""
+    from doctune.core.documents_status import refresh_snapshot
+
+    try:
+        refresh_snapshot(project)
+    except Exception:  # noqa: BLE001 — only a speed-up: without a snapshot, status reads the table itself
+        pass
 
 
 def connect(project: "Project"):

@@ -104,12 +104,12 @@ def _remove(ctx: CommandContext) -> int:
 
 # ----- status ------------------------------------------------------------------------------
 def status_report(project) -> dict:
-    from doctune.core.store import list_documents
+    from doctune.core.documents_status import document_rows
 
     documents = [
         {"path": row["path"], "name": row["name"], "id": row["id"], "format": row["format"], "status": row["status"],
          "error": row["error"], "hint": row["hint"], "pages": row["pages"], "chunks": row["chunks"] or 0}
-        for row in list_documents(project)
+        for row in document_rows(project)
     ]
     return {
         "schema_version": STATUS_SCHEMA_VERSION,
