@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from doctune.core.events import CancelToken, Events
-from doctune.core.export.errors import ExportError, disk_errors
+from doctune.core.export.errors import ExportError, disk_errors, safetensors_bytes
 from doctune.core.fsio import atomic_write_text, read_json_or_none
 
 COMPLETE = ".complete"
@@ -39,17 +39,21 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     return summary, config
 
 
-def base_folder(summary: dict[str, Any], config: dict[str, Any], offline: bool, events: Events) -> Path:
-    """The base student the adapter was trained on, as a local folder."""
-    from doctune.core.train.student import resolve_student
+def base_folder(summary: dict[str, Any], config: dict[str, Any], offline: bool, events: Events,
+                current_student=None) -> Path:
+    """The base student the adapter was trained on, as a local folder. Its own code may run only when
+    ``current_student`` (the project's [student] settings now) trusts that very student, never because the run's
+    files say so."""
+    from doctune.core.train.student import resolve_student, trusted_now
 
     recorded = summary.get("student_folder") or config.get("student_folder")
     if recorded and (Path(recorded) / "config.json").is_file():
         return Path(recorded)
     student = config.get("student") or {}
     name = summary.get("base_model") or student.get("model") or ""
-    return resolve_student(name, revision=student.get("revision", ""), offline=offline,
-                           trust_remote_code=bool(student.get("trust_remote_code", False)), events=events)
+    revision = str(student.get("revision") or "")
+    trusted = current_student is not None and trusted_now(name, revision, current_student)
+    return resolve_student(name, revision=revision, offline=offline, trust_remote_code=trusted, events=events)
 
 
 def adapter_fingerprint(adapter_dir: Path, base_dir: Path) -> str:
@@ -66,6 +70,13 @@ def _saved_dtype(base_dir: Path, merge_dtype: str) -> str:
     config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
     declared = str(config.get("dtype") or config.get("torch_dtype") or "float32")
     return declared if declared in DTYPES else "float32"
+
+
+def _merged_bytes(base_dir: Path, dtype: str) -> int:
+    """About what the merged folder takes: the base's weights, at the precision they are saved in."""
+    declared = _saved_dtype(base_dir, "auto")
+    width = {"float32": 4, "bfloat16": 2, "float16": 2}
+    return safetensors_bytes(base_dir, width[dtype] / width.get(declared, 4)) + (4 << 20)
 
 
 def merge_run(run_dir: Path, out_dir: Path, *, merge_dtype: str = "auto", offline: bool = False,
@@ -90,11 +101,15 @@ def merge_run(run_dir: Path, out_dir: Path, *, merge_dtype: str = "auto", offlin
     tracker.update(1, message="merged the adapter into the weights")
     dtype = _saved_dtype(base_dir, merge_dtype)
     tmp = out_dir.parent / f".{out_dir.name}.tmp"
-    with disk_errors("merged model", out_dir.parent):
+    with disk_errors("merged model", out_dir.parent, need_bytes=lambda: _merged_bytes(base_dir, dtype)):
         shutil.rmtree(tmp, ignore_errors=True)
-        _save(model, tokenizer, base_dir, tmp, dtype)
-        cancel.raise_if_cancelled()
-        atomic_write_text(tmp / COMPLETE, fingerprint)
+        try:
+            _save(model, tokenizer, base_dir, tmp, dtype)
+            cancel.raise_if_cancelled()
+            atomic_write_text(tmp / COMPLETE, fingerprint)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)  # a half-saved folder gives its space back
+            raise
         shutil.rmtree(out_dir, ignore_errors=True)
         tmp.rename(out_dir)
     size = sum(f.stat().st_size for f in out_dir.glob("*.safetensors"))

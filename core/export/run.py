@@ -12,13 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from doctune.core.events import CancelToken, Events
 from doctune.core.export.base import cached_base_gguf, run_export_dir
-from doctune.core.export.errors import ExportError, disk_errors
+from doctune.core.export.errors import ExportError, disk_errors, safetensors_bytes
 from doctune.core.export.lora_gguf import LoraAdapterUnsupported, check_adapter_expressible
 from doctune.core.export.merge import base_folder, merge_run, read_run
 from doctune.core.export.modelfile import modelfile_text, usage_text
 from doctune.core.export.pipeline import LORA, LoraSource, export_folder, gguf_name, normalise_export_format
 from doctune.core.fsio import atomic_write_text
-from doctune.core.runs import adapter_base, ready_in
+from doctune.core.runs import RunIdError, adapter_base, ready_in, run_dir_of, run_folders
 
 PREFERRED_FOR_USE = ("q8_0", "q4_k_m", "f16")
 
@@ -61,15 +61,25 @@ def _choose_run(project, run_id: str | None) -> Path:
     from doctune.core.train import latest_complete_run
 
     if run_id:
-        run_dir = Path(project.runs_dir) / run_id
+        try:
+            run_dir = run_dir_of(project.runs_dir, run_id)
+        except RunIdError as exc:
+            raise ExportError(f"Cannot export: {exc}.", _runs_hint(project)) from None
         if not run_dir.is_dir():
-            raise ExportError(f"There is no training run '{run_id}' in {project.runs_dir}.",
-                              "List the runs with 'doctune runs' or omit --run to export the latest one.")
+            raise ExportError(f"There is no training run '{run_id}' in {project.runs_dir}.", _runs_hint(project))
         return run_dir
     run_dir = latest_complete_run(project)
     if run_dir is None:
         raise ExportError("This project has no finished training run to export.", "Train one with 'doctune train'.")
     return run_dir
+
+
+def _runs_hint(project) -> str:
+    names = [folder.name for folder in run_folders(project.runs_dir)]
+    if not names:
+        return "This project has no training runs yet; train one with 'doctune train'."
+    shown = ", ".join(names[-5:]) + (f" (and {len(names) - 5} older)" if len(names) > 5 else "")
+    return f"Pass one of the runs in {project.runs_dir}: {shown}; or omit --run to export the latest finished one."
 
 
 def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportResult:
@@ -87,11 +97,12 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
     started = time.monotonic()
     with disk_errors("export folder", export_dir):
         export_dir.mkdir(parents=True, exist_ok=True)
-    base_dir = base_folder(summary, config, project.config.privacy.offline, events.child("export.merge"))
+    base_dir = base_folder(summary, config, project.config.privacy.offline, events.child("export.merge"),
+                           current_student=project.config.student)
     merged = merge_run(run_dir, export_dir / "merged", merge_dtype=settings.merge_dtype, events=events,
                        cancel=cancel, base_dir=base_dir)
     stem = f"doctune-{run_dir.name}"
-    with disk_errors("GGUF files", export_dir):
+    with disk_errors("GGUF files", export_dir, need_bytes=lambda: safetensors_bytes(merged) * len(formats)):
         manifest = export_folder(merged, export_dir, formats, stem=stem, settings=settings, events=events,
                                  cancel=cancel, extra={"kind": "tuned", "run_id": run_dir.name},
                                  lora=(_lora_source(project, run_dir, summary, config, base_dir, events, cancel)

@@ -136,3 +136,21 @@ def test_a_format_that_crashes_llama_cpp_fails_alone_with_a_plain_reason(tiny_mo
     errors = [event for event in recorder if event["event"] == "error"]
     assert len(errors) == 2 and all("failed verification" in event["message"] for event in errors)
     assert "problem: llama.cpp crashed" in (tmp_path / "out" / "verification.txt").read_text()
+
+
+def test_a_full_disk_during_the_merge_says_how_much_to_free(tmp_path, make_run):
+    from small_disk import fill, small_disk
+
+    from doctune.core.project import Project
+
+    with small_disk(tmp_path / "disk", size_kb=60_000) as disk:
+        project = Project.create(disk / "p")
+        run_dir = make_run(project, "qwen2")
+        fill(disk, leave_bytes=300_000)
+        with pytest.raises(ExportError) as caught:
+            run(ExportParams(project_dir=project.root, run_id="run-1", formats=["f16"]), events=Events(),
+                cancel=CancelToken())
+        message = str(caught.value)
+        assert "the disk is full at" in message and "MB and re-run" in message and str(run_dir) in message
+        assert ready_gguf(project) is None
+        assert not (run_dir / "export" / ".merged.tmp").exists()

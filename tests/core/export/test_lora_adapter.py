@@ -86,7 +86,7 @@ def test_export_writes_a_verified_lora_adapter(project, make_run, capsys):
     assert not Path(entry["base_gguf"]).is_absolute()  # the project folder may be moved
     assert base.endswith("base-f16.gguf") and str(project.cache_dir) in base and Path(base).is_file()
     assert ready_gguf(project, fmt="lora") == export_dir / "doctune-run-1-lora.gguf"
-    assert f'lora_path=r"{export_dir / "doctune-run-1-lora.gguf"}"' in out and "--lora" in out
+    assert f'lora_path={str(export_dir / "doctune-run-1-lora.gguf")!r}' in out and "--lora" in out
     assert f"FROM {base}\n  ADAPTER {export_dir / 'doctune-run-1-lora.gguf'}" in out
     assert "FROM ./doctune-run-1-q8_0.gguf" in (export_dir / "Modelfile").read_text()
     assert "LoRA adapter, checked applied to" in (export_dir / "verification.txt").read_text()
