@@ -123,17 +123,29 @@ def verify_gguf(path: Path, reference: Reference, fmt: str, min_top1: float, ans
         checks = run_isolated(_run_checks, path, reference, min_top1, answer_budget, lora_path,
                               label=checked, doing="evaluating this file", cancel=cancel)
     except ChildCrashed as crash:
-        checks = {"crash": {"passed": False, "problem": str(crash), "exit_code": crash.exit_code}}
+        checks = {"crash": {"passed": False, "problem": str(crash), "exit_code": crash.exit_code,
+                            "llama_cpp": llama_cpp_description()}}
     problems = [check["problem"] for check in checks.values() if not check["passed"]]
     report = {"format": fmt, "passed": not problems, "problems": problems}
     if "load" not in checks and "crash" not in checks:
         report["checks"] = checks
     else:
         report["crashed"] = "crash" in checks
+        if "crash" in checks:
+            report["llama_cpp"] = checks["crash"]["llama_cpp"]
     agreement = checks.get("top1", {}).get("agreement")
     events.log(f"{checked.name}: " + ("verified" if not problems else "FAILED — " + "; ".join(problems)),
                top1_agreement=agreement)
     return report
+
+
+def llama_cpp_description() -> dict[str, Any]:
+    """Which llama.cpp, on which processor features, with which loader setting: what a crash report needs."""
+    import llama_cpp
+
+    from doctune.core.llamacpp import extra_buffers_allowed, system_info
+
+    return {"version": llama_cpp.__version__, "system_info": system_info(), "extra_buffers": extra_buffers_allowed()}
 
 
 def _run_checks(path: Path, reference: Reference, min_top1: float, answer_budget: int,
