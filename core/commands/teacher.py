@@ -30,12 +30,16 @@ def cmd_teacher(ctx: CommandContext) -> int:
     from doctune.core.synth.pipeline import save_speed
     from doctune.core.teachers import open_teacher
 
+    from doctune.core.teachers import TeacherCallError
+
     project = ctx.project()
     started = time.perf_counter()
     teacher = open_teacher(project, events=ctx.events)
     load_s = time.perf_counter() - started
     try:
         reply = teacher.complete(PROBE_MESSAGES, schema=PROBE_SCHEMA, max_tokens=128, temperature=0.0)
+    except TeacherCallError as exc:
+        raise _call_failed(project, exc) from None
     finally:
         teacher.close()
     tokens_per_s = reply.completion_tokens / reply.seconds if reply.seconds > 0 else 0.0
@@ -48,8 +52,30 @@ def cmd_teacher(ctx: CommandContext) -> int:
                     f"{tokens_per_s:.1f} tokens/s, " + ("valid JSON" if valid else "no valid JSON object"),
                     teacher=teacher.name, latency_s=reply.seconds, tokens_per_s=tokens_per_s, valid_json=valid)
     if not ctx.jsonl:
-        ctx.print(f"Reply: {reply.text[:200]}")
+        ctx.print(f"Reply: {reply.text[:200]}", markup=False)  # the server's text, never read as Rich markup
     return 0 if valid else 2
+
+
+def _call_failed(project, exc: Exception):
+    """The failed probe request in plain words: what the server said and what to do."""
+    from doctune.core.teachers import TeacherError
+
+    settings = project.config.teacher
+    where = settings.base_url or "the local teacher"
+    text = str(exc)
+    if "HTTP 401" in text or "HTTP 403" in text:
+        hint = ("Store the right key with 'doctune teacher set-key', or put it in an environment variable and name "
+                "that variable in teacher.api_key_env in doctune.toml.")
+        return TeacherError(f"The teacher at {where} refused the API key ({text[:200]}).", hint)
+    if "connection failed" in text or "timed out" in text:
+        hint = ("Start the server (for example 'ollama serve' or 'python -m llama_cpp.server --model FILE'), or "
+                "correct teacher.base_url in doctune.toml.")
+        return TeacherError(f"No teacher answered at {where} ({text[:200]}).", hint)
+    if "HTTP 404" in text:
+        return TeacherError(f"The teacher at {where} has no chat endpoint or model there ({text[:200]}).",
+                            "Check teacher.base_url (it usually ends in /v1) and teacher.model in doctune.toml.")
+    return TeacherError(f"The teacher at {where} did not answer the test request: {text[:300]}",
+                        "Check that the server runs and that teacher.base_url and teacher.model are right.")
 
 
 def _set_key(ctx: CommandContext) -> int:
@@ -65,6 +91,14 @@ def _set_key(ctx: CommandContext) -> int:
     key = (getpass.getpass("API key: ") if sys.stdin.isatty() else sys.stdin.readline()).strip()
     if not key:
         raise UsageError("No key given.")
-    store_api_key(base_url, key)
+    try:
+        store_api_key(base_url, key)
+    except Exception as exc:  # keyring's errors: no backend (headless Linux), a locked or refusing keyring
+        from doctune.core.teachers import TeacherError
+
+        raise TeacherError(f"The key could not be stored in the OS keyring ({type(exc).__name__}: {exc}).",
+                           "Put the key in an environment variable instead (e.g. export DOCTUNE_API_KEY=…) and "
+                           "set teacher.api_key_env = \"DOCTUNE_API_KEY\" in doctune.toml; the key then never "
+                           "touches the project folder.") from None
     ctx.events.done(f"Key stored in the OS keyring for {base_url} (not in the project folder).")
     return 0

@@ -23,13 +23,14 @@ def open_teacher(project, *, n_threads: int | None = None, cancel=None, events=N
     from doctune.core.teachers.api import ApiTeacher, check_endpoint_allowed
     from doctune.core.teachers.keys import read_api_key
 
-    check_endpoint_allowed(settings.base_url, privacy)
+    connect_url = check_endpoint_allowed(settings.base_url, privacy)
     return ApiTeacher(
         settings.base_url, settings.model, api_key=read_api_key(settings.base_url, settings.api_key_env),
         concurrency=settings.concurrency, timeout_s=settings.timeout_s, max_retries=settings.max_retries,
         retry_base_s=settings.retry_base_s, retry_max_s=settings.retry_max_s, temperature=settings.temperature,
         max_tokens=settings.max_tokens, structured_output=settings.structured_output,
-        sleep=cancel.wait if cancel is not None else None,
+        sleep=cancel.wait if cancel is not None else None, connect_url=connect_url,
+        warn=events.warning if events is not None else None, cancel=cancel,
     )
 
 

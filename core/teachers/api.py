@@ -15,21 +15,30 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+import json
+import os
 import random
+import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
 
 import httpx
 
-from doctune.core.events import Cancelled
+from doctune.core.events import Cancelled, CancelToken
 from doctune.core.teachers.base import (
     Teacher, TeacherCallError, TeacherError, TeacherReply, estimate_tokens, extract_json, missing_required,
 )
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-REJECTED = ("HTTP 400", "HTTP 404", "HTTP 415", "HTTP 422", "HTTP 500")  # a request form the server does not take
+# A structured-output form the server does not take: one of these statuses, and an answer naming the parameter.
+# Anything else (a 500 of an overloaded server, a 400 about the prompt) is a failed request, never a downgrade.
+REJECTED_STATUS = {400, 415, 422, 500, 501}
+REJECTED_WORDS = ("response_format", "json_schema", "json_object", "guided_json", "structured output", "grammar")
+POLL_S = 0.2  # how often a waiting request looks at its deadline and the cancel token
+MAX_REPLY_BYTES = 64_000_000
 STRUCTURED_MODES = ("json_schema", "llama_cpp", "json_object", "off")
 REPAIR_PROMPT = (
     "Your reply was not a JSON object with the fields {fields}. Reply again with only that JSON object, "
@@ -37,31 +46,96 @@ REPAIR_PROMPT = (
 )
 
 
-def is_loopback(base_url: str) -> bool:
-    host = (urlparse(base_url).hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
+HOSTS_FILE = Path(os.environ.get("SystemRoot", "C:\\Windows"), "System32", "drivers", "etc", "hosts") \
+    if os.name == "nt" else Path("/etc/hosts")
+
+
+def hosts_file_addresses(host: str, hosts_file: Path | None = None) -> list[str]:
+    """The addresses the machine's own hosts file gives ``host`` (no resolver, no network)."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        text = (hosts_file or HOSTS_FILE).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    found = []
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 2 and host in (name.lower() for name in fields[1:]):
+            found.append(fields[0])
+    return found
+
+
+def _is_loopback_ip(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
 
 
-def check_endpoint_allowed(base_url: str, privacy) -> None:
-    """Refuse a non-loopback endpoint unless the project allows remote teachers (never when offline)."""
+def host_addresses(host: str, *, offline: bool) -> list[str]:
+    """What ``host`` resolves to: an IP literal is itself; a name is looked up in the hosts file, and only when
+    not ``offline`` (and not found there) through the system resolver, which may ask a DNS server."""
+    host = host.lower().strip("[]")
+    try:
+        return [str(ipaddress.ip_address(host))]
+    except ValueError:
+        pass
+    listed = hosts_file_addresses(host)
+    if listed:
+        return listed
+    if host == "localhost":
+        return ["127.0.0.1"]  # RFC 6761: localhost is this machine, whatever the hosts file says
+    if offline:
+        return []
+    try:
+        return sorted({info[4][0] for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)})
+    except (OSError, UnicodeError):
+        return []
+
+
+def loopback_address(base_url: str, *, offline: bool = True) -> str | None:
+    """The loopback address the endpoint's host resolves to, or None when it is not this machine: every address
+    the host resolves to must be a loopback one. ``offline``: names are resolved from the hosts file only."""
+    host = urlparse(base_url).hostname or ""
+    addresses = host_addresses(host, offline=offline) if host else []
+    return addresses[0].split("%", 1)[0] if addresses and all(map(_is_loopback_ip, addresses)) else None
+
+
+def is_loopback(base_url: str, *, offline: bool = True) -> bool:
+    return loopback_address(base_url, offline=offline) is not None
+
+
+def pinned_url(base_url: str, address: str) -> str:
+    """``base_url`` with its host replaced by ``address``, so no later lookup can send it elsewhere."""
+    parts = urlparse(base_url)
+    host = f"[{address}]" if ":" in address else address
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    if parts.username or parts.password:
+        netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
+    return parts._replace(netloc=netloc).geturl()
+
+
+def check_endpoint_allowed(base_url: str, privacy) -> str:
+    """Refuse a non-loopback endpoint unless the project allows remote teachers (never when offline).
+
+    Returns the URL to send requests to: for a local endpoint named by a host name, the URL with that name
+    replaced by the loopback address it resolved to (checked once, used for every request)."""
     if not base_url:
         raise TeacherError("No teacher endpoint is set.", "Set teacher.base_url, e.g. http://127.0.0.1:11434/v1.")
-    if is_loopback(base_url):
-        return
     host = urlparse(base_url).hostname or base_url
+    address = loopback_address(base_url, offline=privacy.offline)
+    if address is not None:
+        return base_url if address == host.strip("[]") else pinned_url(base_url, address)
     if privacy.offline:
-        raise TeacherError(f"The teacher endpoint {host} is not on this machine and the project is offline.",
-                           "Use a local teacher, or turn privacy.offline off.")
+        raise TeacherError(f"The teacher endpoint {host} is not a loopback address of this machine, and the project "
+                           "is offline (so no name is looked up on the network).",
+                           "Use a local teacher at 127.0.0.1 (or a name the hosts file maps to it), "
+                           "or turn privacy.offline off.")
     if not privacy.allow_remote_teacher:
         raise TeacherError(
             f"The teacher endpoint {host} is not on this machine: your document text would be sent to it.",
             "If that is what you want, set privacy.allow_remote_teacher = true in doctune.toml.",
         )
+    return base_url
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -81,18 +155,42 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 class RetryableError(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None,
+                 body: str = "") -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.status = status
+        self.body = body
+
+
+class HttpCallError(TeacherCallError):
+    """An HTTP error status that retrying will not change."""
+
+    def __init__(self, message: str, status: int, body: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
+
+
+def is_unsupported_form(exc: Exception) -> bool:
+    """Whether a failed request is the server saying it does not take this structured-output form."""
+    status, body = getattr(exc, "status", None), str(getattr(exc, "body", "")).lower()
+    return status in REJECTED_STATUS and any(word in body for word in REJECTED_WORDS)
 
 
 class ApiTeacher(Teacher):
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None, concurrency: int = 4,
                  timeout_s: float = 120.0, max_retries: int = 5, retry_base_s: float = 1.0,
                  retry_max_s: float = 60.0, temperature: float = 0.7, max_tokens: int = 1024,
-                 structured_output: str = "auto", sleep: Callable[[float], Any] | None = None) -> None:
-        """``sleep`` waits between retries; pass ``CancelToken.wait`` so that a cancel ends the wait."""
-        self.base_url = base_url.rstrip("/")
+                 structured_output: str = "auto", sleep: Callable[[float], Any] | None = None,
+                 connect_url: str | None = None, warn: Callable[[str], Any] | None = None,
+                 cancel: CancelToken | None = None) -> None:
+        """``sleep`` waits between retries; pass ``CancelToken.wait`` so that a cancel ends the wait.
+        ``cancel``: a cancel also abandons the requests in flight (within a fraction of a second).
+        ``timeout_s``: the whole request, from sending it to the last byte of the reply (not each read).
+        ``connect_url``: ``base_url`` with its host already resolved (``check_endpoint_allowed``); requests go
+        there, with ``base_url``'s host name in the Host header."""
+        self.base_url = (connect_url or base_url).rstrip("/")
         self.model = model
         self.name = f"openai:{model or 'default'}@{urlparse(base_url).hostname}"
         self.concurrency = concurrency
@@ -103,10 +201,16 @@ class ApiTeacher(Teacher):
         self.max_tokens = max_tokens
         self.structured_output = structured_output
         self._sleep = sleep or time.sleep
+        self._cancel = cancel or CancelToken()
+        self.timeout_s = timeout_s
+        self._warn = warn or (lambda message: None)
         self._mode_lock = threading.Lock()
         self._api_key = api_key or ""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        if connect_url and connect_url != base_url:
+            headers["Host"] = urlparse(base_url).netloc.rsplit("@", 1)[-1]
+        # room for requests abandoned at their deadline whose reading thread has not yet noticed
+        limits = httpx.Limits(max_connections=concurrency * 2 + 2, max_keepalive_connections=concurrency)
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout_s), limits=limits)
         self.retries = 0  # requests repeated after a transient failure (all threads)
 
@@ -135,18 +239,62 @@ class ApiTeacher(Teacher):
 
     # ----- one HTTP request with retries -----------------------------------------------------
     def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One request, within ``timeout_s`` in all and abandoned at once on a cancel.
+
+        The request runs in a thread of its own (a daemon: one left reading a dead server never holds the
+        process up); this thread waits for it, watching the deadline and the cancel token."""
+        deadline = time.monotonic() + self.timeout_s
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def send() -> None:
+            try:
+                outcome["payload"] = self._send(body, deadline)
+            except BaseException as exc:  # handed to the waiting thread
+                outcome["error"] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=send, name="teacher-request", daemon=True).start()
+        while not finished.wait(POLL_S):
+            if self._cancel.cancelled:
+                raise Cancelled()
+            if time.monotonic() > deadline + POLL_S:
+                raise RetryableError(f"timed out: no complete reply within timeout_s = {self.timeout_s:g} s")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["payload"]
+
+    def _send(self, body: dict[str, Any], deadline: float) -> dict[str, Any]:
+        """The HTTP exchange: the reply is read in pieces, each checked against the deadline and the cancel."""
+        def left() -> float:
+            return max(0.05, deadline - time.monotonic())
+
         try:
-            response = self._client.post(f"{self.base_url}/chat/completions", json=body)
+            with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body,
+                                     timeout=httpx.Timeout(left())) as response:
+                data = bytearray()
+                for piece in response.iter_bytes():
+                    data += piece
+                    if self._cancel.cancelled:
+                        raise Cancelled()
+                    if time.monotonic() > deadline:
+                        raise RetryableError(f"timed out: the reply took longer than timeout_s = {self.timeout_s:g} s")
+                    if len(data) > MAX_REPLY_BYTES:
+                        raise RetryableError(f"the reply is larger than {MAX_REPLY_BYTES // 1_000_000} MB")
         except httpx.TimeoutException:
-            raise RetryableError("timed out") from None
+            raise RetryableError(f"timed out: no complete reply within timeout_s = {self.timeout_s:g} s") from None
         except httpx.TransportError as exc:
             raise RetryableError(f"connection failed ({type(exc).__name__})") from None
+        text = bytes(data).decode("utf-8", errors="replace")
         if response.status_code in RETRY_STATUS:
-            raise RetryableError(f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("retry-after")))
+            raise RetryableError(f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("retry-after")),
+                                 response.status_code, self._scrub(text[:2000]))
         if response.status_code >= 400:
-            raise TeacherCallError(f"HTTP {response.status_code}: {self._scrub(response.text[:300])}")
+            detail = self._scrub(text[:2000])
+            raise HttpCallError(f"HTTP {response.status_code}: {detail[:300]}", response.status_code, detail)
         try:
-            payload = response.json()
+            payload = json.loads(text)
             message = payload["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError):
             raise RetryableError("unreadable response body") from None
@@ -188,12 +336,15 @@ class ApiTeacher(Teacher):
                 try:
                     payload = self._post_once(body)
                 except (RetryableError, TeacherCallError) as exc:
-                    if str(exc).startswith(REJECTED):
-                        continue  # this form is rejected; try the next
+                    if is_unsupported_form(exc):
+                        continue  # the server says it does not take this form; try the next
                     raise
                 self.structured_output = mode
                 return payload, 1
             self.structured_output = "off"
+            self._warn(f"The teacher at {self.name.split('@', 1)[-1]} does not support structured output "
+                       "(response_format); its replies are read as plain text from now on. Set "
+                       "teacher.structured_output in doctune.toml to choose a form yourself.")
             return None
 
     # ----- the interface ---------------------------------------------------------------------

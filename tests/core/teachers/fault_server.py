@@ -6,10 +6,11 @@ request (its messages and seed), so they are grounded, differ between tasks,
 and repeat exactly for the same request.
 
 ``fault(body, attempt)`` decides, per request, what happens: ``None`` (a good
-reply) or one of ``("status", code, headers)``, ``("sleep", seconds)`` (answer
+reply) or one of ``("status", code, headers[, payload])``, ``("sleep", seconds)`` (answer
 late, for client timeouts), ``("drop",)`` (close the connection without a
 reply), ``("malformed",)`` (HTTP 200 with a body that is not JSON),
-``("text", content)`` (a reply whose content is the given text).
+``("text", content)`` (a reply whose content is the given text), ``("trickle", seconds)``
+(a good reply sent one byte every ``seconds``: a server that never times out a read).
 ``attempt`` counts the requests with the same messages, from 1.
 """
 from __future__ import annotations
@@ -81,6 +82,7 @@ class FaultServer:
         self.attempts: Counter = Counter()
         self.requests: list[dict] = []
         self.auth_headers: list[str | None] = []
+        self.host_headers: list[str | None] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -121,6 +123,7 @@ class FaultServer:
                     attempt = server.attempts[key]
                     server.requests.append(body)
                     server.auth_headers.append(self.headers.get("Authorization"))
+                    server.host_headers.append(self.headers.get("Host"))
                 if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
                     given = self.headers.get("Authorization", "")
                     return self._send(401, {"error": f"Incorrect API key provided: {given[7:]}"})  # as some servers do
@@ -130,7 +133,8 @@ class FaultServer:
                 if action is None:
                     return self._ok(server.reply_content(body))
                 if action[0] == "status":
-                    return self._send(action[1], {"error": "injected"}, action[2] if len(action) > 2 else {})
+                    payload = action[3] if len(action) > 3 else {"error": "injected"}
+                    return self._send(action[1], payload, action[2] if len(action) > 2 else {})
                 if action[0] == "sleep":
                     time.sleep(action[1])
                     return self._ok(server.reply_content(body))
@@ -142,6 +146,8 @@ class FaultServer:
                     return self._raw(200, b'{"choices": [{"message": {"content": "{\\"trunc')
                 if action[0] == "text":
                     return self._ok(action[1])
+                if action[0] == "trickle":  # headers at once, then the body one byte every action[1] seconds
+                    return self._trickle(server.reply_content(body), action[1])
                 raise ValueError(action)
 
             def _ok(self, content: str) -> None:
@@ -149,6 +155,21 @@ class FaultServer:
                                  "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
                                               "finish_reason": "stop"}],
                                  "usage": {"prompt_tokens": 50, "completion_tokens": max(1, len(content) // 4)}})
+
+            def _trickle(self, content: str, seconds_per_byte: float) -> None:
+                data = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]})
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data.encode())))
+                    self.end_headers()
+                    self.wfile.flush()
+                    for byte in data.encode():
+                        time.sleep(seconds_per_byte)
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up
 
             def _send(self, code: int, payload: dict, headers: dict | None = None) -> None:
                 self._raw(code, json.dumps(payload).encode(), headers)

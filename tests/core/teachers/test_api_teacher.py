@@ -107,10 +107,15 @@ def test_repair_is_bounded_to_one():
     assert reply.data is None and len(server.requests) == 2
 
 
+# what llama-cpp-python's server answers to a response_format type it does not know (as HTTP 500)
+UNKNOWN_FORM = {"error": {"message": "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                                     "'msg': \"Input should be 'text' or 'json_object'\"}]", "type": "internal_server_error"}}
+
+
 def test_auto_mode_falls_back_when_json_schema_is_rejected():
     def fault(body, attempt):
         kind = (body.get("response_format") or {}).get("type")
-        return ("status", 500) if kind == "json_schema" else None
+        return ("status", 500, {}, UNKNOWN_FORM) if kind == "json_schema" else None
 
     with FaultServer(fault=fault) as server, teacher_for(server, structured_output="auto") as teacher:
         first = teacher.complete(MESSAGES, schema=SCHEMA)
@@ -118,6 +123,34 @@ def test_auto_mode_falls_back_when_json_schema_is_rejected():
     assert first.data and second.data and teacher.structured_output == "llama_cpp"
     kinds = [b["response_format"]["type"] for b in server.requests]
     assert kinds == ["json_schema", "json_object", "json_object"]
+
+
+def test_one_server_error_does_not_turn_structured_output_off():
+    """A plain HTTP 500 (an overloaded server) is retried with the same form; only an answer that names the
+    parameter downgrades."""
+    def fault(body, attempt):
+        return ("status", 500) if len(server.requests) == 1 else None
+
+    with FaultServer(fault=fault) as server, teacher_for(server, structured_output="auto") as teacher:
+        replies = [teacher.complete(MESSAGES, schema=SCHEMA, seed=seed) for seed in range(4)]
+    assert all(reply.data for reply in replies) and teacher.structured_output == "json_schema"
+    assert [b["response_format"]["type"] for b in server.requests] == ["json_schema"] * 5
+
+
+def test_a_server_without_structured_output_is_downgraded_once_with_a_warning():
+    warnings: list[str] = []
+
+    def fault(body, attempt):
+        return ("status", 400, {}, {"error": "response_format is not supported"}) if "response_format" in body else None
+
+    with FaultServer(fault=fault) as server, \
+            teacher_for(server, structured_output="auto", warn=warnings.append) as teacher:
+        for seed in range(3):
+            assert teacher.complete(MESSAGES, schema=SCHEMA, seed=seed).data
+    assert teacher.structured_output == "off" and len(warnings) == 1
+    assert "does not support structured output" in warnings[0]
+    asked_with_a_form = ["response_format" in b for b in server.requests]
+    assert asked_with_a_form[:2] == [True, True] and not any(asked_with_a_form[2:])
 
 
 def test_json_with_fences_and_control_characters_is_extracted():
@@ -144,6 +177,58 @@ def test_remote_endpoint_needs_permission_and_never_offline():
     with pytest.raises(TeacherError, match="offline"):
         check_endpoint_allowed(remote, PrivacySettings(allow_remote_teacher=True, offline=True))
     check_endpoint_allowed("http://127.0.0.1:1/v1", PrivacySettings(offline=True))
+
+
+@pytest.fixture
+def lookups(monkeypatch, tmp_path):
+    """Every name handed to the system resolver (which may ask a DNS server), and a hosts file of our own."""
+    import socket
+
+    import doctune.core.teachers.api as api
+
+    asked: list[str] = []
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        asked.append(host.decode() if isinstance(host, bytes) else str(host))
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n127.0.0.1 teacher.test  # a local teacher by name\n"
+                     "10.1.2.3 lan.localhost\n")
+    monkeypatch.setattr(api, "HOSTS_FILE", hosts)
+    return asked
+
+
+def test_offline_mode_looks_up_no_name_on_the_network(lookups):
+    offline = PrivacySettings(offline=True)
+    for url in ("http://foo.localhost:8080/v1", "http://teacher.example:8000/v1"):
+        with pytest.raises(TeacherError, match="offline"):
+            check_endpoint_allowed(url, offline)
+    assert not [name for name in lookups if name not in ("127.0.0.1", "::1")]
+
+
+def test_local_means_a_loopback_address_after_resolution(lookups):
+    for privacy in (PrivacySettings(), PrivacySettings(offline=True)):
+        with pytest.raises(TeacherError, match="not"):  # *.localhost that the hosts file sends to the LAN
+            check_endpoint_allowed("http://lan.localhost:8080/v1", privacy)
+    assert check_endpoint_allowed("http://teacher.test:8080/v1", PrivacySettings(offline=True)) == \
+        "http://127.0.0.1:8080/v1"
+    assert check_endpoint_allowed("http://127.0.0.1:9/v1", PrivacySettings(offline=True)) == "http://127.0.0.1:9/v1"
+
+
+def test_a_local_teacher_named_by_host_is_reached_at_the_address_it_resolved_to(project, lookups):
+    with FaultServer() as server:
+        port = server.base_url.split(":")[2].split("/")[0]
+        project.config.privacy.offline = True
+        project.config.teacher.kind = "openai"
+        project.config.teacher.base_url = f"http://teacher.test:{port}/v1"
+        with open_teacher(project) as teacher:
+            assert teacher.complete(MESSAGES).text
+            assert teacher.name.endswith("@teacher.test")
+    assert server.host_headers == [f"teacher.test:{port}"]
+    assert "teacher.test" not in lookups  # the name was never given to a resolver: connected to 127.0.0.1
 
 
 def test_open_teacher_refuses_a_remote_endpoint(project):
@@ -176,3 +261,83 @@ def test_cancel_cuts_a_retry_wait_short():
         with pytest.raises(Cancelled):
             teacher.complete(MESSAGES)
     assert time.monotonic() - started < 5
+
+
+def test_timeout_s_bounds_the_whole_request_not_each_read():
+    with FaultServer(fault=lambda body, attempt: ("trickle", 0.1)) as server, \
+            teacher_for(server, timeout_s=1.0, max_retries=1) as teacher:
+        started = time.monotonic()
+        with pytest.raises(TeacherCallError, match="timed out"):
+            teacher.complete(MESSAGES, schema=SCHEMA)
+        elapsed = time.monotonic() - started
+    assert elapsed < 4.0, elapsed  # two attempts of one second (plus backoff), though every read got a byte
+    assert len(server.requests) == 2
+
+
+def test_cancel_abandons_a_request_in_flight_within_a_second():
+    from doctune.core.events import Cancelled, CancelToken
+
+    cancel = CancelToken()
+    with FaultServer(fault=lambda body, attempt: ("sleep", 20)) as server, \
+            teacher_for(server, timeout_s=60.0, cancel=cancel, sleep=cancel.wait) as teacher:
+        threading.Timer(0.3, cancel.cancel).start()
+        started = time.monotonic()
+        with pytest.raises(Cancelled):
+            teacher.complete(MESSAGES, schema=SCHEMA)
+        assert time.monotonic() - started < 1.5
+
+
+
+def _doctune(*args, stdin: str = "", env: dict | None = None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "doctune.core", *args], input=stdin, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "COLUMNS": "200", **(env or {})})
+
+
+def _endpoint_project(project, base_url, **teacher):
+    project.config.teacher.kind = "openai"
+    project.config.teacher.base_url = base_url
+    project.config.teacher.model = "test"
+    for key, value in {"max_retries": 0, "timeout_s": 5.0, **teacher}.items():
+        setattr(project.config.teacher, key, value)
+    project.save()
+    return project
+
+
+def test_teacher_test_explains_a_refused_key_and_a_server_that_is_not_there(project):
+    import socket
+
+    with FaultServer(api_key="sk-right") as server:
+        _endpoint_project(project, server.base_url)
+        refused = _doctune("teacher", "test", "-p", str(project.root))
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "refused the API key" in refused.stderr and "set-key" in refused.stderr
+
+    with socket.socket() as probe:  # a port where nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _endpoint_project(project, f"http://127.0.0.1:{port}/v1")
+    absent = _doctune("teacher", "test", "-p", str(project.root))
+    assert absent.returncode == 1 and "Traceback" not in absent.stderr, absent.stderr
+    assert "No teacher answered" in absent.stderr and "Start the server" in absent.stderr
+
+
+def test_teacher_reply_with_rich_markup_is_printed_as_text(project):
+    reply = '{"city": "[bold]Oslo[/y]", "fact": "[/] has [link=x]fjords"}'
+    with FaultServer(fault=lambda body, attempt: ("text", reply)) as server:
+        _endpoint_project(project, server.base_url, structured_output="off")
+        result = _doctune("teacher", "test", "-p", str(project.root))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    assert "[bold]Oslo[/y]" in result.stdout
+
+
+def test_set_key_without_a_keyring_says_how_to_use_an_environment_variable(project):
+    _endpoint_project(project, "http://127.0.0.1:9/v1")
+    result = _doctune("teacher", "set-key", "-p", str(project.root), stdin="sk-secret-123\n",
+                      env={"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"})
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "api_key_env" in result.stderr and "sk-secret-123" not in result.stderr + result.stdout
+    assert "sk-secret-123" not in project.config_path.read_text()
