@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QProcess, Qt
 from PySide6.QtWidgets import (
-    QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QVBoxLayout, QWidget,
+    QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QSizePolicy, QVBoxLayout, QWidget,
 )
 
 from doctune.desktop.jobs import CANCELLED, FAILED, PARTIAL, SUCCEEDED, Job, job_program
@@ -28,6 +28,30 @@ def explanation(text: str) -> QLabel:
     label.setObjectName("explanation")
     label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     return label
+
+
+class ElidedLabel(QLabel):
+    """One line of text that shortens itself with "…" to the width it is given (the whole text in its tooltip),
+    so a long file name never makes its layout wider than the window."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.full_text = ""
+        self.setMinimumWidth(40)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.set_full_text(text)
+
+    def set_full_text(self, text: str) -> None:
+        self.full_text = text
+        self.setToolTip(text)
+        self._elide()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 — Qt's name
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        self.setText(self.fontMetrics().elidedText(self.full_text, Qt.TextElideMode.ElideMiddle, max(self.width(), 40)))
 
 
 def format_seconds(seconds: float | None) -> str:

@@ -80,3 +80,18 @@ def token_f1(prediction: str, reference: str) -> float:
         return 0.0
     precision, recall = overlap / len(predicted), overlap / len(expected)
     return 2 * precision * recall / (precision + recall)
+
+
+AGREEMENT_F1 = 0.5
+"""Token F1 at which a free answer is said to agree with the reference (Compare's ✓ / ✗)."""
+
+
+def reference_words(kind: str, answer: str, reference: str) -> str:
+    """What a free answer to a held-out question is compared with: the reference text (mc: the right option's)."""
+    return reference or ("" if kind == "mc" else answer)
+
+
+def agrees_with_reference(answer: str, reference: str) -> tuple[bool, float]:
+    """Whether a free answer says what the reference says (token F1 ≥ ``AGREEMENT_F1``), and the F1."""
+    f1 = token_f1(answer, reference)
+    return f1 >= AGREEMENT_F1, f1

@@ -8,13 +8,13 @@ from pathlib import Path
 from PySide6.QtCore import QThreadPool, QUrl
 from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
 from PySide6.QtWidgets import (
-    QCheckBox, QDialog, QFileDialog, QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton, QTextBrowser,
-    QVBoxLayout, QWidget,
+    QCheckBox, QComboBox, QDialog, QFileDialog, QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
+    QSizePolicy, QTextBrowser, QVBoxLayout, QWidget,
 )
 
 from doctune.desktop.chat import ChatSignals, ChatWorker, PaneSession
 from doctune.desktop.pages.base import Page
-from doctune.desktop.widgets import show_error
+from doctune.desktop.widgets import ElidedLabel, show_error
 
 SYSTEMS = {
     "tuned": "Tuned model (closed book)",
@@ -51,20 +51,29 @@ class ChatPane(QFrame):
         self.signals.piece.connect(self._on_piece)
         self.signals.answered.connect(self._on_answered)
         self.signals.failed.connect(self._on_failed)
-        title = QLabel(f"<b>{html.escape(pane_title(session.system_name))}</b>")
+        self.reference: tuple[str, str] | None = None  # (question, reference answer) of a held-out question
+        title = ElidedLabel(pane_title(session.system_name))
+        font = title.font()
+        font.setBold(True)
+        title.setFont(font)
         self.view = QTextBrowser()
         self.view.setOpenLinks(False)
         self.view.anchorClicked.connect(self._open_source)
+        self.view.setMinimumWidth(120)
         self.stats = QLabel("")
         self.stats.setObjectName("explanation")
+        self.stats.setWordWrap(True)  # a long stats line must never widen the pane past the window
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         layout = QVBoxLayout(self)
         layout.addWidget(title)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.stats)
 
-    def ask(self, question: str) -> None:
+    def ask(self, question: str, reference: str | None = None) -> None:
+        """Answer ``question``; with the ``reference`` answer of a held-out question, mark the answer against it."""
         from doctune.core.events import CancelToken
 
+        self.reference = (question, reference) if reference else None
         self.busy = True
         self.cancel = CancelToken()
         self.started = time.perf_counter()
@@ -100,7 +109,7 @@ class ChatPane(QFrame):
         cursor.movePosition(QTextCursor.MoveOperation.End)
         cursor.insertText(piece)
         self.view.ensureCursorVisible()
-        self.stats.setText(f"first token after {self.first_piece:.2f} s · streaming…")
+        self.stats.setText(f"first token {self.first_piece:.2f} s · streaming…")
 
     def _on_answered(self, answer) -> None:
         self.busy = False
@@ -111,13 +120,24 @@ class ChatPane(QFrame):
                  for number, hit in enumerate(self.sources, 1)]
         cursor = self.view.textCursor()
         cursor.movePosition(QTextCursor.MoveOperation.End)
+        verdict = self._verdict(answer.text)
+        if verdict:
+            cursor.insertHtml("<br>" + verdict)
         if links:
             cursor.insertHtml("<br><small>Sources: " + " · ".join(links) + "</small>")
         cursor.insertHtml("<hr>")
-        ttft = f"{answer.ttft_s:.2f} s" if answer.ttft_s is not None else "—"
-        speed = f"{answer.tokens_per_s:.1f} tokens/s" if answer.tokens_per_s else "—"
-        self.stats.setText(f"time to first token {ttft} · {speed} · {answer.completion_tokens} tokens · "
-                           f"{answer.context_tokens} context tokens")
+        self.stats.setText(answer_stats(answer))
+
+    def _verdict(self, text: str) -> str:
+        """✓ / ✗ against the reference answer of a held-out question (HTML), or nothing."""
+        from doctune.core.evaluate.scoring import agrees_with_reference
+
+        if self.reference is None:
+            return ""
+        agrees, f1 = agrees_with_reference(text, self.reference[1])
+        if agrees:
+            return f"<b style='color:#1e8449'>✓ agrees with the reference answer</b> <small>(word overlap {f1:.0%})</small>"
+        return f"<b style='color:#c0392b'>✗ differs from the reference answer</b> <small>(word overlap {f1:.0%})</small>"
 
     def _on_failed(self, message: str, detail: str) -> None:
         self.busy = False
@@ -143,6 +163,23 @@ class ChatPane(QFrame):
         dialog.open()
 
 
+def normalise_question(text: str) -> str:
+    """Case and spacing do not make a typed question a different one."""
+    return " ".join(text.lower().split())
+
+
+def answer_stats(answer) -> str:
+    """One compact line: time to first token, speed, answer and context tokens, sources cited."""
+    parts = [f"time to first token {answer.ttft_s:.2f} s" if answer.ttft_s is not None else "no tokens"]
+    if answer.tokens_per_s:
+        parts.append(f"{answer.tokens_per_s:.0f} tokens/s")
+    parts.append(f"{answer.completion_tokens} tokens")
+    parts.append(f"{answer.context_tokens} context tokens")
+    if answer.sources:
+        parts.append(f"{len(answer.cited)} of {len(answer.sources)} sources cited")
+    return " · ".join(parts)
+
+
 class ComparePage(Page):
     key = "compare"
     title = "Compare"
@@ -165,6 +202,17 @@ class ComparePage(Page):
         choices.addStretch(1)
         choices.addWidget(self.model_file_button)
         self.body.addLayout(choices)
+        self.held_out_questions: dict[str, tuple[str, str]] = {}  # normalised question → (question, reference)
+        self.held_out = QComboBox()
+        self.held_out.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.held_out.setMinimumContentsLength(20)
+        self.held_out.setToolTip("Ask one of the held-out questions (never trained on): each answer is then marked "
+                                 "against its reference answer")
+        self.held_out.activated.connect(self._choose_held_out)
+        self.reference_label = QLabel("")
+        self.reference_label.setWordWrap(True)
+        self.reference_label.setObjectName("explanation")
+        self.reference_label.setVisible(False)
         self.model_files: list[str] = []
         self.panes_row = QHBoxLayout()
         self.body.addLayout(self.panes_row, 1)
@@ -174,8 +222,9 @@ class ComparePage(Page):
         self.send_button = QPushButton("Ask")
         self.stop_button = QPushButton("Stop")
         self.clear_button = QPushButton("New conversation")
-        for widget in (self.question, self.send_button, self.stop_button, self.clear_button):
-            ask_row.addWidget(widget, 1 if widget is self.question else 0)
+        for widget in (self.question, self.held_out, self.send_button, self.stop_button, self.clear_button):
+            ask_row.addWidget(widget, 3 if widget is self.question else 1 if widget is self.held_out else 0)
+        self.body.addWidget(self.reference_label)
         self.body.addLayout(ask_row)
         self.panes: list[ChatPane] = []
         self.question.returnPressed.connect(self.ask)
@@ -187,6 +236,31 @@ class ComparePage(Page):
     def set_project(self, root) -> None:
         super().set_project(root)
         self._rebuild_panes()
+
+    def refresh(self) -> None:
+        """The held-out questions of the project, offered in the question picker."""
+        from doctune.core.evaluate.scoring import reference_words
+        from doctune.core.items import load_eval_questions
+        from doctune.core.project import Project
+
+        try:
+            questions = load_eval_questions(Project.open(self.project)) if self.project is not None else []
+        except Exception:  # noqa: BLE001 — an unreadable file only leaves the picker empty; Evaluate explains it
+            questions = []
+        self.held_out_questions = {
+            normalise_question(q.question): (q.question, reference_words(q.kind, q.answer, q.reference))
+            for q in questions}
+        self.held_out.clear()
+        self.held_out.addItem(f"Held-out questions ({len(questions)})…" if questions else "No held-out questions yet")
+        for question, _reference in self.held_out_questions.values():
+            self.held_out.addItem(question)
+        self.held_out.setEnabled(bool(questions))
+
+    def _choose_held_out(self, index: int) -> None:
+        if index > 0:
+            self.question.setText(self.held_out.itemText(index))
+            self.held_out.setCurrentIndex(0)
+            self.question.setFocus()
 
     def chosen_systems(self) -> list[str]:
         return [name for name, box in self.system_boxes.items() if box.isChecked()] + self.model_files
@@ -222,7 +296,7 @@ class ComparePage(Page):
             return
         for name in self.chosen_systems():
             pane = ChatPane(PaneSession(self.project, name), self.pool)
-            pane.setMinimumHeight(360)
+            pane.setMinimumHeight(300)
             self.panes_row.addWidget(pane, 1)
             self.panes.append(pane)
 
@@ -234,8 +308,13 @@ class ComparePage(Page):
             show_error(self, "The previous question is still being answered; stop it first (Esc).")
             return
         self.question.clear()
+        question, reference = self.held_out_questions.get(normalise_question(question), (question, None))
+        self.reference_label.setVisible(reference is not None)
+        if reference is not None:
+            self.reference_label.setText(f"<b>Held-out question</b> (never trained on) · reference answer: "
+                                         f"{html.escape(reference)}")
         for pane in self.panes:
-            pane.ask(question)
+            pane.ask(question, reference)
 
     def stop(self) -> None:
         for pane in self.panes:

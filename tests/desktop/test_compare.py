@@ -92,3 +92,68 @@ def test_a_pane_whose_model_process_is_killed_shows_an_error_and_the_others_go_o
     page.ask()
     qtbot.waitUntil(lambda: not any(pane.busy for pane in page.panes), timeout=120_000)
     assert "time to first token" in killed.stats.text(), killed.stats.text()
+
+
+def test_three_panes_and_the_controls_fit_a_small_window(qtbot, make_window, project, tiny_gguf):
+    from PySide6.QtCore import QPoint, QRect
+
+    model = str(tiny_gguf("qwen2", "f16"))
+    project.config.rag.max_answer_tokens = 48
+    project.save()
+    window = make_window()
+    window.resize(1024, 700)
+    window.jobs_dock.hide()
+    window.open_project(project.root)
+    window.show_page(5)
+    page = window.page("compare")
+    page.set_systems([model, model, model])
+    page.question.setText("What is the Vellmora archipelago known for, and who first mapped its northern reefs?")
+    page.ask()
+    qtbot.waitUntil(lambda: not any(pane.busy for pane in page.panes), timeout=120_000)
+    qtbot.wait(100)
+    visible = QRect(QPoint(0, 0), window.size())
+
+    def inside(widget) -> bool:
+        return visible.contains(QRect(widget.mapTo(window, QPoint(0, 0)), widget.size()))
+
+    assert all(inside(pane) for pane in page.panes), [pane.geometry() for pane in page.panes]
+    assert all(inside(button) for button in (page.send_button, page.stop_button, page.clear_button, page.question))
+    from PySide6.QtWidgets import QScrollArea
+
+    area = page.findChild(QScrollArea)
+    assert not area.horizontalScrollBar().isVisible() and not area.verticalScrollBar().isVisible()
+    assert all("context tokens" in pane.stats.text() for pane in page.panes)
+
+
+def test_a_held_out_question_is_marked_against_its_reference(qtbot, make_window, project, tiny_gguf):
+    import json
+
+    from doctune.core.items import questions_path
+
+    model = str(tiny_gguf("qwen2", "f16"))
+    project.config.rag.max_answer_tokens = 16
+    project.save()
+    path = questions_path(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"id": "q1", "kind": "open", "question": "Who cast the first bell of the Quintrel Foundry?",
+              "answer": "Maren Holt cast it in 1871."}
+    path.write_text(json.dumps(record) + "\n")
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("compare")
+    page.set_systems([model])
+    assert page.held_out.count() == 2 and page.held_out.isEnabled()
+    page._choose_held_out(1)
+    assert page.question.text() == record["question"]
+    page.question.setText("  who cast the FIRST bell of the Quintrel Foundry? ")  # typed differently: still held out
+    page.ask()
+    qtbot.waitUntil(lambda: not page.panes[0].busy, timeout=120_000)
+    assert "reference answer: Maren Holt cast it in 1871." in page.reference_label.text()
+    assert "differs from the reference answer" in page.panes[0].view.toPlainText()  # a random model's words
+
+
+def test_agreement_with_a_reference_is_word_overlap():
+    from doctune.core.evaluate.scoring import agrees_with_reference
+
+    assert agrees_with_reference("It was Maren Holt, in 1871.", "Maren Holt cast it in 1871.")[0]
+    assert not agrees_with_reference("seasons seasons seasons", "Maren Holt cast it in 1871.")[0]
