@@ -18,7 +18,8 @@ from doctune.desktop.state import latest_eval_summary
 from doctune.desktop.widgets import JobProgress, LazyPlot, explanation
 
 COLUMNS = ("System", "Multiple choice", "95% interval", "Open: judged correct", "Open: word overlap",
-           "First token")
+           "First token", "Seconds per answer", "Context tokens per answer")
+CHART_LABELS = {"base": "Base", "base+rag": "Base + retrieval", "tuned": "Tuned", "tuned+rag": "Tuned + retrieval"}
 BAR_COLOURS = ("#2f80ed", "#27ae60", "#f2994a", "#9b51e0")
 
 
@@ -33,16 +34,37 @@ def _interval(score: dict | None) -> str:
     return f"{ci[0]:.0%} – {ci[1]:.0%}" if ci else "—"
 
 
+def _number(value: float | None, unit: str = "", digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}{unit}"
+
+
 def scoreboard_rows(summary: dict) -> list[tuple[str, ...]]:
+    """One row per system, under the same names as Compare's panes."""
+    from doctune.core.evaluate.verdict import answer_costs, system_label
+
+    costs = answer_costs(summary)
     rows = []
     for system in summary.get("systems", []):
         scores = summary["scores"][system]
-        f1 = scores.get("open_f1", {}).get("mean")
-        ttft = scores.get("ttft_s", {}).get("median")
-        rows.append((system, _percent(scores.get("mc_likelihood")), _interval(scores.get("mc_likelihood")),
-                     _percent(scores.get("open_judge")), "—" if f1 is None else f"{f1:.2f}",
-                     "—" if ttft is None else f"{ttft:.2f} s"))
+        rows.append((system_label(system), _percent(scores.get("mc_likelihood")),
+                     _interval(scores.get("mc_likelihood")), _percent(scores.get("open_judge")),
+                     _number(scores.get("open_f1", {}).get("mean")),
+                     _number(scores.get("ttft_s", {}).get("median"), " s"),
+                     _number(costs[system]["seconds_per_answer"], " s"),
+                     _number(costs[system]["context_tokens_per_answer"], digits=0)))
     return rows
+
+
+def cost_text(cost: dict) -> str:
+    """The one-time cost of tuning in a sentence."""
+    from doctune.desktop.widgets import format_seconds
+
+    parts = [f"{cost['items']:,} synthetic items from the teacher ({cost['teacher_tokens']:,} tokens, "
+             f"{format_seconds(cost['teacher_seconds'])} of teacher time)"]
+    if cost.get("train_seconds") is not None:
+        parts.append(f"training {format_seconds(cost['train_seconds'])}")
+    return ("One-time cost of tuning: " + ", ".join(parts) + ". A closed-book answer then needs no retrieval "
+            "and fewer context tokens: compare the last two columns.")
 
 
 class EvaluatePage(Page):
@@ -72,8 +94,17 @@ class EvaluatePage(Page):
         self.body.addLayout(options)
         self.progress = JobProgress()
         self.body.addWidget(self.progress)
+        self.verdict = explanation("")
+        font = self.verdict.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        self.verdict.setFont(font)
+        self.verdict.setObjectName("verdict")
+        self.body.addWidget(self.verdict)
         self.headline = explanation("")
         self.body.addWidget(self.headline)
+        self.cost = explanation("")
+        self.body.addWidget(self.cost)
         board = QSplitter()
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
@@ -149,6 +180,8 @@ class EvaluatePage(Page):
         summary = read_json_or_none(path) if path is not None else None
         self.report_button.setEnabled(summary is not None)
         if summary is None:
+            self.verdict.setText("")
+            self.cost.setText("")
             self.headline.setText("No evaluation yet. It needs held-out questions (Synthesize) and, for the tuned "
                                   "systems, an exported model.")
             self.table.setRowCount(0)
@@ -156,9 +189,20 @@ class EvaluatePage(Page):
             if self.chart.widget is not None:
                 self.chart.widget.clear()
             return
+        from doctune.core.evaluate.verdict import FEW_QUESTIONS, tuning_cost, verdict
+
         questions = summary.get("questions", {})
-        self.headline.setText(f"Evaluation {summary.get('eval_id')}: {questions.get('total', 0)} questions "
-                              f"({questions.get('mc', 0)} multiple choice, {questions.get('open', 0)} open).")
+        self.verdict.setText(verdict(summary))
+        few = questions.get("total", 0) < FEW_QUESTIONS
+        self.headline.setText(
+            f"Evaluation {summary.get('eval_id')}: {questions.get('total', 0)} questions "
+            f"({questions.get('mc', 0)} multiple choice, {questions.get('open', 0)} open)."
+            + (f" With fewer than {FEW_QUESTIONS} questions every interval is wide; more held-out questions "
+               "(Synthesize page) make the comparison sharper." if few else ""))
+        try:
+            self.cost.setText(cost_text(tuning_cost(self.open_config())))
+        except Exception:  # noqa: BLE001 — the cost line is extra; an unreadable items file leaves it out
+            self.cost.setText("")
         rows = scoreboard_rows(summary)
         self.table.setRowCount(len(rows))
         for row, values in enumerate(rows):
@@ -186,7 +230,7 @@ class EvaluatePage(Page):
                 chart.addItem(pg.ErrorBarItem(x=np.array([index]), y=np.array([accuracy]),
                                                    top=np.array([ci[1] * 100 - accuracy]),
                                                    bottom=np.array([accuracy - ci[0] * 100]), beam=0.2))
-        chart.getAxis("bottom").setTicks([[(i, s) for i, s in enumerate(systems)]])
+        chart.getAxis("bottom").setTicks([[(i, CHART_LABELS.get(s, s)) for i, s in enumerate(systems)]])
 
     def _load_records(self, folder: Path) -> None:
         from doctune.core.fsio import read_jsonl
@@ -202,6 +246,8 @@ class EvaluatePage(Page):
             self.questions.setItem(row, 1, QTableWidgetItem(question.question))
 
     def _show_question(self) -> None:
+        from doctune.core.evaluate.verdict import system_label
+
         rows = self.questions.selectionModel().selectedRows()
         if not rows:
             return
@@ -212,7 +258,7 @@ class EvaluatePage(Page):
         parts.append(f"<p><b>Expected:</b> {html.escape(str(question.answer))}</p>")
         for record in self.records[question.id]:
             verdict = self._verdict(record)
-            parts.append(f"<p><b>{html.escape(record['system'])}</b> — {verdict}<br>"
+            parts.append(f"<p><b>{html.escape(system_label(record['system']))}</b> — {verdict}<br>"
                          f"{html.escape(record.get('answer') or record.get('error') or '')}</p>")
         parts.append(f"<p><small>Source passage: {html.escape(question.source_text[:800])}</small></p>")
         self.detail.setHtml("".join(parts))
