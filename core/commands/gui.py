@@ -68,4 +68,7 @@ def _use_tiny_models(project, ctx: CommandContext) -> None:
     project.config.student.model = str(student)
     project.config.teacher.kind = "local"
     project.config.teacher.model_path = str(Path(teacher))
+    project.config.teacher.n_ctx = 1024
+    project.config.teacher.max_tokens = 192  # a random teacher writes until its limit: keep each call short
+    project.config.synth.grounding = "off"  # a random teacher's words come from nowhere: nothing would pass
     project.config.privacy.offline = True
