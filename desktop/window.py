@@ -75,7 +75,7 @@ class MainWindow(QMainWindow):
         self.sidebar.currentRowChanged.connect(self._show_page)
         self.welcome.project_chosen.connect(self.open_project)
         self.welcome.sample_requested.connect(self.create_sample)
-        self.runner.job_added.connect(lambda _job: self._show_jobs())
+        self.runner.job_added.connect(self._on_job_added)
         self._build_menus()
         self.resize(1280, 860)
         geometry = settings.value("geometry")
@@ -175,6 +175,10 @@ class MainWindow(QMainWindow):
         job.finished.connect(lambda state: self.open_project(folder) if state == SUCCEEDED else
                              show_error(self, job.record.message, "\n".join(job.record.log[-40:])))
 
+    def _on_job_added(self, job) -> None:
+        self._show_jobs()
+        job.finished.connect(lambda _state: self.refresh_current())  # whatever page is open shows the new state
+
     def _show_jobs(self) -> None:
         if not self.jobs_dock.isVisible():
             self.jobs_dock.show()
@@ -198,14 +202,23 @@ class MainWindow(QMainWindow):
     def _show_page(self, index: int) -> None:
         if index < 0 or self.project is None:
             return
-        self.stack.setCurrentWidget(self.pages[index])
+        page = self.pages[index]
+        if self.stack.currentWidget() is not page:
+            self.stack.setCurrentWidget(page)
+            self._refresh_page(page)  # a page shows the project as it is now, not as when it was last open
         self.settings.setValue("last_page", index)
 
     def refresh_current(self) -> None:
         current = self.stack.currentWidget()
         if current in self.pages and self.project is not None:
-            current.refresh()
+            self._refresh_page(current)
         self.refresh_states()
+
+    def _refresh_page(self, page) -> None:
+        try:
+            page.refresh()
+        except Exception as exc:  # noqa: BLE001 — a broken file must not stop the page from opening
+            show_error(self, f"The {page.title} page could not read the project: {exc}")
 
     def refresh_states(self) -> None:
         if self.project is None:

@@ -89,3 +89,17 @@ def test_keyboard_shortcuts_switch_pages(make_window, qtbot, project):
     assert window.stack.currentWidget() is window.page("compare")
     qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
     assert window.stack.currentWidget() is window.page("documents")
+
+
+def test_a_page_shows_the_project_as_it_is_when_it_is_opened(make_window, qtbot, project):
+    from run_folders import finished_run
+
+    window = make_window()
+    window.open_project(project.root)
+    window.show_page(4)
+    export = window.page("export")
+    assert export.run_note.text() == "No finished training run yet."
+    window.show_page(3)
+    finished_run(project, "run-1", 1000.0)  # training finished meanwhile (in a job, or another window)
+    window.show_page(4)
+    assert export.run_note.text() == "Run to export: run-1."
