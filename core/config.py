@@ -169,8 +169,10 @@ class RagSettings(Section):
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant (higher: flatter weighting of ranks).")
     embed_batch: int = Field(64, ge=1, le=4096, description="Chunks embedded per batch while indexing.")
     ann_min_rows: int = Field(
-        0, ge=0, description="Chunks from which an approximate vector index (HNSW) replaces the exact vector scan "
-                             "(0: always exact; faster on huge corpora, but approximate).",
+        200_000, ge=0, description="Chunks from which doctune index builds an approximate vector index (IVF-SQ) that "
+                                   "replaces the exact in-memory vector scan (0: always exact). Measured on 2 cores: "
+                                   "the exact scan costs ~1 ms per 10k chunks and holds ~1.6 KB per chunk in memory; "
+                                   "the index answers in ~20-30 ms with recall@10 >= 0.95 (bench/rag.py).",
     )
     n_ctx: int = Field(4096, ge=128, description="Chat context window in tokens (capped by the model's own).")
     max_answer_tokens: int = Field(512, ge=8, description="Hard limit of tokens in one answer; reserved in the context.")

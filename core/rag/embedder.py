@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
@@ -153,15 +154,22 @@ class Embedder:
         machine their spin-waiting made it ten times slower (0.45 s vs 0.05 s
         measured on 2 shared cores).
         """
-        import torch
+        with torch_single_thread():
+            return self.encode([text], batch_size=1)[0]
 
-        with _QUERY_LOCK:  # the thread count is process-wide: restore it exactly, also with concurrent callers
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                return self.encode([text], batch_size=1)[0]
-            finally:
-                torch.set_num_threads(threads)
+
+@contextmanager
+def torch_single_thread():
+    """Run the torch work of one query on the calling thread only (see ``Embedder.encode_query``)."""
+    import torch
+
+    with _QUERY_LOCK:  # the thread count is process-wide: restore it exactly, also with concurrent callers
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
 
 def _windows(text: str, offsets: list[tuple[int, int]], word_ids: list[int | None], capacity: int) -> list[str]:
