@@ -7,6 +7,7 @@ JSONL logs may end in a torn line after a crash; ``read_jsonl`` skips it (and
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -124,7 +125,9 @@ class JsonlAppender:
     """Append-only JSONL log: each record is one line, flushed and fsynced.
 
     Opening it truncates a torn last line left by a crash, so the next record
-    starts on a line of its own.
+    starts on a line of its own. A write that fails (a full disk) raises its
+    ``OSError`` after cutting off what it wrote, so the log never keeps half a
+    record and nothing is left buffered to fail again at ``close``.
     """
 
     def __init__(self, path: str | os.PathLike, fsync: bool = True) -> None:
@@ -132,7 +135,8 @@ class JsonlAppender:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fsync = fsync
         self._repair_torn_tail()
-        self._handle = open(self.path, "ab")
+        self._handle = open(self.path, "ab", buffering=0)
+        self._size = os.fstat(self._handle.fileno()).st_size
 
     def _repair_torn_tail(self) -> None:
         if not self.path.exists() or self.path.stat().st_size == 0:
@@ -153,10 +157,25 @@ class JsonlAppender:
         )
         if not payload:
             return
-        self._handle.write(payload)
-        self._handle.flush()
-        if self._fsync:
-            os.fsync(self._handle.fileno())
+        view = memoryview(payload)
+        try:
+            while view:
+                written = self._handle.write(view)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+                view = view[written:]
+            if self._fsync:
+                os.fsync(self._handle.fileno())
+        except OSError:
+            self._cut_back()
+            raise
+        self._size += len(payload)
+
+    def _cut_back(self) -> None:
+        try:
+            os.ftruncate(self._handle.fileno(), self._size)
+        except OSError:
+            pass  # the torn line is cut off when the log is next opened
 
     def close(self) -> None:
         self._handle.close()

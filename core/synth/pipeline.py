@@ -8,12 +8,18 @@ appended (flushed, fsynced) by the single writer thread: an item in
 outcome and retries the ``failed`` ones; a SIGKILL loses only the tasks in
 flight, and the torn last line it may leave is cut off on the next run.
 
+``failed``: the teacher gave no usable reply (an HTTP failure after retries,
+or replies that are not the asked JSON). ``filtered``: a well-formed reply
+that a content filter rejected (duplicate, not grounded, leakage …). Replies
+recorded as ``filtered`` for their schema by older versions are retried too.
+
 Counting: ``planned = already_done + generated + failed + filtered + deferred``
 (deferred: not started because the token budget ran out).
 """
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from doctune.core.errors import UserError
+from doctune.core.errors import UserError, disk_errors
 from doctune.core.events import Cancelled, CancelToken, Events
 from doctune.core.fsio import JsonlAppender, atomic_write_json, read_json_or_none, read_jsonl
 from doctune.core.items import (
@@ -30,12 +36,13 @@ from doctune.core.items import (
 from doctune.core.synth import filters, schemas
 from doctune.core.synth.prompts import load_prompt
 from doctune.core.synth.recipes import (
-    CALLS_PER_TASK, RUNNERS, TRAIN_RECIPES, Draft, EntityCache, GenerationContext, InvalidOutput, Task, Usage,
-    letter_index, plan_eval_tasks, plan_tasks,
+    CALLS_PER_TASK, RUNNERS, TRAIN_RECIPES, UNUSABLE, Draft, EntityCache, GenerationContext, InvalidOutput, Task,
+    Usage, letter_index, plan_eval_tasks, plan_tasks,
 )
 from doctune.core.teachers.base import Teacher, TeacherCallError, estimate_tokens
 
 OUTCOME_VERSION = 1
+SCHEMA = "schema"  # the reason of a reply that is not the record's shape: a failed call, never a filter
 SPEED_FILE = "teacher-speed.json"
 EVAL_FAILURES_FILE = "failures.jsonl"
 EXPECTED_OUTPUT_SHARE = 0.6  # replies use about this share of the longest reply their schema allows
@@ -43,6 +50,37 @@ EXPECTED_OUTPUT_SHARE = 0.6  # replies use about this share of the longest reply
 
 class SynthInputError(UserError):
     """Synthesis cannot start: no chunks, an unknown recipe, settings that do not fit."""
+
+
+class SynthWriteError(UserError):
+    """Generated items cannot be written (a full disk, a folder that cannot be written)."""
+
+
+class SynthBusy(UserError):
+    """Another synthesis is writing to the same files of this project."""
+
+
+LOCK_FILE = ".synth.lock"
+
+
+@contextmanager
+def one_synthesis(folder: Path) -> Iterator[None]:
+    """Hold the lock of the folder synthesis writes to (``synth/`` or ``eval/``): one synthesis at a time, so two
+    never generate (and pay for) the same items twice."""
+    from filelock import FileLock, Timeout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / LOCK_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise SynthBusy(f"Another 'doctune synth' is already generating into {folder}",
+                        "wait until it has finished (or cancel it), then run this again; "
+                        "it skips what is already done") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 class SynthParams(BaseModel):
@@ -111,7 +149,8 @@ class Outputs:
             self.outcomes_file = failures_path(project)
         self.existing = list(read_jsonl(self.items_file))
         self.done_ids = {str(r.get("id")) for r in self.existing}
-        self.done_ids |= {str(r.get("id")) for r in read_jsonl(self.outcomes_file) if r.get("outcome") == "filtered"}
+        self.done_ids |= {str(r.get("id")) for r in read_jsonl(self.outcomes_file)
+                          if r.get("outcome") == "filtered" and r.get("reason") != SCHEMA}
         self._items: JsonlAppender | None = None
         self._outcomes: JsonlAppender | None = None
 
@@ -171,8 +210,10 @@ class Finisher:
     def finish(self, draft: Draft) -> tuple[dict[str, Any] | None, str | None]:
         try:
             record, answer = self._record(draft)
-        except (ValidationError, InvalidOutput) as exc:
-            return None, f"schema: {str(exc).splitlines()[0][:200]}"
+        except ValidationError as exc:
+            return None, f"{SCHEMA}: {str(exc).splitlines()[0][:200]}"
+        except InvalidOutput as exc:
+            return None, str(exc)
         reason = self._problem(draft, record, answer)
         if reason:
             return None, reason
@@ -210,7 +251,7 @@ class Finisher:
         if draft.kind == "mc":
             options = [option.strip() for option in f["options"]]
             if len({filters.normalized(option) for option in options}) < 4:
-                raise InvalidOutput("the four options are not all different")
+                raise InvalidOutput("options: the four options are not all different")
             reference = options[letter_index(f["answer"])]
             question = EvalQuestion(**common, kind="mc", question=f["question"], options=options, answer=f["answer"],
                                     reference=reference, source_text=task.source.text, meta=meta)
@@ -329,7 +370,12 @@ class Run:
                 finished, _ = wait(list(in_flight), timeout=0.5, return_when=FIRST_COMPLETED)
                 for future in finished:
                     del in_flight[future]
-                    self._record(future.result())
+                    try:
+                        outcome = future.result()
+                    except Cancelled:
+                        continue  # abandoned by a cancel: not done, generated on the next run
+                    with self._write_errors(len(pending) - tracker.done):
+                        self._record(outcome)
                     tracker.advance(message=self._progress_message(), tokens_in=self.result.prompt_tokens,
                                     tokens_out=self.result.completion_tokens, failed=self.result.failed,
                                     filtered=self.result.filtered)
@@ -349,6 +395,20 @@ class Run:
             self.events.warning(f"Token budget of {self.settings.token_budget} reached: {self.result.deferred} "
                                 "item(s) not started. Raise synth.token_budget and re-run to continue.")
 
+    def _write_errors(self, remaining: int):
+        """A failed write of the outputs (a full disk) as a ``SynthWriteError`` saying how much to free."""
+        folder = self.outputs.items_file.parent
+
+        def need_bytes() -> int:
+            written = [path for path in (self.outputs.items_file, self.outputs.outcomes_file) if path.exists()]
+            lines = sum(path.read_bytes().count(b"\n") for path in written)
+            average = sum(path.stat().st_size for path in written) / lines if lines else 4096
+            return int(remaining * average)
+
+        return disk_errors("generated items", folder, SynthWriteError,
+                           "Everything written so far is kept; re-running skips it and generates the rest.",
+                           need_bytes=need_bytes)
+
     def _progress_message(self) -> str:
         r = self.result
         return f"{r.generated} written, {r.filtered} filtered, {r.failed} failed"
@@ -362,6 +422,9 @@ class Run:
             self._outcome(task, "failed", outcome.failure)
             return
         record, reason = (None, outcome.invalid) if outcome.invalid else self.finisher.finish(outcome.draft)
+        if record is None and _category(reason or "") == SCHEMA:  # the reply is not an item's shape: retry later
+            self._outcome(task, "failed", f"{UNUSABLE}: {reason}")
+            return
         if record is None:
             self._outcome(task, "filtered", reason or "unknown")
             return
@@ -369,7 +432,8 @@ class Run:
         r.generated += 1
 
     def _outcome(self, task: Task, outcome: str, reason: str) -> None:
-        category = "teacher error" if outcome == "failed" else _category(reason)
+        category = (UNUSABLE if reason.startswith(UNUSABLE) else "teacher error") if outcome == "failed" \
+            else _category(reason)
         counts = self.result.failed_by_reason if outcome == "failed" else self.result.filtered_by_reason
         counts[category] = counts.get(category, 0) + 1
         if outcome == "failed":
@@ -488,13 +552,22 @@ def run(params: SynthParams, *, events: Events, cancel: CancelToken,
     project = Project.open(params.project_dir)
     mode = "eval" if params.eval else "train"
     tasks = plan(project, params)
-    outputs = Outputs(project, mode)
-    pending = [task for task in tasks if task.id not in outputs.done_ids]
-    already = len(tasks) - len(pending)
     if params.dry_run:
-        result = SynthResult(mode=mode, planned=len(tasks), already_done=already, estimate=estimate(project, pending))
+        pending = [task for task in tasks if task.id not in Outputs(project, mode).done_ids]
+        result = SynthResult(mode=mode, planned=len(tasks), already_done=len(tasks) - len(pending),
+                             estimate=estimate(project, pending))
         events.done(describe_estimate(result.estimate), **result.as_dict())
         return result
+    folder = Path(project.eval_dir if params.eval else project.synth_dir)
+    with one_synthesis(folder):
+        return _generate(project, mode, tasks, params, events, cancel, teacher, open_teacher)
+
+
+def _generate(project, mode: str, tasks: list[Task], params: SynthParams, events: Events, cancel: CancelToken,
+              teacher: Teacher | None, open_teacher: Callable[..., Teacher] | None) -> SynthResult:
+    outputs = Outputs(project, mode)  # read under the lock: what is done cannot change while this runs
+    pending = [task for task in tasks if task.id not in outputs.done_ids]
+    already = len(tasks) - len(pending)
     owned = teacher is None
     if owned:
         if open_teacher is None:
@@ -507,8 +580,11 @@ def run(params: SynthParams, *, events: Events, cancel: CancelToken,
     finally:
         job.close()
         r = job.result
-        save_speed(project, teacher.name, r.completion_tokens, job.teacher_seconds,
-                   r.generated + r.failed + r.filtered)
+        try:
+            save_speed(project, teacher.name, r.completion_tokens, job.teacher_seconds,
+                       r.generated + r.failed + r.filtered)
+        except OSError:
+            pass  # a measured speed is a convenience for estimates; a full disk must not hide the real error
         if owned:
             teacher.close()
     result = job.result

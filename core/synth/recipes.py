@@ -4,9 +4,12 @@ A *task* is one planned item: a recipe, a source (a chunk, or for EntiGraph a
 window of consecutive chunks of one document), an index, and a seed. Its id
 is a hash of those, so re-planning gives the same ids and a re-run skips what
 is done. Running a task asks the teacher (one or more calls) and returns a
-``Draft``; an unusable reply raises ``InvalidOutput`` (the item is counted as
-filtered), a teacher that fails for good raises ``TeacherCallError`` (counted as
-failed).
+``Draft``. A reply that cannot be read as the asked JSON (no object, fields
+missing or of the wrong shape) is asked again once, then raises
+``UnusableReply``: a failed call, counted as failed and retried on the next
+run, like a teacher that fails for good (``TeacherCallError``). A well-formed
+reply that cannot make an item (too few entities, four options not all
+different) raises ``InvalidOutput`` and is counted as filtered.
 
 Recipes:
 
@@ -33,15 +36,23 @@ from doctune.core.fsio import JsonlAppender, read_jsonl
 from doctune.core.items import content_hash
 from doctune.core.synth import schemas
 from doctune.core.synth.prompts import load_prompt
-from doctune.core.teachers.base import Teacher
+from doctune.core.teachers.base import Teacher, TeacherCallError
 
 TRAIN_RECIPES = ("qa", "focal", "rephrase", "entigraph")
 EVAL_RECIPES = ("eval_mc", "eval_open")
 LETTERS = "ABCD"
 
 
+REPLY_ATTEMPTS = 2  # a reply that is not the asked JSON is asked for once more (with another seed)
+UNUSABLE = "unusable reply"
+
+
 class InvalidOutput(Exception):
-    """The teacher's reply cannot make an item (not JSON, wrong fields, too few entities …)."""
+    """A well-formed reply that cannot make an item (too few entities, options not all different …)."""
+
+
+class UnusableReply(TeacherCallError):
+    """The teacher's replies could not be read as the asked JSON: the call failed (retried on the next run)."""
 
 
 @dataclass(frozen=True)
@@ -95,19 +106,25 @@ class GenerationContext:
 
     def ask(self, messages: list[dict[str, str]], schema: dict[str, Any], task: Task, usage: Usage,
             salt: str = "") -> dict[str, Any]:
-        seed = task.seed if not salt else int(content_hash(task.id, salt)[:8], 16)
-        reply = self.teacher.complete(messages, schema=schema, max_tokens=schemas.output_tokens(schema), seed=seed)
-        usage.prompt_tokens += reply.prompt_tokens
-        usage.completion_tokens += reply.completion_tokens
-        usage.seconds += reply.seconds
-        usage.calls += 1
-        usage.attempts += reply.attempts
-        problems = schemas.check(schema, reply.data)
-        if reply.data is None:
-            raise InvalidOutput(f"schema: no JSON object in the reply ({reply.text[:80]!r})")
-        if problems:
-            raise InvalidOutput("schema: " + "; ".join(problems[:3]))
-        return reply.data
+        problem = ""
+        for attempt in range(REPLY_ATTEMPTS):
+            seed = task.seed if not salt else int(content_hash(task.id, salt)[:8], 16)
+            if attempt:
+                seed = int(content_hash(task.id, salt, "again", attempt)[:8], 16)
+            reply = self.teacher.complete(messages, schema=schema, max_tokens=schemas.output_tokens(schema),
+                                          seed=seed)
+            usage.prompt_tokens += reply.prompt_tokens
+            usage.completion_tokens += reply.completion_tokens
+            usage.seconds += reply.seconds
+            usage.calls += 1
+            usage.attempts += reply.attempts
+            if reply.data is None:
+                problem = f"no JSON object in the reply ({reply.text[:80]!r})"
+            elif problems := schemas.check(schema, reply.data):
+                problem = "; ".join(problems[:3])
+            else:
+                return reply.data
+        raise UnusableReply(f"{UNUSABLE}: {problem} (asked {REPLY_ATTEMPTS} times)")
 
 
 def _passage_values(task: Task) -> dict[str, Any]:

@@ -72,6 +72,42 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path, fault_server):
     assert item_contents(killed) == item_contents(whole)
 
 
+def test_a_second_synth_at_once_is_refused_and_nothing_is_paid_twice(tmp_path, fault_server):
+    server = fault_server(delay_s=1.5)  # the first synthesis is still at work while the second starts
+    project = qa_project(tmp_path / "p", server.base_url, docs=3, per_chunk=2, concurrency=1)
+    first = doctune("synth", "-p", str(project.root), "--events", "jsonl")
+    deadline = time.monotonic() + 60
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert server.requests, "the first synthesis must be under way"
+    code, _, err = finish(doctune("synth", "-p", str(project.root)))
+    assert code == 1 and "Another 'doctune synth' is already generating" in err and "Traceback" not in err
+    code, out, _ = finish(first)
+    planned = json.loads(out.splitlines()[-1])["planned"]
+    assert code == 0 and planned >= 6
+    ids = [json.loads(line)["id"] for line in items_path(project).read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == planned
+    assert len(server.requests) == planned  # every item was asked for once
+    dry = finish(doctune("synth", "--dry-run", "-p", str(project.root)))  # a dry run never needs the lock
+    assert dry[0] == 0
+
+
+def test_sigterm_stops_requests_in_flight_within_seconds(tmp_path, fault_server):
+    server = fault_server(fault=lambda body, attempt: ("sleep", 60))
+    project = qa_project(tmp_path / "p", server.base_url, docs=2, per_chunk=2, concurrency=2, timeout_s=120.0)
+    process = doctune("synth", "-p", str(project.root), "--events", "jsonl")
+    deadline = time.monotonic() + 60
+    while len(server.requests) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(server.requests) >= 2, "two requests must be in flight"
+    process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    code, out, err = finish(process, timeout=30)
+    assert time.monotonic() - started < 5.0
+    assert code == 130 and json.loads(out.splitlines()[-1])["event"] == "cancelled", err
+    assert "Traceback" not in err
+
+
 def test_api_key_stays_out_of_files_and_events(tmp_path, fault_server):
     key = "sk-doctune-test-" + secrets.token_hex(12)
     server = fault_server(api_key=key)
