@@ -129,3 +129,33 @@ def test_the_index_is_built_past_ann_min_rows_with_progress_and_answers_searches
     assert recall >= 0.9
     hits = approximate.search("subject number 12", k=5)
     assert len(hits) == 5 and all(hit.text and hit.doc_title for hit in hits)
+
+
+def test_doctune_index_builds_the_vector_index_once_the_project_has_ann_min_rows_chunks(project, tmp_path):
+    import shutil
+
+    from doctune.core.rag.index import has_vector_index
+    from doctune.core.resources import resource_path
+    from doctune.core.store import list_chunks
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for source in sorted(resource_path("sample/docs").glob("*.md")):
+        shutil.copy(source, docs / source.name)
+    ingest(project, [docs], chunk_tokens=96, chunk_overlap=24)
+    chunks = len(list_chunks(project))
+    project.config.rag.ann_min_rows = chunks + 1
+    project.save()
+    index(project)
+    assert not has_vector_index(Retriever(project).table)  # one chunk short: exact search only
+
+    project.config.rag.ann_min_rows = chunks
+    project.save()
+    result, sink = index(project)
+    assert result.embedded == 0 and any("approximate vector index" in event["message"] for event in sink.of("log"))
+    progress = [event for event in sink.of("progress") if event["stage"] == "index.vectors"]
+    assert progress and progress[-1]["done"] == progress[-1]["total"]
+    retriever = Retriever(project)
+    assert has_vector_index(retriever.table) and retriever._vector_source()[0] is True
+    hits = retriever.search("Who first charted the Vellmora Archipelago?", k=3)
+    assert hits[0].doc_path.endswith("01-vellmora-archipelago.md")
