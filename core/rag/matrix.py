@@ -36,6 +36,7 @@ class WindowMatrix:
     chunk_ids: list[str]
     doc_ids: list[str]
     columns: object  # pyarrow.Table: the ``columns`` asked for, one row per chunk
+    position: dict[str, int]  # chunk id → its row
 
     @classmethod
     def load(cls, table, version: int, columns: list[str]) -> "WindowMatrix":
@@ -49,10 +50,11 @@ class WindowMatrix:
         low = (flat - high.astype(np.float32)).astype(np.float16)
         counts = np.diff(column.offsets.to_numpy())
         starts = None if (counts == 1).all() else np.concatenate(([0], np.cumsum(counts)[:-1]))
+        chunk_ids = data.column("chunk_id").to_pylist()
         return cls(
-            version=version, high=torch.from_numpy(high), low=low, starts=starts,
-            chunk_ids=data.column("chunk_id").to_pylist(), doc_ids=data.column("doc_id").to_pylist(),
-            columns=data.select(columns).combine_chunks(),
+            version=version, high=torch.from_numpy(high), low=low, starts=starts, chunk_ids=chunk_ids,
+            doc_ids=data.column("doc_id").to_pylist(), columns=data.select(columns).combine_chunks(),
+            position={chunk_id: number for number, chunk_id in enumerate(chunk_ids)},
         )
 
     def __len__(self) -> int:

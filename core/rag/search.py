@@ -132,10 +132,9 @@ class Retriever:
                 self._state = (version, use_index, None if use_index else WindowMatrix.load(self.table, version, COLUMNS))
             return self._state[1], self._state[2]
 
-    def _vector_candidates(self, vector, limit: int) -> list[dict[str, Any]]:
-        """The ``limit`` chunks nearest to ``vector``: chunk id, document, cosine score and where to read the other
-        columns (``_rowid`` in the table, or ``_pos`` in the matrix)."""
-        use_index, matrix = self._vector_source()
+    def _vector_candidates(self, vector, limit: int, source: tuple[bool, Any]) -> list[dict[str, Any]]:
+        """The ``limit`` chunks nearest to ``vector`` (ids, document and cosine score only), from ``source``."""
+        use_index, matrix = source
         if use_index:
             data = (self.table.search(vector, vector_column_name="vector").metric("cosine").nprobes(ANN_NPROBES)
                     .refine_factor(ANN_REFINE).limit(limit).with_row_id(True)
@@ -145,33 +144,41 @@ class Retriever:
                         data.column("chunk_id").to_pylist(), data.column("doc_id").to_pylist(),
                         data.column("_rowid").to_pylist(), data.column("_distance").to_pylist())]
         positions, scores = matrix.top(vector, limit)
-        return [{"chunk_id": matrix.chunk_ids[p], "doc_id": matrix.doc_ids[p], "_pos": int(p), "_matrix": matrix,
-                 "score": float(score)} for p, score in zip(positions, scores)]
+        return [{"chunk_id": matrix.chunk_ids[p], "doc_id": matrix.doc_ids[p], "score": float(score)}
+                for p, score in zip(positions, scores)]
 
-    def _with_columns(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """``rows`` with every column of ``COLUMNS`` (vector candidates carry only ids): from the matrix that found
-        them, or read from the table by row id."""
+    def _text_candidates(self, query: str, limit: int) -> list[dict[str, Any]]:
+        """The ``limit`` best full-text matches (ids, document and BM25 score only: reading the texts of all of
+        them took longer than the search itself at 1M chunks)."""
+        data = (self.table.search(query, query_type="fts", fts_columns="text").limit(limit).with_row_id(True)
+                .select(["chunk_id", "doc_id", "_score"]).to_arrow())
+        return [{"chunk_id": chunk_id, "doc_id": doc_id, "_rowid": row_id, "score": score}
+                for chunk_id, doc_id, row_id, score in zip(
+                    data.column("chunk_id").to_pylist(), data.column("doc_id").to_pylist(),
+                    data.column("_rowid").to_pylist(), data.column("_score").to_pylist())]
+
+    def _with_columns(self, rows: list[dict[str, Any]], matrix) -> list[dict[str, Any]]:
+        """``rows`` with every column of ``COLUMNS``: from the in-memory ``matrix`` when it holds them, else read
+        from the table by row id (a chunk deleted meanwhile is left out)."""
         found: dict[str, dict[str, Any]] = {}
-        in_matrix = [row for row in rows if "text" not in row and "_matrix" in row]
-        if in_matrix:
-            matrix = in_matrix[0]["_matrix"]
-            found.update((row["chunk_id"], row) for row in matrix.rows([row["_pos"] for row in in_matrix]))
-        in_table = [row["_rowid"] for row in rows if "text" not in row and "_rowid" in row]
+        positions = [matrix.position.get(row["chunk_id"]) for row in rows] if matrix is not None else []
+        in_memory = [position for position in positions if position is not None]
+        if in_memory:
+            found.update((row["chunk_id"], row) for row in matrix.rows(in_memory))
+        in_table = [row["_rowid"] for row in rows if row["chunk_id"] not in found]
         if in_table:
             found.update((row["chunk_id"], row)
                          for row in self.table.take_row_ids(in_table).select(COLUMNS).to_arrow().to_pylist())
-        return [row if "text" in row else {**found[row["chunk_id"]], "score": row["score"]}
-                for row in rows if "text" in row or row["chunk_id"] in found]
+        return [{**found[row["chunk_id"]], "score": row["score"]} for row in rows if row["chunk_id"] in found]
 
     def vector_rows(self, query: str, limit: int) -> list[dict[str, Any]]:
-        return self._with_columns(self._vector_candidates(self.embedder.encode_query(query), limit))
+        """The ``limit`` chunks nearest to ``query`` by vector search, with their columns and cosine score."""
+        source = self._vector_source()
+        return self._with_columns(self._vector_candidates(self.embedder.encode_query(query), limit, source), source[1])
 
     def text_rows(self, query: str, limit: int) -> list[dict[str, Any]]:
-        rows = (self.table.search(query, query_type="fts", fts_columns="text").limit(limit)
-                .select(COLUMNS + ["_score"]).to_arrow().to_pylist())
-        for row in rows:
-            row["score"] = row["_score"]
-        return rows
+        """The ``limit`` best full-text matches of ``query``, with their columns and BM25 score."""
+        return self._with_columns(self._text_candidates(query, limit), self._vector_source()[1])
 
     # ----- the public search -----------------------------------------------------------------
     def search(self, query: str, k: int | None = None, mode: Mode = "hybrid") -> list[Hit]:
@@ -181,15 +188,16 @@ class Retriever:
             return []
         pool = max(self.settings.candidates, k * RERANK_POOL if self.reranker else k)
         # The full-text search needs no query vector: it runs on another core while the query is embedded.
-        text_job = self._text_thread.submit(self.text_rows, query, pool) if mode in ("hybrid", "text") else None
+        text_job = self._text_thread.submit(self._text_candidates, query, pool) if mode in ("hybrid", "text") else None
         try:
             live = self.live_document_ids()
-            vector = (self._vector_candidates(self.embedder.encode_query(query), pool)
+            source = self._vector_source()
+            vector = (self._vector_candidates(self.embedder.encode_query(query), pool, source)
                       if mode in ("hybrid", "vector") else [])
         finally:
             text = text_job.result() if text_job is not None else []
         rows: dict[str, dict[str, Any]] = {}
-        for row in [*text, *vector]:  # a chunk both find keeps its full-text row (it has every column already)
+        for row in [*text, *vector]:
             if row["doc_id"] in live:
                 rows.setdefault(row["chunk_id"], row)
         if mode == "hybrid":
@@ -199,7 +207,7 @@ class Retriever:
             scored = [(row["score"], row) for row in rows.values()]
         scored.sort(key=lambda pair: pair[0], reverse=True)
         best = scored[: k * RERANK_POOL] if self.reranker is not None else scored[:k]
-        complete = self._with_columns([{**row, "score": score} for score, row in best])
+        complete = self._with_columns([{**row, "score": score} for score, row in best], source[1])
         if self.reranker is not None:
             return self._rerank(query, complete, k)
         return [_hit(row, row["score"]) for row in complete]

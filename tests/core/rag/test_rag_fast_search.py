@@ -31,7 +31,8 @@ def test_memory_search_returns_lancedbs_exact_results_and_scores(sample_project)
     retriever = Retriever(sample_project)
     for question in QUESTIONS:
         vector = retriever.embedder.encode_query(question)
-        ours = [(row["chunk_id"], row["score"]) for row in retriever._vector_candidates(vector, 20)]
+        candidates = retriever._vector_candidates(vector, 20, retriever._vector_source())
+        ours = [(row["chunk_id"], row["score"]) for row in candidates]
         exact = lance_exact(retriever, vector, 20)
         assert [chunk_id for chunk_id, _ in ours] == [chunk_id for chunk_id, _ in exact], question
         assert [score for _, score in ours] == pytest.approx([score for _, score in exact], abs=1e-5)
