@@ -47,6 +47,11 @@ class TeacherSettings(Section):
     hf_file: str = Field("", description="Local teacher: file name inside hf_repo.")
     n_ctx: int = Field(4096, ge=256, description="Local teacher: context window in tokens.")
     n_gpu_layers: int = Field(-1, description="Local teacher: layers offloaded to the GPU (-1: all that fit).")
+    parallel: int = Field(
+        8, ge=1, le=64,
+        description="Local teacher: sequences generated at once in one llama.cpp context (1: one at a time). "
+        "The KV cache holds n_ctx tokens for each, so its memory grows with this number.",
+    )
     base_url: str = Field("", description="Endpoint teacher: base URL, e.g. http://127.0.0.1:11434/v1.")
     model: str = Field("", description="Endpoint teacher: model name.")
     api_key_env: str = Field("", description="Endpoint teacher: environment variable holding the API key.")

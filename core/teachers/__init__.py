@@ -19,7 +19,7 @@ def open_teacher(project, *, n_threads: int | None = None, cancel=None, events=N
 
         return LocalTeacher(resolve_model_file(settings, privacy.offline, events), n_ctx=settings.n_ctx,
                             n_gpu_layers=settings.n_gpu_layers, temperature=settings.temperature,
-                            max_tokens=settings.max_tokens, n_threads=n_threads)
+                            max_tokens=settings.max_tokens, n_threads=n_threads, parallel=settings.parallel)
     from doctune.core.teachers.api import ApiTeacher, check_endpoint_allowed
     from doctune.core.teachers.keys import read_api_key
 
