@@ -82,6 +82,20 @@ class StoreBusy(UserError):
     """Another process is changing this project's documents."""
 
 
+class StoreUnwritable(UserError):
+    """The project's document store cannot be written (a read-only folder or disk, missing permissions)."""
+
+
+def _unwritable(project: "Project", exc: BaseException) -> StoreUnwritable:
+    from doctune.core.errors import disk_full_message, is_disk_full
+
+    reason = disk_full_message(project.lancedb_dir) if is_disk_full(exc) else \
+        f"the folder {project.lancedb_dir} cannot be written ({getattr(exc, 'strerror', None) or exc})"
+    return StoreUnwritable(f"The project's documents cannot be changed: {reason}.",
+                           "Make the project folder writable (check its permissions, or copy the project to a "
+                           "writable disk), then run this again.")
+
+
 @contextmanager
 def writing(project: "Project") -> Iterator[None]:
     """Hold the project's write lock while changing documents (one ``add`` or ``remove`` at a time).
@@ -91,15 +105,17 @@ def writing(project: "Project") -> Iterator[None]:
     """
     from filelock import FileLock, Timeout
 
-    project.lancedb_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(project.lancedb_dir / ".write.lock"))
     try:
+        project.lancedb_dir.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=0)
-    except Timeout:
+    except Timeout:  # before OSError: filelock's Timeout is a TimeoutError
         raise StoreBusy(
             "Another DocTune command is adding or removing documents in this project",
             "wait until it has finished, then run this again",
         ) from None
+    except OSError as exc:
+        raise _unwritable(project, exc) from None
     try:
         yield
     finally:
@@ -128,9 +144,24 @@ class Store:
     """The two tables of one project, created on first use."""
 
     def __init__(self, project: "Project") -> None:
-        self.db = connect(project)
-        self.documents = self.db.create_table(DOCUMENTS, schema=DOCUMENTS_SCHEMA, exist_ok=True)
-        self.chunks = self.db.create_table(CHUNKS, schema=CHUNKS_SCHEMA, exist_ok=True)
+        self.folder = project.lancedb_dir
+        try:
+            self.db = connect(project)
+            self.documents = self._table(DOCUMENTS, DOCUMENTS_SCHEMA)
+            self.chunks = self._table(CHUNKS, CHUNKS_SCHEMA)
+        except OSError as exc:
+            raise _unwritable(project, exc) from None
+        except Exception as exc:  # LanceDB reports a folder it cannot write as its own error types
+            if "ermission denied" in str(exc) or "ead-only file system" in str(exc):
+                raise _unwritable(project, exc) from None
+            raise
+
+    def _table(self, name: str, schema: pa.Schema):
+        """The table ``name``: opened when it exists (a read-only project can still be read), else created."""
+        try:
+            return self.db.open_table(name)
+        except ValueError:  # "Table … was not found"
+            return self.db.create_table(name, schema=schema, exist_ok=True)
 
     # ----- reading -----------------------------------------------------------------
     def document_rows(self, where: str | None = None) -> list[dict[str, Any]]:
@@ -177,6 +208,30 @@ class Store:
     def delete_chunks_of(self, doc_id: str) -> None:
         self.chunks.delete(f"doc_id = {sql_string(doc_id)}")
 
+    def reclaim(self) -> int:
+        """Give back the disk space of deleted rows, old table versions and files a failed write left behind
+        (LanceDB's compaction and cleanup); returns the bytes freed. Call it holding the write lock.
+
+        On a full disk, compaction (which writes) is skipped and only the cleanup (which deletes) runs."""
+        import warnings
+        from datetime import timedelta
+
+        from doctune.core.errors import is_disk_full
+
+        before = folder_bytes(self.folder)
+        for table in (self.chunks, self.documents):
+            with warnings.catch_warnings():
+                # LanceDB warns that readers of an older version would fail: DocTune's readers open the tables
+                # afresh for each read, and writers are kept out by the write lock held here.
+                warnings.filterwarnings("ignore", message=r"optimize\(cleanup_older_than=0\)")
+                try:
+                    table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+                except Exception as exc:
+                    if not is_disk_full(exc):
+                        raise
+                    table.cleanup_old_versions(older_than=timedelta(0), delete_unverified=True)
+        return max(0, before - folder_bytes(self.folder))
+
     def delete_orphan_chunks(self) -> int:
         """Remove chunks whose document row is missing (a run that crashed mid-way); returns how many."""
         orphan_ids = self.chunk_doc_ids() - set(self.ok_document_ids())
@@ -186,6 +241,24 @@ class Store:
         orphans = self.chunks.count_rows(orphan_filter)
         self.chunks.delete(orphan_filter)
         return orphans
+
+
+def folder_bytes(folder) -> int:
+    """Bytes of the files under ``folder``."""
+    import os
+
+    total = 0
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def describe_reclaimed(freed: int) -> str:
+    return f"{freed / 1e6:.1f} MB" if freed >= 100_000 else f"{freed / 1e3:.0f} KB"
 
 
 def list_documents(project: "Project") -> list[dict[str, Any]]:

@@ -25,7 +25,10 @@ def register(sub) -> None:
     add.add_argument("--chunk-overlap", type=int, help="overlap between chunks in tokens (default: project setting)")
 
     remove = add_command(sub, "remove", cmd_remove, "Remove documents and their chunks from the project.")
-    remove.add_argument("docs", nargs="+", metavar="DOC", help="a document's path, file name, id (or id prefix), or a folder")
+    remove.add_argument("docs", nargs="*", metavar="DOC", help="a document's path, file name, id (or id prefix), or a folder")
+    remove.add_argument("--all", action="store_true", help="remove every document of the project")
+    remove.add_argument("--yes", action="store_true",
+                        help="confirm that a folder which holds every document of the project is removed whole")
 
     status = add_command(sub, "status", cmd_status, "Show the project's documents: status, pages, chunks, errors.")
     status.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -46,9 +49,12 @@ def cmd_add(ctx: CommandContext) -> int:
     result = run(params, events=ctx.events.child("ingest"), cancel=ctx.cancel)
     code = EXIT_PARTIAL if result.failed else EXIT_OK
     if result.failed and not ctx.jsonl:
+        from rich.markup import escape  # file names and reasons are the user's text, never Rich markup
+
         ctx.print(f"\n[red]{len(result.failed)} file(s) could not be added:[/red]")
         for outcome in result.failed:
-            ctx.print(f"  {outcome.path}: {outcome.error}\n    [dim]{outcome.hint}[/dim]", markup=True)
+            ctx.print(f"  {escape(outcome.path)}: {escape(outcome.error or '')}\n"
+                      f"    [dim]{escape(outcome.hint or '')}[/dim]", markup=True)
     ctx.events.done(
         result.summary(), exit_code=code, added=len(result.of("added")), replaced=len(result.of("replaced")),
         unchanged=len(result.of("unchanged")), failed=len(result.failed), chunks=result.chunks_written,
@@ -82,11 +88,16 @@ def cmd_remove(ctx: CommandContext) -> int:
 
 
 def _remove(ctx: CommandContext) -> int:
-    from doctune.core.store import Store
+    from doctune.core.store import Store, describe_reclaimed
 
     store = Store(ctx.project())
     rows = store.document_rows()
-    chosen: dict[str, dict] = {}
+    if ctx.args.all and ctx.args.docs:
+        raise UsageError("Give either documents to remove or --all, not both (nothing was removed).")
+    if not ctx.args.all and not ctx.args.docs:
+        raise UsageError("Name the documents to remove (path, file name, id or folder), "
+                         "or pass --all to remove every document.")
+    chosen: dict[str, dict] = {row["id"]: row for row in rows} if ctx.args.all else {}
     for arg in ctx.args.docs:
         found = _matches(arg, rows)
         if not found:
@@ -94,11 +105,16 @@ def _remove(ctx: CommandContext) -> int:
         if len(found) > 1 and not os.path.isdir(arg):
             listed = "\n  ".join(f"{row['id'][:12]}  {row['path']}" for row in found)
             raise UsageError(f"'{arg}' matches {len(found)} documents (nothing was removed); name one by path or id:\n  {listed}")
+        if len(found) == len(rows) > 1 and os.path.isdir(arg) and not ctx.args.yes:
+            raise UsageError(f"The folder '{arg}' holds every document of the project ({len(rows)}); nothing was "
+                             "removed. Pass --yes to remove them all (or --all), or name a narrower folder.")
         chosen.update({row["id"]: row for row in found})
     store.delete_documents(chosen)
     for row in chosen.values():
         ctx.events.log(f"Removed {row['path']} ({row['chunks'] or 0} chunks)", path=row["path"])
-    ctx.events.done(f"Removed {len(chosen)} document(s).", removed=len(chosen))
+    freed = store.reclaim()
+    ctx.events.done(f"Removed {len(chosen)} document(s); {describe_reclaimed(freed)} of disk space given back.",
+                    removed=len(chosen), reclaimed_bytes=freed)
     return EXIT_OK
 
 

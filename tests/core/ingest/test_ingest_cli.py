@@ -140,6 +140,48 @@ def test_remove_by_path_name_or_id(tmp_path):
     assert Store(Project.open(root)).chunks.count_rows() == 0
 
 
+def test_removing_every_document_needs_all_or_yes(tmp_path):
+    root = tmp_path / "p"
+    Project.create(root)
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    for name in ("a.txt", "b.txt", "sub/c.txt"):
+        (docs / name).write_text(f"Document {name} about the harbour.", encoding="utf-8")
+    assert doctune("add", str(docs), "-p", str(root)).returncode == 0
+    for everything in ("/", str(docs), str(tmp_path)):
+        refused = doctune("remove", everything, "-p", str(root))
+        assert refused.returncode == 1 and "every document of the project (3)" in refused.stderr, refused.stderr
+        assert "--yes" in refused.stderr and "Traceback" not in refused.stderr
+    nothing = doctune("remove", "-p", str(root))
+    assert nothing.returncode == 1 and "--all" in nothing.stderr
+    assert len(status_json(root)["documents"]) == 3
+    narrower = doctune("remove", str(docs / "sub"), "-p", str(root))  # a folder with some of them: no question
+    assert narrower.returncode == 0 and len(status_json(root)["documents"]) == 2
+    confirmed = doctune("remove", str(docs), "--yes", "-p", str(root))
+    assert confirmed.returncode == 0 and status_json(root)["documents"] == []
+    assert doctune("add", str(docs), "-p", str(root)).returncode == 0
+    everything = doctune("remove", "--all", "-p", str(root))
+    assert everything.returncode == 0 and "Removed 3 document(s)" in everything.stderr
+    assert status_json(root)["documents"] == [] and Store(Project.open(root)).chunks.count_rows() == 0
+
+
+def test_rich_markup_in_file_names_is_shown_as_written(tmp_path):
+    root = tmp_path / "p"
+    Project.create(root)
+    names = ["bad[/y].txt", "[bold red]x[/].txt", "ok[/link].md"]  # a '/' in a path: a folder, then a file
+    for name in names:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+    (tmp_path / names[0]).write_bytes(bytes(range(256)) * 50)  # binary: fails
+    (tmp_path / names[1]).write_bytes(b"")  # empty: fails
+    (tmp_path / names[2]).write_text("# Title\n\nA note about [brackets].", encoding="utf-8")
+    added = doctune("add", *(str(tmp_path / name) for name in names), "-p", str(root))
+    assert added.returncode == 2 and "Traceback" not in added.stderr, added.stderr
+    shown = added.stdout + added.stderr
+    assert names[0] in shown and names[1] in shown
+    status = doctune("status", "-p", str(root))
+    assert status.returncode == 0 and "Traceback" not in status.stderr
+
+
 def test_usage_errors_exit_1_and_change_nothing(tmp_path):
     root = tmp_path / "p"
     Project.create(root)
