@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +38,18 @@ HASH_BLOCK = 1 << 20
 
 class IngestInputError(UserError):
     """Paths that cannot be ingested at all (nothing was done)."""
+
+
+class IngestWriteError(UserError):
+    """The project's store could not be written (a full disk, a read-only folder): no file is to blame."""
+
+
+class StoreWriteFailed(Exception):
+    """A write to the document store failed; carries the error (internal: never reported as a file's fault)."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class IngestParams(BaseModel):
@@ -152,6 +165,7 @@ class _Writer:
         self.documents: list[dict[str, Any]] = []
         self.superseded: list[str] = []
         self.flushed_doc_ids: set[str] = set()
+        self.changed = False  # rows were deleted: disk space to give back
 
     def add_chunk(self, row: dict[str, Any]) -> bool:
         """Buffer a chunk; returns True when the buffer was written (a safe point)."""
@@ -175,15 +189,26 @@ class _Writer:
         self.chunks = [row for row in self.chunks if row["doc_id"] != doc_id]
         self.chars = sum(len(row["text"]) for row in self.chunks)
         if doc_id in self.flushed_doc_ids:
-            self.store.delete_chunks_of(doc_id)
+            try:
+                self.store.delete_chunks_of(doc_id)
+            except Exception as exc:
+                raise StoreWriteFailed(exc) from exc
             self.flushed_doc_ids.discard(doc_id)
 
     def flush(self) -> None:
-        self.store.add_chunks(self.chunks)
-        self.flushed_doc_ids.update(row["doc_id"] for row in self.chunks)
-        self.store.delete_documents(self.superseded)  # before adding: a retried error keeps its row id
-        self.store.add_documents(self.documents)
+        try:
+            self.store.add_chunks(self.chunks)
+            self.flushed_doc_ids.update(row["doc_id"] for row in self.chunks)
+            self.store.delete_documents(self.superseded)  # before adding: a retried error keeps its row id
+            self.store.add_documents(self.documents)
+        except Exception as exc:
+            raise StoreWriteFailed(exc) from exc
         self.flushed_doc_ids.difference_update(row["id"] for row in self.documents)
+        self.changed = self.changed or bool(self.superseded)
+        self.chunks, self.chars, self.documents, self.superseded = [], 0, [], []
+
+    def drop_buffers(self) -> None:
+        """After a failed write: forget what was not written (those files are simply not added)."""
         self.chunks, self.chars, self.documents, self.superseded = [], 0, [], []
 
 
@@ -196,6 +221,7 @@ class _Context:
     cancel: CancelToken
     rows_by_path: dict[str, list[dict[str, Any]]]
     stored_ids: dict[str, str]  # content id of each stored ok document → its path
+    stored_formats: dict[str, str] = field(default_factory=dict)  # content id → the format it was read as
 
 
 def _chunk_row(chunk: Chunk, doc_id: str, path: Path, title: str) -> dict[str, Any]:
@@ -228,17 +254,20 @@ def _ingest_file(path: Path, ctx: _Context) -> FileOutcome:
     previous_ids = [row["id"] for row in ctx.rows_by_path.get(str(path), [])]
     doc_id: str | None = None
     try:
+        _check_ordinary_file(path)
         fmt = format_of(path)
         if path.stat().st_size == 0:
             raise ReadFailure("the file is empty", "add it again once it has content")
         doc_id = file_sha256(path)
-        if doc_id in ctx.stored_ids:
+        if doc_id in ctx.stored_ids and _reads_as_stored(path, fmt, doc_id, ctx):
             return _unchanged(path, doc_id, ctx, previous_ids)
         return _store_document(path, fmt, doc_id, ctx, previous_ids)
     except Cancelled:
         if doc_id:
             ctx.writer.discard(doc_id)
         raise
+    except StoreWriteFailed:
+        raise  # the project's store, not this file, is at fault: the whole add stops (see _ingest_files)
     except Exception as exc:  # every failure of one file is reported, and the others go on
         if doc_id:
             ctx.writer.discard(doc_id)
@@ -253,6 +282,33 @@ def _ingest_file(path: Path, ctx: _Context) -> FileOutcome:
         )
         ctx.events.error(reason, path=str(path), hint=hint, detail=f"{type(exc).__name__}: {exc}")
         return FileOutcome(str(path), "error", error=reason, hint=hint)
+
+
+FILE_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+              (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _check_ordinary_file(path: Path) -> None:
+    """Refuse links to nothing and special files (a pipe would block the read forever) in their own words."""
+    if path.is_symlink() and not path.exists():
+        raise ReadFailure(f"this is a link to {os.readlink(path)}, which does not exist",
+                          "restore the file it points to (or remove the link), then add it again")
+    mode = path.stat().st_mode
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in FILE_KINDS if test(mode)), "not an ordinary file")
+        raise ReadFailure(f"this is {kind}, not an ordinary file",
+                          "DocTune reads ordinary files only; save the content to a file and add that")
+
+
+def _reads_as_stored(path: Path, fmt: str, doc_id: str, ctx: _Context) -> bool:
+    """Whether ``path``, whose content is already stored, is that document: read as the same format it is; in
+    another format (a text file named .docx) it is read as that format, so a file that fails keeps its own row."""
+    stored_format = ctx.stored_formats.get(doc_id)
+    if stored_format is None or stored_format == fmt:
+        return True
+    for _ in open_document(path, fmt).blocks:  # raises the file's own failure; else it is the same text
+        pass
+    return True
 
 
 def _forget(ctx: _Context, doc_ids: list[str]) -> None:
@@ -292,6 +348,7 @@ def _store_document(path: Path, fmt: str, doc_id: str, ctx: _Context, previous_i
     )
     _forget(ctx, previous_ids)
     ctx.stored_ids[doc_id] = str(path)
+    ctx.stored_formats[doc_id] = fmt
     return FileOutcome(str(path), "replaced" if previous_ids else "added", doc_id=doc_id, chunks=count,
                        pages=document.pages)
 
@@ -359,15 +416,48 @@ def _ingest_files(project, files: list[Path], chunker: Chunker, events: Events, 
     ctx = _Context(
         writer=_Writer(store), chunker=chunker, events=events, cancel=cancel, rows_by_path=rows_by_path,
         stored_ids={row["id"]: row["path"] for row in rows if row["status"] == "ok"},
+        stored_formats={row["id"]: row["format"] for row in rows if row["status"] == "ok" and row["format"]},
     )
     result = IngestResult()
     tracker = events.tracker(len(files), unit="files", stage="ingest")
+    index = 0
     try:
-        for index, path in enumerate(files):
-            tracker.update(index, message=path.name, force=True)
-            cancel.raise_if_cancelled()
-            result.outcomes.append(_ingest_file(path, ctx))
-        tracker.update(len(files), force=True)
-    finally:
-        ctx.writer.flush()
+        try:
+            for index, path in enumerate(files):
+                tracker.update(index, message=path.name, force=True)
+                cancel.raise_if_cancelled()
+                result.outcomes.append(_ingest_file(path, ctx))
+            tracker.update(len(files), force=True)
+        finally:
+            ctx.writer.flush()
+    except StoreWriteFailed as failed:
+        raise _write_failed(project, store, ctx.writer, failed.error, files[index:], events) from None
+    if ctx.writer.changed or orphans:
+        freed = store.reclaim()
+        if freed:
+            events.log(f"Gave back {freed / 1e6:.1f} MB of disk space held by replaced documents.")
     return result
+
+
+def _write_failed(project, store, writer: _Writer, error: BaseException, remaining: list[Path],
+                  events: Events) -> IngestWriteError:
+    """The store could not be written: drop what was not written, give back the space a half-done write took,
+    and say what to do (how much to free on a full disk)."""
+    from doctune.core.errors import disk_full_message, is_disk_full
+
+    writer.drop_buffers()
+    freed = 0
+    try:
+        store.delete_orphan_chunks()
+        freed = store.reclaim()
+    except Exception:  # the cleanup is a courtesy; the write failure is what the user must hear about
+        pass
+    if freed:
+        events.log(f"Gave back {freed / 1e6:.1f} MB left by the failed write.")
+    if is_disk_full(error):
+        need = sum(_stat(path).st_size for path in remaining if _stat(path) is not None) + (8 << 20)
+        reason = disk_full_message(project.lancedb_dir, need)
+    else:
+        reason = f"the project's store in {project.lancedb_dir} could not be written ({error})"
+    return IngestWriteError(f"Documents could not be added: {reason}.",
+                            "Files added before this are kept; run the same 'doctune add' again to add the rest.")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 from doctune.core.ingest.blocks import Block, DocumentText, HeadingTracker
+from doctune.core.ingest.readers.archive import check_archive, damaged_package, guarded_blocks
 from doctune.core.ingest.normalize import clean
 
 _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
@@ -55,6 +56,8 @@ def _blocks(document) -> Iterator[Block]:
 def open_docx(path: Path) -> DocumentText:
     import docx
 
-    document = docx.Document(str(path))
-    title = (document.core_properties.title or "").strip() or path.stem
-    return DocumentText(title=title, format="docx", blocks=_blocks(document))
+    check_archive(path, "docx")
+    with damaged_package("docx"):
+        document = docx.Document(str(path))
+        title = (document.core_properties.title or "").strip() or path.stem
+    return DocumentText(title=title, format="docx", blocks=guarded_blocks(_blocks(document), "docx"))

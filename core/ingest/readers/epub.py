@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Iterator
 
 from doctune.core.ingest.blocks import Block, DocumentText, HeadingTracker
+from doctune.core.ingest.readers.archive import check_archive, damaged_package, guarded_blocks
 from doctune.core.ingest.readers.html import html_blocks, parse_html
 
 
@@ -30,9 +31,10 @@ def _blocks(book) -> Iterator[Block]:
 def open_epub(path: Path) -> DocumentText:
     from ebooklib import epub
 
-    with warnings.catch_warnings():
+    check_archive(path, "epub")
+    with damaged_package("epub"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         book = epub.read_epub(str(path), options={"ignore_ncx": True})
-    titles = book.get_metadata("DC", "title")
+        titles = book.get_metadata("DC", "title")
     title = str(titles[0][0]).strip() if titles and titles[0][0] else path.stem
-    return DocumentText(title=title, format="epub", blocks=_blocks(book))
+    return DocumentText(title=title, format="epub", blocks=guarded_blocks(_blocks(book), "epub"))

@@ -64,25 +64,30 @@ def html_blocks(soup: BeautifulSoup, headings: HeadingTracker | None = None) -> 
         if text:
             yield Block(" ".join(text.split()), heading_path=headings.path)
 
-    def walk(node: Tag) -> Iterator[Block]:
-        for child in node.children:
-            if isinstance(child, NavigableString):
-                buffer.append(str(child))
-            elif isinstance(child, Tag) and child.name in HEADING_LEVELS:
-                yield from flush()
-                title = " ".join(clean(child.get_text(" ")).split())
-                if title:
-                    level = HEADING_LEVELS[child.name]
-                    yield Block(title, heading_path=headings.enter(level, title), heading=True)
-            elif isinstance(child, Tag) and child.name in BLOCK_TAGS:
-                yield from flush()
-                yield from walk(child)
-                yield from flush()
-            elif isinstance(child, Tag):
-                yield from walk(child)
-
+    # Depth-first over the tree with a stack of its own (a page of 50,000 nested elements must not exhaust
+    # Python's recursion limit); each open element remembers whether it is a block, to end its paragraph.
     root = soup.body or soup
-    yield from walk(root)
+    stack: list[tuple[Iterator, bool]] = [(iter(root.children), False)]
+    while stack:
+        children, is_block = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            if is_block:
+                yield from flush()
+        elif isinstance(child, NavigableString):
+            buffer.append(str(child))
+        elif isinstance(child, Tag) and child.name in HEADING_LEVELS:
+            yield from flush()
+            title = " ".join(clean(child.get_text(" ")).split())
+            if title:
+                level = HEADING_LEVELS[child.name]
+                yield Block(title, heading_path=headings.enter(level, title), heading=True)
+        elif isinstance(child, Tag):
+            block = child.name in BLOCK_TAGS
+            if block:
+                yield from flush()
+            stack.append((iter(child.children), block))
     yield from flush()
 
 

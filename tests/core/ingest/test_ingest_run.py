@@ -94,7 +94,7 @@ def test_the_same_content_under_another_name_is_not_stored_twice(project, tmp_pa
     ("empty", "the file is empty"),
     ("binary", "binary data"),
     ("unsupported", "cannot read '.pptx' files"),
-    ("docx", "could not be read as DOCX"),
+    ("docx", "not a valid Word document (.docx)"),
 ])
 def test_a_bad_file_gets_an_error_row_and_the_others_still_ingest(project, tmp_path, kind, reason):
     good = make_pdf(tmp_path / "good.pdf", ["The quay was rebuilt in granite after the fire."], running_header=None)
