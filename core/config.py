@@ -201,7 +201,8 @@ class EvalSettings(Section):
 
 
 class ProjectConfig(Section):
-    schema_version: int = Field(SCHEMA_VERSION, description="Layout version of this file.")
+    schema_version: int = Field(SCHEMA_VERSION, ge=1, strict=True,
+                                description="Layout version of this file (a whole number, not text).")
     project: ProjectInfo = Field(default_factory=ProjectInfo)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -238,7 +239,10 @@ def _describe(error: dict) -> str:
 def parse_config(data: dict[str, Any], source: str = "doctune.toml") -> ProjectConfig:
     """Validate raw settings; raise ``ConfigError`` listing every problem at once."""
     version = data.get("schema_version", SCHEMA_VERSION)
-    if isinstance(version, int) and version > SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ConfigError(source, [f"'schema_version' must be a whole number such as {SCHEMA_VERSION} "
+                                   f"(found {version!r}); write schema_version = {SCHEMA_VERSION} without quotes"])
+    if version > SCHEMA_VERSION:
         raise ConfigError(
             source,
             [

@@ -68,13 +68,23 @@ class Project:
                 f"{root} is not a DocTune project (no {CONFIG_NAME}). "
                 f"Create one with: doctune new {root}"
             )
+        if not path.is_file():
+            raise ProjectError(f"{path} is a {'folder' if path.is_dir() else 'special file'}, not the project's "
+                               f"settings file; DocTune needs {CONFIG_NAME} to be a text file there. Move it "
+                               f"away, then create the settings again with: doctune new {root}")
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(str(path), [f"not valid TOML: {exc}"]) from None
+        except OSError as exc:
+            raise ProjectError(f"The settings file {path} cannot be read ({exc.strerror or exc}). "
+                               "Check its permissions.") from None
         project = cls(root, parse_config(data, str(path)))
         for sub in SUBFOLDERS:
-            (root / sub).mkdir(exist_ok=True)
+            try:
+                (root / sub).mkdir(exist_ok=True)
+            except OSError:
+                pass  # a read-only project can still be read; a step that writes there says what is wrong
         return project
 
     @classmethod
