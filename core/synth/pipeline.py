@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from doctune.core.errors import UserError, disk_errors
+from doctune.core.errors import UserError, disk_errors, write_failure_reason
 from doctune.core.events import Cancelled, CancelToken, Events
 from doctune.core.fsio import JsonlAppender, atomic_write_json, read_json_or_none, read_jsonl
 from doctune.core.items import (
@@ -69,14 +69,17 @@ def one_synthesis(folder: Path) -> Iterator[None]:
     never generate (and pay for) the same items twice."""
     from filelock import FileLock, Timeout
 
-    folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(folder / LOCK_FILE))
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         lock.acquire(timeout=0)
-    except Timeout:
+    except Timeout:  # before OSError: filelock's Timeout is a TimeoutError
         raise SynthBusy(f"Another 'doctune synth' is already generating into {folder}",
                         "wait until it has finished (or cancel it), then run this again; "
                         "it skips what is already done") from None
+    except OSError as exc:
+        raise SynthWriteError(f"Synthesis cannot write to {folder}: {write_failure_reason(exc)}.",
+                              "Make the project folder writable (or free disk space), then run this again.") from None
     try:
         yield
     finally:
