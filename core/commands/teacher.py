@@ -67,7 +67,11 @@ def _call_failed(project, exc: Exception):
         hint = ("Store the right key with 'doctune teacher set-key', or put it in an environment variable and name "
                 "that variable in teacher.api_key_env in doctune.toml.")
         return TeacherError(f"The teacher at {where} refused the API key ({text[:200]}).", hint)
-    if "connection failed" in text or "timed out" in text:
+    if "timed out" in text:
+        hint = (f"Raise teacher.timeout_s in doctune.toml (now {settings.timeout_s:g} s: the whole reply must arrive "
+                "within it; a large model on a slow machine needs more), or check that the server is not stuck.")
+        return TeacherError(f"The teacher at {where} did not finish its reply in time ({text[:200]}).", hint)
+    if "connection failed" in text:
         hint = ("Start the server (for example 'ollama serve' or 'python -m llama_cpp.server --model FILE'), or "
                 "correct teacher.base_url in doctune.toml.")
         return TeacherError(f"No teacher answered at {where} ({text[:200]}).", hint)

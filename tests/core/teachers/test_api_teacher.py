@@ -341,3 +341,14 @@ def test_set_key_without_a_keyring_says_how_to_use_an_environment_variable(proje
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "api_key_env" in result.stderr and "sk-secret-123" not in result.stderr + result.stdout
     assert "sk-secret-123" not in project.config_path.read_text()
+
+
+def test_teacher_test_on_a_server_that_trickles_says_to_raise_timeout_s(project):
+    with FaultServer(fault=lambda body, attempt: ("trickle", 0.2)) as server:
+        _endpoint_project(project, server.base_url, timeout_s=1.0)
+        started = time.monotonic()
+        result = _doctune("teacher", "test", "-p", str(project.root))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "did not finish its reply in time" in result.stderr and "teacher.timeout_s" in result.stderr
+    assert time.monotonic() - started < 30
+
