@@ -17,6 +17,10 @@ from doctune.core.hub import hub_offline, progress_bar_class
 from doctune.core.teachers.base import Teacher, TeacherCallError, TeacherError, TeacherReply, extract_json
 
 
+OWN_CTX_WITH_ENGINE = 256
+"""Context of the ``Llama`` object itself when a batched engine (with its own context) serves the requests."""
+
+
 class TokenLimit:
     """Stopping criterion: true once ``limit`` tokens have been sampled."""
 
@@ -200,8 +204,8 @@ class LocalModel:
     """The teacher's model itself, in the process that loads it (a child of ``LocalTeacher``).
 
     ``complete`` serves one request with ``Llama.create_completion``; with ``batch_slots`` (> 0) a
-    :class:`~doctune.core.teachers.batch.BatchEngine` of that many sequences serves many at once (``serve``,
-    ``complete_many``).
+    :class:`~doctune.core.teachers.batch.BatchEngine` of that many sequences serves every request (``serve``,
+    ``complete_many``, and ``complete`` too).
     """
 
     def __init__(self, model_file: Path, *, n_ctx: int, n_gpu_layers: int, temperature: float, max_tokens: int,
@@ -214,7 +218,9 @@ class LocalModel:
         self._grammars: dict[str, Any] = {}
         self._engine = None
         try:
-            self._llm = load_llama(self.model_file, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, n_threads=n_threads,
+            # with the engine, the Llama's own context is never used: keep it small (the engine has its own)
+            self._llm = load_llama(self.model_file, n_ctx=min(n_ctx, OWN_CTX_WITH_ENGINE) if batch_slots else n_ctx,
+                                   n_gpu_layers=n_gpu_layers, n_threads=n_threads,
                                    n_threads_batch=n_threads)  # prompts, and every step of a batch
             if batch_slots > 0:
                 from doctune.core.teachers.batch import BatchEngine
@@ -255,6 +261,12 @@ class LocalModel:
     def complete(self, messages, schema=None, max_tokens=512, *, temperature=None, seed=None) -> TeacherReply:
         from llama_cpp import StoppingCriteriaList
 
+        if self._engine is not None:
+            reply = self.complete_many([{"messages": messages, "schema": schema, "max_tokens": max_tokens,
+                                         "temperature": temperature, "seed": seed}])[0]
+            if isinstance(reply, TeacherCallError):
+                raise reply
+            return reply
         limit = self._limit(max_tokens)
         prompt = self._format(messages)
         stop_limit = TokenLimit(limit)

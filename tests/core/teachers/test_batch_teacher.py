@@ -34,19 +34,35 @@ def same(reply) -> tuple:
 
 
 def test_batched_teacher_returns_the_items_of_the_one_at_a_time_teacher(tiny_gguf):
-    """At temperature 0, 4 sequences at once (requests from 4 threads, as synthesis sends them) give exactly the
-    replies of the one-at-a-time path (``create_completion``)."""
-    gguf = tiny_gguf("qwen2")
+    """At temperature 0, 4 sequences generated together (requests joining as others finish, prompt prefixes
+    shared) give exactly the replies of the one-at-a-time path (``create_completion``)."""
+    gguf = Path(tiny_gguf("qwen2"))
     requests = [request(i) for i in range(10)]
-    with LocalTeacher(gguf, n_ctx=512, n_threads=1) as one:
-        assert one.concurrency == 1
+    settings = {"n_ctx": 512, "n_gpu_layers": 0, "temperature": 0.7, "max_tokens": 256, "n_threads": 1}
+    one, batched = LocalModel(gguf, **settings), LocalModel(gguf, **settings, batch_slots=4)
+    try:
         expected = [one.complete(**req) for req in requests]
-    with LocalTeacher(gguf, n_ctx=512, n_threads=1, parallel=4) as batched:
-        assert batched.concurrency == 4
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            got = list(pool.map(lambda req: batched.complete(**req), requests))
+        got = batched.complete_many(requests)
+    finally:
+        one.close()
+        batched.close()
     assert [same(reply) for reply in got] == [same(reply) for reply in expected]
     assert any(reply.data is not None for reply in got) and any(reply.meta["hit_token_limit"] for reply in got)
+
+
+def test_requests_from_threads_are_gathered_into_batches(tiny_gguf):
+    """``LocalTeacher`` with ``parallel`` > 1 takes the requests of the pipeline's threads together; each thread
+    gets the reply to its own request."""
+    requests = [request(i, max_tokens=30) for i in range(8)]
+    with LocalTeacher(tiny_gguf("qwen2"), n_ctx=512, n_threads=1, parallel=4) as teacher:
+        assert teacher.concurrency == 4
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            got = list(pool.map(lambda req: teacher.complete(**req), requests))
+    with LocalTeacher(tiny_gguf("qwen2"), n_ctx=512, n_threads=1) as one:
+        assert one.concurrency == 1
+        prompts = [one.complete(**{**req, "max_tokens": 1}).prompt_tokens for req in requests]
+    assert [reply.prompt_tokens for reply in got] == prompts  # each reply answers its own request
+    assert all(0 < reply.completion_tokens <= 30 for reply in got)
 
 
 def test_shared_prompt_prefixes_are_evaluated_once(tiny_gguf):
@@ -116,39 +132,3 @@ def test_parallel_setting_is_validated_and_reaches_the_teacher(project, tiny_ggu
     with open_teacher(project, n_threads=1) as teacher:
         assert teacher.concurrency == 3
         assert teacher.complete(request(1)["messages"], schema=SCHEMA, max_tokens=120, seed=0).data is not None
-
-
-@pytest.mark.slow
-def test_synthesis_with_the_batched_teacher_writes_the_items_of_one_at_a_time(project, tiny_gguf):
-    """The whole pipeline at temperature 0: ``parallel = 4`` writes the very items ``parallel = 1`` writes."""
-    import json
-
-    from project_helpers import ingest
-
-    from doctune.core.events import CancelToken, Events
-    from doctune.core.items import items_path
-    from doctune.core.synth import SynthParams, run
-
-    docs = Path(__file__).parents[3] / "resources" / "sample" / "docs"
-    ingest(project, sorted(docs.glob("*.md"))[:1])
-    teacher, synth = project.config.teacher, project.config.synth
-    teacher.kind, teacher.model_path, teacher.n_ctx, teacher.temperature = "local", str(tiny_gguf("qwen2")), 1024, 0.0
-    synth.recipes, synth.per_chunk = {"qa": 1.0, "focal": 1.0}, 2
-    synth.max_question_chars = synth.max_answer_chars = 40
-    synth.max_document_chars, synth.min_document_chars = 150, 10
-    synth.grounding = "off"
-
-    def items(parallel: int) -> list[dict]:
-        teacher.parallel = parallel
-        project.save()
-        for name in ("items.jsonl", "failures.jsonl"):
-            (project.synth_dir / name).unlink(missing_ok=True)
-        result = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
-        assert result.generated > 0, result
-        records = [json.loads(line) for line in items_path(project).read_text().splitlines()]
-        for record in records:
-            record["meta"].pop("seconds")
-            record.pop("created_at")
-        return sorted(records, key=lambda record: record["id"])
-
-    assert items(4) == items(1)
