@@ -21,6 +21,15 @@ Each request has its own sampler chain, built like ``Llama._init_sampler``
 own grammar, and the same stopping rules as ``create_completion``, including
 its stop strings. The hard token limit is our own: a request never gets more
 than ``limit`` completion tokens, whatever bytes they decode to.
+
+One limit of "the same tokens": llama.cpp's CPU matrix product takes another
+kernel for one token (``vec_dot``) than for two or more (llamafile's
+``sgemm`` refuses ``n < 2``), and the two round differently. Logits of a
+sequence decoded beside others therefore differ from its one-at-a-time
+logits in the last bits, and where two tokens are within that of each other
+(a random model repeating itself) greedy decoding may take the other one.
+Which sequences share a step depends on when requests arrive, so such a
+near-tie can also go either way between two batched runs.
 """
 from __future__ import annotations
 
