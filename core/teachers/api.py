@@ -290,6 +290,11 @@ class ApiTeacher(Teacher):
         if response.status_code in RETRY_STATUS:
             raise RetryableError(f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("retry-after")),
                                  response.status_code, self._scrub(text[:2000]))
+        if 300 <= response.status_code < 400:  # never followed: a redirect could lead documents elsewhere
+            where = response.headers.get("location", "another address")
+            raise HttpCallError(f"HTTP {response.status_code}: the server redirects to {where}; DocTune does not "
+                                "follow redirects (set teacher.base_url to the address that answers)",
+                                response.status_code, "")
         if response.status_code >= 400:
             detail = self._scrub(text[:2000])
             raise HttpCallError(f"HTTP {response.status_code}: {detail[:300]}", response.status_code, detail)

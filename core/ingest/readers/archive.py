@@ -8,6 +8,7 @@ archive is damaged, is refused in plain words too.
 """
 from __future__ import annotations
 
+import re
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -74,7 +75,9 @@ def damaged_package(kind: str) -> Iterator[None]:
     except (ReadFailure, OSError):
         raise
     except KeyError as exc:
-        raise ReadFailure(f"the {name} is damaged: it lacks the part {exc.args[0] if exc.args else exc}",
+        text = str(exc.args[0] if exc.args else exc)
+        named = re.search(r"named '([^']+)'", text)
+        raise ReadFailure(f"the {name} is damaged: it lacks the part {named.group(1) if named else text}",
                           f"check that it opens in its usual program; {resave}") from None
     except (MemoryError, RecursionError):
         raise ReadFailure(f"the {name} is too deeply nested or too large to read",

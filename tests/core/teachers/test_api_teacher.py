@@ -352,3 +352,12 @@ def test_teacher_test_on_a_server_that_trickles_says_to_raise_timeout_s(project)
     assert "did not finish its reply in time" in result.stderr and "teacher.timeout_s" in result.stderr
     assert time.monotonic() - started < 30
 
+
+
+def test_a_redirect_is_never_followed_and_says_where_it_led():
+    remote = "http://203.0.113.9/v1/chat/completions"
+    with FaultServer(fault=lambda body, attempt: ("status", 302, {"Location": remote})) as server, \
+            teacher_for(server) as teacher:
+        with pytest.raises(TeacherCallError, match="redirects to http://203.0.113.9") as caught:
+            teacher.complete(MESSAGES, schema=SCHEMA)
+    assert len(server.requests) == 1 and "does not follow redirects" in str(caught.value)
