@@ -170,10 +170,13 @@ def vector_index_config():
 def refresh_vector_index(table, min_rows: int, events: Events | None = None, cancel: CancelToken | None = None) -> bool:
     """Build the approximate vector index when ``vector_index_due``; True when built.
 
-    LanceDB builds it on its own threads while this one reports progress (time
-    spent against the time expected for the table's size) and watches for
-    cancel; the table stays searchable meanwhile (exactly, without the index),
-    and a cancelled or failed build leaves it as it was.
+    LanceDB builds it on a background thread while this one reports progress
+    (time spent against the time expected for the table's size) and watches
+    for cancel; the table stays searchable meanwhile (exactly, without the
+    index). LanceDB commits the index whole when it is done, so a failed build
+    leaves the table as it was; on cancel this raises ``Cancelled`` at once and
+    the build thread ends with the process (``doctune index`` is a process of
+    its own).
     """
     if not vector_index_due(table, min_rows):
         return False
@@ -192,13 +195,13 @@ def refresh_vector_index(table, min_rows: int, events: Events | None = None, can
     worker = threading.Thread(target=build, name="doctune-vector-index", daemon=True)
     started = time.monotonic()
     worker.start()
-    message = f"building the approximate vector index of {rows} chunks (time estimated from its size)"
+    message = f"approximate vector index of {rows} chunks (time estimated)"  # the progress bar shows 60 characters
     while worker.is_alive():
         elapsed = time.monotonic() - started
         events.progress(round(min(elapsed, expected * 0.99), 1), round(expected, 1), message, unit="s",
                         stage="index.vectors", eta_s=round(max(expected - elapsed, 0.0), 1))
         if cancel is not None and cancel.wait(PROGRESS_INTERVAL_S):
-            raise Cancelled()  # the build thread dies with the process; nothing was committed
+            raise Cancelled()
         worker.join(PROGRESS_INTERVAL_S if cancel is None else 0)
     if outcome.get("error") is not None:
         raise outcome["error"]
