@@ -6,7 +6,7 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableWidget,
+    QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QMessageBox, QPushButton, QTableWidget,
     QTableWidgetItem,
 )
 
@@ -38,9 +38,15 @@ class DocumentsPage(Page):
         self.add_files_button = QPushButton("Add files…")
         self.add_folder_button = QPushButton("Add folder…")
         self.remove_button = QPushButton("Remove")
+        self.remove_button.setToolTip("Remove the selected documents from the project (your files are not touched)")
+        self.restore_button = QPushButton("Restore removed")
+        self.restore_button.setToolTip("Add back the documents removed since DocTune was opened")
+        self.restore_button.setEnabled(False)
+        self.removed: list[str] = []  # paths removed in this session, in order, for Restore removed
         self.rescan_button = QPushButton("Re-scan")
         self.rescan_button.setToolTip("Read every document again and pick up changed files (F5)")
-        for button in (self.add_files_button, self.add_folder_button, self.remove_button, self.rescan_button):
+        for button in (self.add_files_button, self.add_folder_button, self.remove_button, self.restore_button,
+                       self.rescan_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         self.body.addLayout(buttons)
@@ -62,6 +68,7 @@ class DocumentsPage(Page):
         self.add_files_button.clicked.connect(self.choose_files)
         self.add_folder_button.clicked.connect(self.choose_folder)
         self.remove_button.clicked.connect(self.remove_selected)
+        self.restore_button.clicked.connect(self.restore_removed)
         self.rescan_button.clicked.connect(self.rescan)
         QShortcut(QKeySequence.StandardKey.Delete, self.table, self.remove_selected)
         QShortcut(QKeySequence(Qt.Key.Key_F5), self, self.rescan)
@@ -102,14 +109,41 @@ class DocumentsPage(Page):
             self.index_job = self.start_job("Update the search index", ["index"])
             self.progress.follow(self.index_job)
 
-    def remove_selected(self) -> None:
+    def remove_selected(self):
+        """Remove the selected documents after asking; the selection is cleared so a second Delete removes nothing."""
         chosen = sorted({index.row() for index in self.table.selectionModel().selectedRows()})
         if not chosen:
-            return
+            return None
         paths = [self.rows[row]["path"] for row in chosen]
+        self.table.clearSelection()
+        if not self.confirm_removal([self.rows[row]["name"] for row in chosen]):
+            return None
         job = self.start_job(f"Remove {len(paths)} document(s)", ["remove", *paths])
         self.progress.follow(job)
-        job.finished.connect(self._index_after)
+        job.finished.connect(lambda state: self._removed(paths, state))
+        return job
+
+    def confirm_removal(self, names: list[str]) -> bool:
+        listed = "\n".join(f"• {name}" for name in names[:12]) + (f"\n… and {len(names) - 12} more" if len(names) > 12 else "")
+        answer = QMessageBox.question(
+            self, "Remove documents", f"Remove {len(names)} document(s) from the project?\n\n{listed}\n\n"
+            "Your files stay where they are. Restore removed adds them back until you close DocTune.")
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _removed(self, paths: list[str], state: str) -> None:
+        if state in (SUCCEEDED, PARTIAL):
+            self.removed += [path for path in paths if path not in self.removed]
+            self.restore_button.setEnabled(any(Path(path).exists() for path in self.removed))
+            self.restore_button.setText(f"Restore removed ({len(self.removed)})")
+        self._index_after(state)
+
+    def restore_removed(self):
+        """Add back the documents removed in this session (those whose files still exist)."""
+        paths = [path for path in self.removed if Path(path).exists()]
+        self.removed = []
+        self.restore_button.setEnabled(False)
+        self.restore_button.setText("Restore removed")
+        return self.add_paths(paths) if paths else None
 
     def rescan(self):
         paths = [row["path"] for row in self.rows if Path(row["path"]).exists()]
@@ -121,6 +155,8 @@ class DocumentsPage(Page):
     def refresh(self) -> None:
         if self.project is None:
             return
+        if not self.rows:
+            self.totals.setText("Reading the project's documents…")
         run_cli_json(self, ["status", "--json", "-p", str(self.project)], self._show_status)
 
     def _show_status(self, data: dict | None, error: str) -> None:
@@ -128,6 +164,7 @@ class DocumentsPage(Page):
             self.totals.setText(f"Could not read the project's documents: {error.splitlines()[-1] if error else 'unknown error'}")
             return
         self.rows = data["documents"]
+        self.table.clearSelection()  # row numbers now name other documents
         self._fill_table()
         failed = sum(1 for doc in self.rows if doc["status"] != "ok")
         self.totals.setText(f"{len(self.rows) - failed} document(s) ready, {failed} with problems, "

@@ -103,3 +103,26 @@ def test_a_page_shows_the_project_as_it_is_when_it_is_opened(make_window, qtbot,
     finished_run(project, "run-1", 1000.0)  # training finished meanwhile (in a job, or another window)
     window.show_page(4)
     assert export.run_note.text() == "Run to export: run-1."
+
+
+def test_removing_documents_asks_clears_the_selection_and_can_be_undone(make_window, qtbot, project, documents,
+                                                                        monkeypatch):
+    window, page, _state = _open_with_documents(make_window, qtbot, project, documents)
+    asked = []
+    monkeypatch.setattr(page, "confirm_removal", lambda names: asked.append(names) or len(asked) > 1)
+    page.table.selectRow(0)
+    assert page.remove_selected() is None and page.table.rowCount() == 5  # said no: nothing removed
+    flags = page.table.selectionModel().SelectionFlag
+    for row in (0, 1):
+        page.table.selectionModel().select(page.table.model().index(row, 0), flags.Select | flags.Rows)
+    removed_names = {page.table.item(row, 0).text() for row in (0, 1)}
+    wait_for_job(qtbot, page.remove_selected())
+    assert set(asked[-1]) == removed_names
+    qtbot.waitUntil(lambda: page.table.rowCount() == 3, timeout=30000)
+    assert not page.table.selectionModel().selectedRows()  # a second Delete removes nothing
+    assert page.remove_selected() is None
+    assert page.restore_button.isEnabled() and page.restore_button.text() == "Restore removed (2)"
+    wait_for_job(qtbot, page.restore_removed())
+    qtbot.waitUntil(lambda: page.table.rowCount() == 5, timeout=60000)
+    names = {page.table.item(row, 0).text() for row in range(5)}
+    assert removed_names <= names and not page.restore_button.isEnabled()
