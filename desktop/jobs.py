@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
@@ -224,6 +224,27 @@ class JobRunner(QObject):
 
     def running(self) -> list[Job]:
         return [job for job in self.jobs if job.running]
+
+    def cancel_all_then(self, done: Callable[[], None], grace_ms: int = 15000) -> None:
+        """Cancel every running job without blocking the event loop; call ``done`` once none runs.
+
+        A job still running after ``grace_ms`` is killed (its finished work is kept, as after any crash).
+        """
+        running = self.running()
+        if not running:
+            done()
+            return
+        state = {"called": False}
+
+        def check(_state: str = "") -> None:
+            if not self.running() and not state["called"]:
+                state["called"] = True
+                done()
+
+        for job in running:
+            job.finished.connect(check)
+            job.cancel()
+        QTimer.singleShot(grace_ms, lambda: [job.kill() for job in self.running()])
 
     def cancel_all(self, wait_ms: int = 15000) -> None:
         """Cancel every running job and give each time to stop gracefully (used on close)."""

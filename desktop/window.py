@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         self.sidebar.setEnabled(False)
         self.statusBar().showMessage("Open or create a project to begin.")
         self.painted = False  # set at the first paint event
+        self.stopping_jobs = False  # closing: jobs were asked to stop, the window closes when they have
 
     def paintEvent(self, event) -> None:  # noqa: N802
         super().paintEvent(event)
@@ -235,6 +236,15 @@ class MainWindow(QMainWindow):
             item.setToolTip(f"{page.title}: {state.state}" + (f" — {state.detail}" if state.detail else ""))
 
     # ----- closing --------------------------------------------------------------------
+    def _stop_jobs_then_close(self, count: int) -> None:
+        """Ask the jobs to stop at their next safe point and close once they have, the window staying responsive
+        (waiting for them on the event loop froze it for seconds)."""
+        self.stopping_jobs = True
+        self.centralWidget().setEnabled(False)
+        self.statusBar().showMessage(f"Stopping {count} job(s) at their next safe point (finished work is kept); "
+                                     "DocTune closes when they have stopped…")
+        self.runner.cancel_all_then(self.close)
+
     def stop_helper_processes(self) -> None:
         """Quick helpers still running at close (status, device probe): stop them without their callbacks."""
         for process in self.findChildren(QProcess):
@@ -246,12 +256,15 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802
         running = self.runner.running()
         if running:
+            event.ignore()
+            if self.stopping_jobs:
+                return
             answer = QMessageBox.question(
                 self, "DocTune", f"{len(running)} job(s) still running. Stop them (finished work is kept) and quit?")
             if answer != QMessageBox.StandardButton.Yes:
-                event.ignore()
                 return
-            self.runner.cancel_all()
+            self._stop_jobs_then_close(len(running))
+            return
         for page in self.pages:
             page.close_resources()
         self.stop_helper_processes()

@@ -1,6 +1,8 @@
 """Jobs run as CLI child processes: cancel is graceful, a killed job is an error, the loop never stalls."""
 from __future__ import annotations
 
+import time
+
 from doctune.desktop.jobs import CANCELLED, FAILED, JobRunner
 from doctune.desktop.responsiveness import StallProbe
 from qt_helpers import SAMPLE_DOCS, wait_for_event, wait_for_job
@@ -76,6 +78,10 @@ def test_closing_the_window_cancels_running_jobs(qtbot, make_window, project, tm
     job = window.page("documents").add_paths([str(_many_documents(tmp_path))])
     wait_for_event(qtbot, job, "progress")
     monkeypatch.setattr(QMessageBox, "question", lambda *args, **kwargs: QMessageBox.StandardButton.Yes)
+    started = time.perf_counter()
     window.close()
+    assert time.perf_counter() - started < 0.5  # the window does not freeze while the job stops
+    assert window.isVisible() and "Stopping 1 job(s)" in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
     assert job.record.state == CANCELLED
     assert not job.running
