@@ -68,7 +68,17 @@ def _use_tiny_models(project, ctx: CommandContext) -> None:
     project.config.student.model = str(student)
     project.config.teacher.kind = "local"
     project.config.teacher.model_path = str(Path(teacher))
-    project.config.teacher.n_ctx = 1024
-    project.config.teacher.max_tokens = 192  # a random teacher writes until its limit: keep each call short
-    project.config.synth.grounding = "off"  # a random teacher's words come from nowhere: nothing would pass
+    _keep_random_teacher_short(project.config)
     project.config.privacy.offline = True
+
+
+def _keep_random_teacher_short(config) -> None:
+    """A random teacher writes every string to its length limit: small limits keep its calls short and complete,
+    and its words come from nowhere, so grounding would filter every item."""
+    config.teacher.n_ctx = 1024
+    config.teacher.max_tokens = 512
+    synth = config.synth
+    synth.per_chunk = 1
+    synth.max_question_chars, synth.max_answer_chars = 60, 120
+    synth.max_document_chars, synth.min_document_chars = 300, 20
+    synth.grounding = "off"
