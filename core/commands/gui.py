@@ -75,7 +75,7 @@ def _use_tiny_models(project, ctx: CommandContext) -> None:
 def _keep_random_teacher_short(config) -> None:
     """A random teacher writes every string to its length limit: small limits keep its calls short and complete,
     and its words come from nowhere, so grounding would filter every item."""
-    config.teacher.n_ctx = 1024
+    config.teacher.n_ctx = 2048  # the judge reads a passage and an answer: 1024 overflowed
     config.teacher.max_tokens = 512
     synth = config.synth
     synth.per_chunk = 1
