@@ -28,7 +28,7 @@ class HumanSink:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("{task.fields[message]}", style="dim"),
+                TextColumn("{task.fields[message]}", style="dim", markup=False),  # file names are not markup
                 TimeElapsedColumn(),
                 TimeRemainingColumn(),
                 console=self.console,

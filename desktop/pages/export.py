@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import shlex
 from pathlib import Path
 
 from PySide6.QtCore import QUrl
@@ -128,11 +129,11 @@ class ExportPage(Page):
         if ready is None:
             return {}
         modelfile = ready.parent / "Modelfile"
-        name = "doctune-" + (self.project.name if self.project else "model").lower().replace(" ", "-")
-        return {
-            "ollama": f"ollama create {name} -f '{modelfile}'" if modelfile.exists()
-            else f"printf 'FROM {ready}\\n' > Modelfile && ollama create {name} -f Modelfile",
-            "llama": f"llama-cli -m '{ready}' -cnv",
+        name = shlex.quote("doctune-" + (self.project.name if self.project else "model").lower().replace(" ", "-"))
+        return {  # every name and path quoted: a folder name must never become shell syntax
+            "ollama": f"ollama create {name} -f {shlex.quote(str(modelfile))}" if modelfile.exists()
+            else f"printf 'FROM %s\\n' {shlex.quote(str(ready))} > Modelfile && ollama create {name} -f Modelfile",
+            "llama": f"llama-cli -m {shlex.quote(str(ready))} -cnv",
         }
 
     def _copy(self, which: str) -> None:

@@ -12,12 +12,12 @@ from PySide6.QtWidgets import (
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, explanation, show_error
 
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
-
-
 def is_local_url(url: str) -> bool:
-    host = (urlparse(url).hostname or "").lower()
-    return host in LOCAL_HOSTS or host.endswith(".localhost")
+    """This computer: a loopback address, or a name the hosts file maps only to loopback (no DNS lookup:
+    the same rule the teacher applies before sending anything)."""
+    from doctune.core.teachers.api import is_loopback
+
+    return is_loopback(url, offline=True)
 
 
 class TeacherPage(Page):

@@ -126,3 +126,23 @@ def test_removing_documents_asks_clears_the_selection_and_can_be_undone(make_win
     qtbot.waitUntil(lambda: page.table.rowCount() == 5, timeout=60000)
     names = {page.table.item(row, 0).text() for row in range(5)}
     assert removed_names <= names and not page.restore_button.isEnabled()
+
+
+def test_copied_commands_quote_every_path_and_local_means_loopback(make_window, qtbot, tmp_path, tiny_gguf):
+    import shlex
+
+    from run_folders import finished_run
+
+    from doctune.core.project import Project
+    from doctune.desktop.pages.teacher import is_local_url
+
+    project = Project.create(tmp_path / "it's; rm -rf ~")
+    finished_run(project, "run-1", 1000.0, gguf=tiny_gguf("qwen2", "f16"), fmt=project.config.rag.gguf_format)
+    window = make_window()
+    window.open_project(project.root)
+    commands = window.page("export").commands()
+    for command in commands.values():
+        words = shlex.split(command.split(" > ")[0])
+        assert any(word.endswith("model-q8_0.gguf") and "it's; rm -rf ~" in word for word in words), command
+    assert is_local_url("http://127.0.0.1:8080/v1") and is_local_url("http://localhost:11434/v1")
+    assert not is_local_url("http://evil.localhost:8080/v1")  # a name the hosts file does not map is not local
