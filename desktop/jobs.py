@@ -116,6 +116,10 @@ class Job(QObject):
             self.process.kill()
 
     @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested
+
+    @property
     def running(self) -> bool:
         return self.record.state == RUNNING
 
@@ -176,20 +180,20 @@ class Job(QObject):
     def _outcome(self, exit_code: int | None) -> tuple[str, str]:
         final = self._final_event or {}
         self.record.exit_code = exit_code
+        said = event_window_text(final) if final.get("message") or final.get("window_message") else ""
         if exit_code is None:
             if self._cancel_requested and final.get("event") == "cancelled":
-                return CANCELLED, final.get("message", "Cancelled.")
+                return CANCELLED, said or "Cancelled."
             return FAILED, ("The job stopped unexpectedly (the process was killed or crashed) before finishing. "
                             "Finished work is kept; run the step again to resume.")
         if exit_code == 0:
-            return SUCCEEDED, final.get("message") or "Finished."
+            return SUCCEEDED, said or "Finished."
         if exit_code == EXIT_PARTIAL:
-            return PARTIAL, final.get("message") or "Finished, but some inputs failed (see the log)."
+            return PARTIAL, said or "Finished, but some inputs failed (see the log)."
         if exit_code == EXIT_CANCELLED:
-            return CANCELLED, final.get("message") or "Cancelled."
-        if final.get("event") == "error":
-            hint = f" {final['hint']}" if final.get("hint") else ""
-            return FAILED, f"{final.get('message')}{hint}"
+            return CANCELLED, said or "Cancelled."
+        if final.get("event") == "error":  # the message in the window's words: page and button, not the command
+            return FAILED, said
         return FAILED, f"The job failed (exit code {exit_code}). The log has the details."
 
     def _end(self, state: str, message: str) -> None:

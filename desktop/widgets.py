@@ -72,6 +72,30 @@ def show_error(parent: QWidget, message: str, detail: str = "") -> None:
     box.open()
 
 
+PHASES = {
+    "train.replay": "Generating the base student's own answers to keep its general skills (once per student)",
+    "train": "Training the student",
+    "synthesize": "Generating study material with the teacher",
+    "questions": "Writing held-out questions",
+    "export.write": "Writing the GGUF file",
+    "export.quantize": "Quantizing",
+    "export.verify": "Checking the exported file against the model",
+    "eval.answer": "Answering the held-out questions",
+    "eval.judge": "Judging the open answers",
+    "index": "Updating the search index",
+    "ingest": "Reading documents",
+}
+
+
+def phase_name(stage: str) -> str:
+    """What a step's stage is doing, in words ("train.replay" → "Generating the base student's own answers…")."""
+    while stage:
+        if stage in PHASES:
+            return PHASES[stage]
+        stage = stage.rpartition(".")[0]
+    return "Working…"
+
+
 class JobProgress(QWidget):
     """Progress bar, message, ETA and a Cancel button for the page's current job."""
 
@@ -114,23 +138,25 @@ class JobProgress(QWidget):
             self.message.setText("Stopping at the next safe point…")
 
     def _on_event(self, event: dict) -> None:
+        """The job's one progress line: bar, phase and the ETA of the phase running now (from its measured rate)."""
+        stopping = self.job is not None and self.job.cancel_requested
         if event["event"] == "progress":
             total, done = event.get("total"), event.get("done", 0)
             if total:
                 self.bar.setRange(0, 1000)
                 self.bar.setValue(int(1000 * min(done / total, 1.0)))
                 self.bar.setFormat(f"{done:g} / {total:g} {event.get('unit', '')}".strip())
-            if event.get("message"):
-                self.message.setText(str(event["message"]))
+            if not stopping:
+                self.message.setText(str(event.get("message") or phase_name(event.get("stage", ""))))
             if "eta_s" in event:
                 self.eta.setText(f"about {format_seconds(event['eta_s'])} left")
-        elif event["event"] in ("warning", "error") and event.get("message"):
+        elif event["event"] in ("log", "warning", "error") and event.get("message") and not stopping:
             self.message.setText(str(event["message"]))
 
     def _on_finished(self, state: str) -> None:
         assert self.job is not None
         self.bar.setRange(0, 1000)
-        self.bar.setValue(1000 if state == SUCCEEDED else self.bar.value())
+        self.bar.setValue(1000 if state == SUCCEEDED else max(self.bar.value(), 0))  # -1 would hide "Failed"
         self.bar.setFormat({SUCCEEDED: "Done", PARTIAL: "Done, with problems", CANCELLED: "Cancelled",
                             FAILED: "Failed"}.get(state, state))
         self.eta.setText("")

@@ -43,8 +43,22 @@ def _prompt_id(prompt: str) -> str:
     return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:16]
 
 
-def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
+def _stop_when_cancelled(cancel: CancelToken):
+    """A transformers stopping criterion that ends ``generate`` at the next token once ``cancel`` is set
+    (a batch of replay answers took ~30 s to notice a cancel)."""
     import torch
+    from transformers import StoppingCriteria
+
+    class StopWhenCancelled(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs) -> torch.BoolTensor:
+            return torch.full((input_ids.shape[0],), cancel.cancelled, dtype=torch.bool, device=input_ids.device)
+
+    return StopWhenCancelled()
+
+
+def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, cancel: CancelToken) -> list[str]:
+    import torch
+    from transformers import StoppingCriteriaList
 
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                            add_generation_prompt=True) for p in prompts]
@@ -56,7 +70,9 @@ def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None
-                             else tokenizer.eos_token_id)
+                             else tokenizer.eos_token_id,
+                             stopping_criteria=StoppingCriteriaList([_stop_when_cancelled(cancel)]))
+    cancel.raise_if_cancelled()  # answers cut short by a cancel are never cached
     new_tokens = out[:, batch["input_ids"].shape[1]:]
     return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
@@ -75,7 +91,7 @@ def replay_items(model, tokenizer, *, student_folder: Path, cache_dir: Path, pro
             for start in range(0, len(missing), GENERATION_BATCH):
                 cancel.raise_if_cancelled()
                 chunk = missing[start:start + GENERATION_BATCH]
-                answers = _generate(model, tokenizer, chunk, max_new_tokens)
+                answers = _generate(model, tokenizer, chunk, max_new_tokens, cancel)
                 records = [{"schema_version": REPLAY_SCHEMA_VERSION, "id": _prompt_id(p), "prompt": p, "answer": a}
                            for p, a in zip(chunk, answers)]
                 log.append_many(records)

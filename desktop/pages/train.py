@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (
 from doctune.core.runs import INTERRUPTED, run_folders, run_state
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_run
-from doctune.desktop.widgets import JobProgress, LazyPlot, explanation, format_seconds, whole_number_axis
+from doctune.desktop.widgets import JobProgress, LazyPlot, explanation, whole_number_axis
 
 PRESETS = {
     "Quick": {"epochs": 1.0, "lora_rank": 8, "learning_rate": 3e-4},
@@ -164,7 +164,7 @@ class TrainPage(Page):
         self.resume_button.setEnabled(self._interrupted_run() is not None and not (self.job and self.job.running))
         found = latest_run(self.project)
         self.last_run.setText(
-            f"Last finished run: {found[0].name} — final loss {found[1].get('final_loss', '—')}, "
+            f"Last finished run: {found[0].name} — final loss {_loss_text(found[1].get('final_loss'))}, "
             f"{found[1].get('steps', '—')} steps." if found else "No finished training run yet.")
 
     def _save_settings(self) -> None:
@@ -214,7 +214,9 @@ class TrainPage(Page):
             parts.append(f"{event['tokens_per_s']:.0f} tokens/s")
         if event.get("loss") is not None:
             parts.append(f"loss {event['loss']:.3f}")
-        if event.get("eta_s") is not None:
-            parts.append(f"about {format_seconds(event['eta_s'])} left")
-        if parts:
+        if parts:  # the time left is shown once, on the progress line above
             self.speed.setText(" · ".join(parts))
+
+
+def _loss_text(loss) -> str:
+    return f"{loss:.3f}" if isinstance(loss, (int, float)) else "—"

@@ -85,3 +85,24 @@ def test_closing_the_window_cancels_running_jobs(qtbot, make_window, project, tm
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=30_000)
     assert job.record.state == CANCELLED
     assert not job.running
+
+
+def test_a_phase_without_a_message_is_named_and_a_stop_request_stays_said(qtbot):
+    from doctune.desktop.widgets import JobProgress, phase_name
+
+    assert phase_name("train.replay").startswith("Generating the base student's own answers")
+    assert phase_name("export.verify.probe") == "Checking the exported file against the model"
+    assert phase_name("something.new") == "Working…"
+
+    class FakeJob:  # only the signals JobProgress listens to; the real job is tested above
+        cancel_requested = False
+
+    progress = JobProgress()
+    qtbot.addWidget(progress)
+    progress.job = FakeJob()
+    progress._on_event({"event": "progress", "stage": "train.replay", "done": 1, "total": 4})
+    assert progress.message.text().startswith("Generating the base student's own answers")
+    progress.job.cancel_requested = True
+    progress.message.setText("Stopping at the next safe point…")
+    progress._on_event({"event": "progress", "stage": "train", "done": 2, "total": 4, "message": "step 2"})
+    assert progress.message.text() == "Stopping at the next safe point…"
