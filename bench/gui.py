@@ -11,7 +11,10 @@ Evaluate right after the first paint, until their plots are built (``doctune.des
 median of 3; pyqtgraph is imported off the GUI thread. The baseline is the same with pyqtgraph imported on
 the GUI thread when the page shows (what the window did before), measured in this run. The stall is the
 longest gap of a 10 ms timer; ``longest_blocked_ms`` leaves out the time the OS ran other programs (Linux
-run-queue wait), ``longest_gap_ms`` keeps it. Last line: one JSON object.
+run-queue wait), ``longest_gap_ms`` keeps it. Two more stalls in the same window: Compare loading three
+models and answering (``compare_load_stall_ms``; the models load in child processes) and quitting while a job
+runs (``quit_with_job_stall_ms``: the jobs are asked to stop and the window closes when they have), each with
+target 100 ms. Last line: one JSON object.
 """
 from __future__ import annotations
 
@@ -153,10 +156,71 @@ def stall_while_training(project: Path, workdir: Path) -> dict:
         app.processEvents()
         time.sleep(0.002)
     probe.stop()
-    window.close()
-    return {"train_job_state": job.record.state, "train_events": len(events), "loss_points": len(page.losses),
-            "longest_blocked_ms": round(probe.longest_blocked_s * 1000, 1),
-            "longest_gap_ms": round(probe.longest_gap_s * 1000, 1)}
+    figures = {"train_job_state": job.record.state, "train_events": len(events), "loss_points": len(page.losses),
+               "longest_blocked_ms": round(probe.longest_blocked_s * 1000, 1),
+               "longest_gap_ms": round(probe.longest_gap_s * 1000, 1)}
+    figures.update(compare_load_stall(app, window, workdir))
+    figures.update(quit_with_job_stall(app, window))
+    return figures
+
+
+def _run_until(app, done, timeout_s: float) -> None:
+    end = time.perf_counter() + timeout_s
+    while not done() and time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.002)
+
+
+def compare_load_stall(app, window, workdir: Path) -> dict:
+    """The longest stall while Compare loads three models (first question) and streams their answers."""
+    from doctune.core.export.gguf import write_gguf
+    from doctune.core.project import Project
+    from doctune.core.tiny import ensure_tiny_model
+    from doctune.desktop.responsiveness import StallProbe
+
+    model = workdir / "tiny-f16.gguf"
+    write_gguf(ensure_tiny_model("qwen2", workdir / "tiny"), model)
+    project = Project.open(window.project)
+    project.config.rag.max_answer_tokens = 64
+    project.save()
+    window.show_page(5)
+    page = window.page("compare")
+    page.set_systems([str(model)] * 3)
+    _run_until(app, lambda: False, 1.0)
+    probe = StallProbe()
+    probe.start()
+    page.question.setText("What is the Vellmora archipelago known for?")
+    page.ask()
+    _run_until(app, lambda: not any(pane.busy for pane in page.panes), 300)
+    probe.stop()
+    answered = sum("time to first token" in pane.stats.text() for pane in page.panes)
+    page.close_resources()
+    return {"compare_panes_answered": answered, "compare_load_stall_ms": round(probe.longest_blocked_s * 1000, 1),
+            "compare_load_gap_ms": round(probe.longest_gap_s * 1000, 1)}
+
+
+def quit_with_job_stall(app, window) -> dict:
+    """The longest stall from asking to quit while a training job runs until the window has closed."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from doctune.desktop.responsiveness import StallProbe
+
+    window.show_page(3)
+    job = window.page("train").train()
+    _run_until(app, lambda: bool(job.record.log) and job.running and len(job.record.log) > 3, 120)
+    original, QMessageBox.question = QMessageBox.question, lambda *args, **kwargs: QMessageBox.StandardButton.Yes
+    probe = StallProbe()
+    probe.start()
+    started = time.perf_counter()
+    try:
+        window.close()
+        _run_until(app, lambda: not window.isVisible(), 60)
+    finally:
+        QMessageBox.question = original
+    probe.stop()
+    return {"quit_job_state": job.record.state, "quit_seconds": round(time.perf_counter() - started, 2),
+            "quit_with_job_stall_ms": round(probe.longest_blocked_s * 1000, 1),
+            "quit_with_job_gap_ms": round(probe.longest_gap_s * 1000, 1)}
 
 
 def main() -> None:
@@ -176,6 +240,8 @@ def main() -> None:
         **stall,
         "stall_target_ms": STALL_TARGET_MS,
         "stall_ratio_to_target": round(stall["longest_blocked_ms"] / STALL_TARGET_MS, 2),
+        "compare_load_ratio_to_target": round(stall["compare_load_stall_ms"] / STALL_TARGET_MS, 2),
+        "quit_with_job_ratio_to_target": round(stall["quit_with_job_stall_ms"] / STALL_TARGET_MS, 2),
     }
     print(json.dumps(result))
 
