@@ -4,9 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
+import json
+
+from PySide6.QtCore import QProcess, Qt
 from PySide6.QtWidgets import (
-    QButtonGroup, QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-    QRadioButton,
+    QButtonGroup, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+    QPushButton, QRadioButton, QVBoxLayout,
 )
 
 from doctune.desktop.pages.base import Page
@@ -35,14 +38,35 @@ class TeacherPage(Page):
         group.addButton(self.endpoint_radio)
         self.body.addWidget(self.local_radio)
         local_box = QGroupBox()
-        local_row = QHBoxLayout(local_box)
+        local_layout = QVBoxLayout(local_box)
+        local_row = QHBoxLayout()
         self.model_path = QLineEdit()
         self.model_path.setPlaceholderText("/path/to/teacher.gguf")
-        browse = QPushButton("Choose…")
+        browse = QPushButton("Choose a file…")
         browse.clicked.connect(self.choose_gguf)
         local_row.addWidget(self.model_path, 1)
         local_row.addWidget(browse)
+        local_layout.addLayout(local_row)
+        recommended_row = QHBoxLayout()
+        self.recommended = QComboBox()
+        self.recommended.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.recommended.setMinimumContentsLength(24)
+        self.recommended.currentIndexChanged.connect(self._describe_recommended)
+        self.recommended.setToolTip("Models that write good study material; downloaded from Hugging Face with progress")
+        self.use_recommended = QPushButton("Download and use")
+        self.use_recommended.clicked.connect(self.choose_recommended)
+        recommended_row.addWidget(QLabel("Or download one:"))
+        recommended_row.addWidget(self.recommended, 1)
+        recommended_row.addWidget(self.use_recommended)
+        local_layout.addLayout(recommended_row)
+        self.recommended_detail = explanation("")
+        local_layout.addWidget(self.recommended_detail)
+        self.machine = explanation("Checking what this computer can run…")
+        local_layout.addWidget(self.machine)
         self.body.addWidget(local_box)
+        self.memory_gb: float | None = None
+        self._fill_recommended()
+        self._probe_memory()
         self.body.addWidget(self.endpoint_radio)
         endpoint_box = QGroupBox()
         form = QFormLayout(endpoint_box)
@@ -83,6 +107,78 @@ class TeacherPage(Page):
         self.local_radio.setChecked(True)
         self._update_warning()
 
+    # ----- recommended models --------------------------------------------------------
+    def _fill_recommended(self) -> None:
+        from doctune.core.teachers.catalog import RECOMMENDED
+
+        chosen = max(self.recommended.currentIndex(), 0)
+        self.recommended.clear()
+        for choice in RECOMMENDED:
+            fits = choice.fits(self.memory_gb)
+            mark = "" if fits is None else (" · ✓ fits" if fits else " · ✗ too big")
+            self.recommended.addItem(f"{choice.label} · {choice.download_gb:.1f} GB{mark}")
+            self.recommended.setItemData(self.recommended.count() - 1, choice.describe(), Qt.ItemDataRole.ToolTipRole)
+        self.recommended.setCurrentIndex(chosen)
+        self._describe_recommended(chosen)
+
+    def _describe_recommended(self, index: int) -> None:
+        from doctune.core.teachers.catalog import RECOMMENDED
+
+        if 0 <= index < len(RECOMMENDED):
+            self.recommended_detail.setText(RECOMMENDED[index].describe())
+
+    def _probe_memory(self) -> None:
+        """Ask a child process what memory this computer has (the window never imports torch)."""
+        from doctune.desktop.pages.train import probe_command
+
+        process = QProcess(self)
+        program, args = probe_command()
+
+        def finished(code: int, _status) -> None:
+            lines = bytes(process.readAllStandardOutput()).decode(errors="replace").strip().splitlines()
+            process.deleteLater()
+            try:
+                found = json.loads(lines[-1]) if code == 0 and lines else {}
+            except ValueError:
+                found = {}
+            self.show_machine(found.get("ram_gb"), found.get("vram_gb"))
+
+        process.finished.connect(finished)
+        process.start(program, args)
+
+    def show_machine(self, ram_gb: float | None, vram_gb: float | None) -> None:
+        if ram_gb is None:
+            self.machine.setText("What this computer can run could not be detected.")
+            return
+        self.memory_gb = vram_gb or ram_gb * 0.6  # leave room for the window, the student and the system
+        where = f"an NVIDIA GPU with {vram_gb:.0f} GB" if vram_gb else "no NVIDIA GPU (the CPU runs the teacher)"
+        self.machine.setText(f"This computer: {ram_gb:.0f} GB of memory, {where}. A teacher up to about "
+                             f"{self.memory_gb:.0f} GB of memory runs comfortably.")
+        self._fill_recommended()
+
+    def choose_recommended(self):
+        """Use the chosen recommended model: saved as the teacher, then downloaded and tested (with progress)."""
+        from doctune.core.teachers.catalog import RECOMMENDED
+
+        choice = RECOMMENDED[self.recommended.currentIndex()]
+        project = self.open_config()
+        if project.config.privacy.offline:
+            show_error(self, "This project is set to work offline, so nothing can be downloaded. Download "
+                             f"{choice.hf_file} from huggingface.co/{choice.hf_repo} on another computer, then use "
+                             "Choose a file….")
+            return None
+        teacher = project.config.teacher
+        teacher.kind, teacher.model_path = "local", ""
+        teacher.hf_repo, teacher.hf_file = choice.hf_repo, choice.hf_file
+        project.config.privacy.allow_remote_teacher = False
+        project.save()
+        self.refresh()
+        self.changed.emit()
+        job = self.start_job(f"Download and test {choice.label}", ["teacher", "test"])
+        job.finished.connect(lambda _state: self.result.setText(job.record.message))
+        self.progress.follow(job)
+        return job
+
     def choose_gguf(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose the teacher model", str(Path.home()), "GGUF models (*.gguf)")
         if path:
@@ -101,6 +197,8 @@ class TeacherPage(Page):
         privacy = self.open_config().config.privacy
         (self.local_radio if teacher.kind == "local" else self.endpoint_radio).setChecked(True)
         self.model_path.setText(teacher.model_path)
+        self.model_path.setPlaceholderText(f"{teacher.hf_file} from {teacher.hf_repo} (downloaded when first used)"
+                                           if teacher.hf_repo and teacher.hf_file else "/path/to/teacher.gguf")
         self.base_url.setText(teacher.base_url)
         self.model_name.setText(teacher.model)
         self.remote_opt_in.setChecked(privacy.allow_remote_teacher)
@@ -111,6 +209,7 @@ class TeacherPage(Page):
         if self.local_radio.isChecked():
             teacher.kind = "local"
             teacher.model_path = self.model_path.text().strip()
+            project.config.privacy.allow_remote_teacher = False  # local again: nothing may be sent anywhere
         else:
             url = self.base_url.text().strip()
             if url and not is_local_url(url) and not self.remote_opt_in.isChecked():

@@ -146,3 +146,35 @@ def test_copied_commands_quote_every_path_and_local_means_loopback(make_window, 
         assert any(word.endswith("model-q8_0.gguf") and "it's; rm -rf ~" in word for word in words), command
     assert is_local_url("http://127.0.0.1:8080/v1") and is_local_url("http://localhost:11434/v1")
     assert not is_local_url("http://evil.localhost:8080/v1")  # a name the hosts file does not map is not local
+
+
+def test_the_teacher_page_offers_recommended_models_that_fit_this_computer(make_window, qtbot, project, monkeypatch):
+    from doctune.core.project import Project
+    from doctune.core.teachers.catalog import RECOMMENDED
+
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("teacher")
+    qtbot.waitUntil(lambda: "This computer:" in page.machine.text(), timeout=60_000)  # the real probe, a child
+    page.show_machine(8.0, None)
+    assert "8 GB of memory, no NVIDIA GPU" in page.machine.text()
+    items = [page.recommended.itemText(i) for i in range(page.recommended.count())]
+    assert len(items) == len(RECOMMENDED) and "✓ fits" in items[0] and "✗ too big" in items[-1]
+    assert "licence Apache-2.0" in page.recommended_detail.text()
+
+    project.config.privacy.offline = True  # nothing may be downloaded: said, and nothing changes
+    project.save()
+    errors = []
+    monkeypatch.setattr("doctune.desktop.pages.teacher.show_error", lambda parent, message, *rest: errors.append(message))
+    assert page.choose_recommended() is None and "Choose a file" in errors[0]
+
+    project.config.privacy.offline = False
+    project.config.privacy.allow_remote_teacher = True
+    project.save()
+    page.recommended.setCurrentIndex(0)
+    job = page.choose_recommended()  # the download itself needs Hugging Face; here the settings are what we check
+    teacher = Project.open(project.root).config
+    assert (teacher.teacher.hf_repo, teacher.teacher.hf_file) == (RECOMMENDED[0].hf_repo, RECOMMENDED[0].hf_file)
+    assert teacher.teacher.model_path == "" and teacher.privacy.allow_remote_teacher is False
+    assert RECOMMENDED[0].hf_file in page.model_path.placeholderText()
+    job.cancel()
