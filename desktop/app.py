@@ -62,9 +62,30 @@ def create_window(project: str | None = None, page: str | None = None, settings:
     return window
 
 
+def missing_system_library(environ: dict[str, str] | None = None, find=None) -> str | None:
+    """What to install when Qt's X11 plugin would fail for a missing system library (Qt 6.5+ needs
+    libxcb-cursor; without it Qt aborts with a raw plugin error), else None."""
+    import ctypes.util
+
+    environ = os.environ if environ is None else environ
+    platform_name = environ.get("QT_QPA_PLATFORM", "")
+    uses_x11 = platform_name.startswith("xcb") or (not platform_name and not environ.get("WAYLAND_DISPLAY"))
+    if not sys.platform.startswith("linux") or not uses_x11:
+        return None
+    if (find or ctypes.util.find_library)("xcb-cursor"):
+        return None
+    return ("DocTune's window needs the system library libxcb-cursor, which is not installed. Install it with "
+            "'sudo apt install libxcb-cursor0' (Debian, Ubuntu), 'sudo dnf install xcb-util-cursor' (Fedora) or "
+            "'sudo pacman -S xcb-util-cursor' (Arch), then start DocTune again.")
+
+
 def run(project: str | None = None, page: str | None = None, argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Ctrl-C in the terminal closes the window
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    missing = missing_system_library()
+    if missing and QApplication.instance() is None:
+        print(missing, file=sys.stderr)
+        return 1
     app = QApplication.instance() or QApplication(argv or sys.argv[:1])
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from PySide6.QtCore import QObject, QProcess, Qt
+from PySide6.QtCore import QObject, QProcess, Qt, QUrl
+from PySide6.QtGui import QDesktopServices, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QMessageBox, QProgressBar, QPushButton, QSizePolicy, QVBoxLayout, QWidget,
 )
@@ -65,6 +66,14 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def open_in_system(parent: QWidget, path, what: str) -> bool:
+    """Open ``path`` with the system's program for it; when there is none, say where it is instead."""
+    if QDesktopServices.openUrl(QUrl.fromLocalFile(str(path))):
+        return True
+    show_error(parent, f"No program on this computer could open the {what}. It is here:\n{path}")
+    return False
+
+
 def show_error(parent: QWidget, message: str, detail: str = "") -> None:
     box = QMessageBox(QMessageBox.Icon.Warning, "DocTune", message, QMessageBox.StandardButton.Ok, parent)
     if detail:
@@ -110,6 +119,7 @@ class JobProgress(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop at the next safe point; finished work is kept (Esc)")
         self.cancel_button.clicked.connect(self.cancel)
+        QShortcut(QKeySequence("Esc"), self, self.cancel)  # active while this page's progress line is shown
         row = QHBoxLayout()
         row.addWidget(self.bar, 1)
         row.addWidget(self.eta)
@@ -151,7 +161,9 @@ class JobProgress(QWidget):
             if "eta_s" in event:
                 self.eta.setText(f"about {format_seconds(event['eta_s'])} left")
         elif event["event"] in ("log", "warning", "error") and event.get("message") and not stopping:
-            self.message.setText(str(event["message"]))
+            from doctune.core.errors import event_window_text
+
+            self.message.setText(event_window_text(event))  # the window's words: page and button, not the command
 
     def _on_finished(self, state: str) -> None:
         assert self.job is not None

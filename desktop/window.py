@@ -27,6 +27,7 @@ from doctune.desktop.widgets import show_error
 PAGE_CLASSES = (DocumentsPage, TeacherPage, SynthesizePage, TrainPage, ExportPage, ComparePage, EvaluatePage)
 STATE_MARKS = {DONE: "●", STALE: "◐"}
 MAX_RECENT = 8
+HUB_PROBE_TIMEOUT_MS = 5000
 PRELOAD_AFTER_PAINT_MS = 250  # pyqtgraph starts importing (off the GUI thread) this long after the first paint
 
 
@@ -85,6 +86,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage("Open or create a project to begin.")
         self.painted = False  # set at the first paint event
         self.stopping_jobs = False  # closing: jobs were asked to stop, the window closes when they have
+        self.jobs_panel_offered = False
 
     def paintEvent(self, event) -> None:  # noqa: N802
         super().paintEvent(event)
@@ -143,7 +145,9 @@ class MainWindow(QMainWindow):
             try:
                 page.set_project(folder)
             except Exception as exc:  # noqa: BLE001 — a broken file must not stop the window from opening
-                show_error(self, f"The {page.title} page could not read the project: {exc}")
+                from doctune.core.errors import exception_window_text
+
+                show_error(self, f"The {page.title} page could not read the project: {exception_window_text(exc)}")
         self.refresh_states()
         self.show_page(int(self.settings.value("last_page", 0) or 0))
 
@@ -152,8 +156,21 @@ class MainWindow(QMainWindow):
             self._start_sample(True)
             return
         probe = QTcpSocket(self)
-        probe.connected.connect(lambda: (probe.abort(), self._start_sample(False)))
-        probe.errorOccurred.connect(lambda _error: (probe.abort(), self._offer_offline_check()))
+        answered = []
+
+        def answer(reachable: bool) -> None:
+            if answered:
+                return
+            answered.append(reachable)
+            probe.abort()
+            if reachable:
+                self._start_sample(False)
+            else:
+                self._offer_offline_check()
+
+        probe.connected.connect(lambda: answer(True))
+        probe.errorOccurred.connect(lambda _error: answer(False))
+        QTimer.singleShot(HUB_PROBE_TIMEOUT_MS, lambda: answer(False))  # a network that drops packets never errors
         probe.connectToHost("huggingface.co", 443)
 
     def _offer_offline_check(self) -> None:
@@ -181,6 +198,10 @@ class MainWindow(QMainWindow):
         job.finished.connect(lambda _state: self.refresh_current())  # whatever page is open shows the new state
 
     def _show_jobs(self) -> None:
+        """Open the Jobs panel for the first job of the session; after that, it stays as the user left it."""
+        if self.jobs_panel_offered:
+            return
+        self.jobs_panel_offered = True
         if not self.jobs_dock.isVisible():
             self.jobs_dock.show()
             self.resizeDocks([self.jobs_dock], [max(160, self.height() // 5)], Qt.Orientation.Vertical)
@@ -219,7 +240,9 @@ class MainWindow(QMainWindow):
         try:
             page.refresh()
         except Exception as exc:  # noqa: BLE001 — a broken file must not stop the page from opening
-            show_error(self, f"The {page.title} page could not read the project: {exc}")
+            from doctune.core.errors import exception_window_text
+
+            show_error(self, f"The {page.title} page could not read the project: {exception_window_text(exc)}")
 
     def refresh_states(self) -> None:
         if self.project is None:

@@ -15,6 +15,7 @@ from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, run_cli_json
 
 COLUMNS = ("Name", "Type", "Pages", "Chunks", "Status", "Problem")
+FORMAT_LABELS = {"text": "Text", "markdown": "Markdown", "pdf": "PDF", "docx": "Word", "html": "HTML", "epub": "EPUB"}
 
 
 def plain_problem(error: str | None, hint: str | None) -> str:
@@ -189,7 +190,7 @@ class DocumentsPage(Page):
     def _fill_row(self, row: int, doc: dict) -> None:
         ok = doc["status"] == "ok"
         problem = "" if ok else plain_problem(doc.get("error"), doc.get("hint"))
-        values = (doc["name"], (doc.get("format") or "").upper(), "" if doc.get("pages") is None else str(doc["pages"]),
+        values = (doc["name"], FORMAT_LABELS.get(doc.get("format") or "", (doc.get("format") or "").upper()), "" if doc.get("pages") is None else str(doc["pages"]),
                   str(doc.get("chunks") or 0), "Ready" if ok else "Could not read", problem)
         for column, value in enumerate(values):
             item = QTableWidgetItem(value)

@@ -5,8 +5,8 @@ import html
 from collections import defaultdict
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QUrl
-from PySide6.QtGui import QDesktopServices
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSpinBox, QSplitter, QTableWidget,
     QTableWidgetItem, QTextBrowser,
@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
 from doctune.core.fsio import read_json_or_none
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_eval_summary
-from doctune.desktop.widgets import JobProgress, LazyPlot, explanation
+from doctune.desktop.widgets import JobProgress, LazyPlot, explanation, open_in_system
 
 COLUMNS = ("System", "Multiple choice", "95% interval", "Open: judged correct", "Open: word overlap",
            "First token", "Seconds per answer", "Context tokens per answer")
@@ -139,6 +139,7 @@ class EvaluatePage(Page):
         self.records: dict[str, list[dict]] = {}
         self.question_list: list = []
         self.run_button.clicked.connect(self.run_eval)
+        QShortcut(QKeySequence("Ctrl+R"), self, self.run_eval)
         self.report_button.clicked.connect(self.open_report)
         self.questions.itemSelectionChanged.connect(self._show_question)
 
@@ -169,7 +170,7 @@ class EvaluatePage(Page):
             reports = sorted((self.project / "reports").glob("*.html"), key=lambda p: p.stat().st_mtime)
             target = Path(path) if path else (reports[-1] if reports else None)
             if state == "succeeded" and target is not None:
-                QDesktopServices.openUrl(QUrl.fromLocalFile(str(target)))
+                open_in_system(self, target, "HTML report")
 
         job.finished.connect(opened)
         return job

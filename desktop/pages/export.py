@@ -5,14 +5,13 @@ import html
 import shlex
 from pathlib import Path
 
-from PySide6.QtCore import QUrl
-from PySide6.QtGui import QDesktopServices, QGuiApplication
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QPushButton, QTextBrowser
 
 from doctune.core.runs import read_manifest, ready_files
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_manifest, latest_run
-from doctune.desktop.widgets import JobProgress, explanation
+from doctune.desktop.widgets import JobProgress, explanation, open_in_system
 
 FORMATS = {
     "f16": "F16 — full precision, largest file",
@@ -122,7 +121,7 @@ class ExportPage(Page):
     def open_folder(self) -> None:
         found = self.manifest()
         if found:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(found[0].parent)))
+            open_in_system(self, found[0].parent, "export folder")
 
     def commands(self) -> dict[str, str]:
         ready = self.ready_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import Counter
 
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
     QPlainTextEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
@@ -88,6 +89,7 @@ class SynthesizePage(Page):
         self.body.addWidget(self.coverage)
         self.estimate_button.clicked.connect(lambda: self.run_synth(dry_run=True))
         self.run_button.clicked.connect(lambda: self.run_synth(dry_run=False))
+        QShortcut(QKeySequence("Ctrl+R"), self, lambda: self.run_synth(dry_run=False))
         self.eval_button.clicked.connect(lambda: self._follow(self.start_job("Held-out questions", ["synth", "--eval"])))
         self.recipe_filter.currentIndexChanged.connect(self._fill_table)
         self.document_filter.currentIndexChanged.connect(self._fill_table)

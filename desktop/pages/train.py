@@ -5,6 +5,7 @@ import json
 import sys
 
 from PySide6.QtCore import QProcess, Qt
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
     QSpinBox, QToolButton,
@@ -109,6 +110,7 @@ class TrainPage(Page):
         self.last_run = explanation("")
         self.body.addWidget(self.last_run)
         self.train_button.clicked.connect(self.train)
+        QShortcut(QKeySequence("Ctrl+R"), self, lambda: self.train() if self.train_button.isEnabled() else None)
         self.resume_button.clicked.connect(self.resume)
         self._probe_device()
 

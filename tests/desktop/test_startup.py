@@ -49,3 +49,14 @@ def test_opening_the_plot_pages_right_after_start_never_stalls_the_loop(project,
         if report["longest_blocked_ms"] < MAX_STALL_MS:
             break
     assert min(run["longest_blocked_ms"] for run in runs) < MAX_STALL_MS, runs
+
+
+def test_a_missing_xcb_cursor_library_is_named_with_the_package_to_install():
+    from doctune.desktop.app import missing_system_library
+
+    absent, present = (lambda name: None), (lambda name: "libxcb-cursor.so.0")
+    message = missing_system_library({"DISPLAY": ":0"}, find=absent)
+    assert "libxcb-cursor0" in message and "xcb-util-cursor" in message
+    assert missing_system_library({"DISPLAY": ":0"}, find=present) is None
+    assert missing_system_library({"QT_QPA_PLATFORM": "offscreen"}, find=absent) is None
+    assert missing_system_library({"WAYLAND_DISPLAY": "wayland-0"}, find=absent) is None
