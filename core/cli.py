@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         code = args.handler(context)
     except Cancelled:
         close()
-        events.emit("cancelled", message="Cancelled; finished work is kept and the command can be re-run to resume.")
+        events.emit("cancelled", message="Cancelled; finished work is kept and the command can be re-run to resume.",
+                    window_message="Cancelled; finished work is kept. Run the step again to continue.")
         return EXIT_CANCELLED
     except KeyboardInterrupt:
         close()
@@ -140,17 +141,24 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CANCELLED
     except UsageError as exc:
         close()
-        events.error(str(exc), fatal=True)
+        events.error(str(exc), fatal=True, **_advice(exc))
         return EXIT_ERROR
     except Exception as exc:  # a fatal, expected-kind error: report it plainly
         close()
         if not _is_reportable(exc):
             raise
-        events.error(str(exc), fatal=True, error_type=type(exc).__name__)
+        events.error(str(exc), fatal=True, error_type=type(exc).__name__, **_advice(exc))
         return EXIT_ERROR
     finally:
         close()
     return int(code or 0)
+
+
+def _advice(exc: Exception) -> dict[str, str]:
+    """``hint`` (CLI words) and ``window_hint`` (the window's words) of a user error, for its event."""
+    from doctune.core.errors import advice_fields
+
+    return advice_fields(exc)
 
 
 def _is_reportable(exc: Exception) -> bool:

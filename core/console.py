@@ -81,7 +81,7 @@ def _with_hint(event: Event) -> str:
     text = escape(str(event.get("message", "")))
     if event.get("path"):
         text = f"{escape(str(event['path']))}: {text}"
-    if event.get("hint"):
+    if event.get("hint") and str(event["hint"]) not in str(event.get("message", "")):  # a fatal error's message has it
         text += f" [dim]({escape(str(event['hint']))})[/dim]"
     return text
 

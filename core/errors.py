@@ -3,6 +3,13 @@
 Raise a subclass of ``UserError`` (or register a class with
 ``UserError.register``) when the message alone tells the user what went wrong
 and what to do; the CLI prints it without a traceback and exits with 1.
+
+One message source, two forms of advice: ``hint`` says what to do in command-line
+words (``doctune train -p …``, ``teacher.model_path in doctune.toml``) and stays in
+``str(exc)`` as the CLI prints it; ``window_hint`` says the same in the window's words
+(the page and the button: "On the Teacher page, choose a GGUF file and press Save").
+The CLI's ``error``/``warning`` events carry both (``hint``, ``window_hint``); the
+window shows ``event_window_text`` / ``exception_window_text``.
 """
 from __future__ import annotations
 
@@ -14,11 +21,45 @@ from typing import Callable, Iterator
 
 
 class UserError(Exception, ABC):
-    """An error with a plain-words message for the user, optionally a hint."""
+    """An error with a plain-words message for the user, optionally a hint (CLI words) and its window form."""
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, window_hint: str | None = None) -> None:
         super().__init__(message if not hint else f"{message} — {hint}")
+        self.summary = message
         self.hint = hint
+        self.window_hint = window_hint
+
+
+def advice_fields(exc: BaseException) -> dict[str, str]:
+    """The event fields of a user error's advice, ``hint`` and ``window_hint`` — only those it has."""
+    fields = {"hint": getattr(exc, "hint", None), "window_hint": getattr(exc, "window_hint", None)}
+    return {key: value for key, value in fields.items() if isinstance(value, str) and value}
+
+
+def window_text(message: str, hint: str | None = None, window_hint: str | None = None,
+                summary: str | None = None) -> str:
+    """What the window shows: the message without the command-line hint, then the window's advice.
+
+    ``message`` is the full CLI text (``str(exc)``); ``summary`` the message alone when known. Without a
+    ``window_hint`` the CLI hint is kept (better a command than no advice)."""
+    if not window_hint:
+        return message if not hint or hint in message else f"{message} {hint}"
+    bare = summary or (message[: -len(f" — {hint}")] if hint and message.endswith(f" — {hint}") else message)
+    bare = bare.rstrip()
+    return f"{bare} {window_hint}" if bare.endswith((".", "!", "?", ":")) else f"{bare}. {window_hint}"
+
+
+def event_window_text(event: dict) -> str:
+    """``window_text`` of an event (its ``window_message``, the whole message in the window's words, wins)."""
+    if event.get("window_message"):
+        return str(event["window_message"])
+    return window_text(str(event.get("message") or ""), event.get("hint"), event.get("window_hint"))
+
+
+def exception_window_text(exc: BaseException) -> str:
+    """``window_text`` of an exception (a ``UserError`` or any other)."""
+    return window_text(str(exc), getattr(exc, "hint", None), getattr(exc, "window_hint", None),
+                       getattr(exc, "summary", None))
 
 
 def _register_known() -> None:
@@ -79,7 +120,7 @@ def disk_full_message(folder: Path, need_bytes: int | None = None) -> str:
 
 @contextmanager
 def disk_errors(what: str, folder: Path, error_type: type[UserError], hint: str,
-                need_bytes: Callable[[], int | None] | None = None) -> Iterator[None]:
+                need_bytes: Callable[[], int | None] | None = None, window_hint: str | None = None) -> Iterator[None]:
     """Turn a failed write (disk full, permissions, a file in the way) into ``error_type`` naming the folder.
 
     ``need_bytes``: how much the write needs in all, for the "free N MB" of a full disk (asked only then)."""
@@ -90,9 +131,11 @@ def disk_errors(what: str, folder: Path, error_type: type[UserError], hint: str,
     except Exception as exc:
         if is_disk_full(exc):
             need = _quietly(need_bytes)
-            raise error_type(f"Could not write the {what}: {disk_full_message(folder, need)}.", hint) from None
+            raise error_type(f"Could not write the {what}: {disk_full_message(folder, need)}.", hint,
+                             window_hint) from None
         if isinstance(exc, OSError):
-            raise error_type(f"Could not write the {what} in {folder}: {write_failure_reason(exc)}.", hint) from None
+            raise error_type(f"Could not write the {what} in {folder}: {write_failure_reason(exc)}.", hint,
+                             window_hint) from None
         raise
 
 

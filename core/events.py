@@ -25,14 +25,22 @@ Fields by kind (all optional unless marked *):
 - ``metric``: named numbers, e.g. ``{"step": 10, "loss": 2.3, "lr": 1e-3,
   "tokens_per_s": 812.0}``; every numeric field is a metric.
 - ``log``: ``message``\\* — something a person may want to read.
-- ``warning``: ``message``\\*, optional ``path`` / ``item`` / ``hint``.
-- ``error``: ``message``\\*, optional ``path``, ``hint`` (what to do),
-  ``detail`` (technical text). An ``error`` event on its own does not end the
-  command: a per-file error is reported and the other files continue.
+- ``warning``: ``message``\\*, optional ``path`` / ``item`` / ``hint`` /
+  ``window_hint``.
+- ``error``: ``message``\\*, optional ``path``, ``hint`` (what to do, in
+  command-line words: ``doctune synth``, ``teacher.model_path in doctune.toml``),
+  ``window_hint`` (the same advice in the window's words: the page and the
+  button), ``detail`` (technical text). An ``error`` event on its own does not
+  end the command: a per-file error is reported and the other files continue.
+  A fatal error's ``message`` is the whole CLI text (with ``hint`` after " — ");
+  the window shows the message without it, then ``window_hint``
+  (``doctune.core.errors.event_window_text``).
 - ``done``: the command finished; ``message`` and the result's fields
   (``exit_code`` is added by the CLI).
 - ``cancelled``: the command stopped at a safe point after SIGINT/SIGTERM;
   state on disk is consistent and the step can be re-run to resume.
+  ``window_message`` (any kind): the whole message in the window's words, shown
+  there instead of ``message``.
 
 The last line of a finished command is ``done``, ``cancelled`` or (for a
 fatal failure) ``error`` with ``"fatal": true``.

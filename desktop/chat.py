@@ -38,12 +38,13 @@ class PaneSession:
         with self.lock:
             if self.system is None:
                 from doctune.core.chat import open_system
+                from doctune.core.errors import event_window_text
                 from doctune.core.events import Events
                 from doctune.core.project import Project
 
                 def forward_warnings(event: dict) -> None:
                     if event.get("event") == "warning":
-                        on_warning(event.get("message", ""))
+                        on_warning(event_window_text(event))
 
                 self.system = open_system(Project.open(self.project), self.system_name, events=Events(forward_warnings))
             return self.system
@@ -68,7 +69,7 @@ class ChatWorker(QRunnable):
         self.setAutoDelete(True)
 
     def run(self) -> None:
-        from doctune.core.errors import UserError
+        from doctune.core.errors import UserError, exception_window_text
         from doctune.core.isolation import ChildCrashed
 
         try:
@@ -82,9 +83,9 @@ class ChatWorker(QRunnable):
             self.signals.answered.emit(answer)
         except ChildCrashed as exc:  # the model's process died; the next question starts a fresh one
             self.session.close()
-            self.signals.failed.emit(str(exc), getattr(exc, "hint", "") or "")
-        except UserError as exc:
-            self.signals.failed.emit(str(exc), getattr(exc, "hint", "") or "")
+            self.signals.failed.emit(exception_window_text(exc), "")
+        except UserError as exc:  # in the window's words: the page and the button, not the command
+            self.signals.failed.emit(exception_window_text(exc), "")
         except Exception as exc:  # noqa: BLE001 — shown to the user with its detail, never swallowed
             from doctune.core.events import Cancelled
 

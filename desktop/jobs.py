@@ -180,6 +180,8 @@ class Job(QObject):
     def _outcome(self, exit_code: int | None) -> tuple[str, str]:
         final = self._final_event or {}
         self.record.exit_code = exit_code
+        from doctune.core.errors import event_window_text
+
         said = event_window_text(final) if final.get("message") or final.get("window_message") else ""
         if exit_code is None:
             if self._cancel_requested and final.get("event") == "cancelled":

@@ -73,12 +73,13 @@ class WelcomePage(QWidget):
             self.create(Path(folder), name)
 
     def create(self, folder: Path, name: str | None = None) -> None:
+        from doctune.core.errors import exception_window_text
         from doctune.core.project import Project, ProjectError
 
         try:
             Project.create(folder, name=name or None)
         except ProjectError as exc:
-            show_error(self, str(exc))
+            show_error(self, exception_window_text(exc))
             return
         self.project_chosen.emit(folder.resolve())
 
