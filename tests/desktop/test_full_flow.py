@@ -38,12 +38,12 @@ def _small_settings(folder, tiny_model) -> None:
     project.save()
 
 
-def _screenshot(qtbot, window, key: str, folder) -> None:
-    """The page as a user sees it (jobs panel folded), saved as ``<key>.png`` (the README's pictures)."""
+def _screenshot(qtbot, window, key: str, folder, suffix: str = "") -> None:
+    """The page as a user sees it (jobs panel folded), saved as ``<key><suffix>.png`` (the README's pictures)."""
     window.jobs_dock.hide()
     window.show_page([page.key for page in window.pages].index(key))
     qtbot.wait(200)
-    assert window.grab().save(str(folder / f"{key}.png"))
+    assert window.grab().save(str(folder / f"{key}{suffix}.png"))
 
 
 def test_the_whole_journey_through_the_window(qtbot, make_window, tmp_path, documents, tiny_model, tiny_gguf,
@@ -114,3 +114,8 @@ def test_the_whole_journey_through_the_window(qtbot, make_window, tmp_path, docu
     evaluate.questions.selectRow(0)
     assert "Expected:" in evaluate.detail.toPlainText()
     _screenshot(qtbot, window, "evaluate", screenshot_dir)
+
+    for width, height in ((1024, 700), (1600, 1000)):  # every page, small and large, as a user would see it
+        window.resize(width, height)
+        for page in window.pages:
+            _screenshot(qtbot, window, page.key, screenshot_dir, suffix=f"-{width}x{height}")
