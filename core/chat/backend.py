@@ -34,13 +34,16 @@ def check_gguf_file(path: Path) -> Path:
     """The file, resolved, if it exists and starts like a GGUF; else a ``ModelFileError`` naming it."""
     path = Path(path).expanduser().resolve()
     if not path.is_file():
-        raise ModelFileError(f"Model file not found: {path}", hint="Check the path, or export a model with: doctune export")
+        raise ModelFileError(f"Model file not found: {path}", hint="Check the path, or export a model with: doctune export",
+                             window_hint="Check the path, or press Export on the Export page to export the model.")
     with path.open("rb") as handle:
         magic = handle.read(4)
     if magic != GGUF_MAGIC:
         raise ModelFileError(
             f"{path} is not a GGUF model file (it does not start with 'GGUF').",
             hint="Give the path of a .gguf file, or export the model again with: doctune export",
+            window_hint="Pick a .gguf file (Add a model file… on the Compare page), or press Export on the Export "
+                        "page to export the model again.",
         )
     return path
 
@@ -49,6 +52,8 @@ def _unloadable(path: Path, exc: BaseException) -> ModelFileError:
     return ModelFileError(
         f"{path} could not be loaded by llama.cpp ({exc}); the file may be damaged or incomplete.",
         hint="Export the model again with: doctune export, or pick another .gguf file.",
+        window_hint="Press Export on the Export page to export the model again, or pick another .gguf file (Add a "
+                    "model file… on the Compare page).",
     )
 
 

@@ -115,6 +115,7 @@ def assemble(
             f"The question is too long for the model's context: it needs {alone} tokens with the instructions, "
             f"and {budget} are available for the prompt.",
             hint="Shorten the question, or raise rag.n_ctx (or lower rag.max_answer_tokens) in doctune.toml.",
+            window_hint="Ask a shorter question on the Compare page.",
         )
     kept_sources: list[Hit] = []
     for hit in sources:

@@ -185,11 +185,15 @@ def _tuned_path(project: "Project", fmt: str, events: Events | None) -> Path:
         raise NoTunedModel(
             f"No tuned model exported as {fmt} and verified yet in {project.root}.",
             hint=f"Make one with: doctune train -p {project.root}, then doctune export -p {project.root}",
+            window_hint="Press Train on the Train page, then Export on the Export page.",
         )
     if events is not None and newest is not None:
         events.warning(
             f"'tuned' is the model of run {Path(path).parent.parent.name}: the newest run, {newest.name}, has no "
-            f"verified {fmt} export. Export it with: doctune export -p {project.root} --run {newest.name}"
+            f"verified {fmt} export. Export it with: doctune export -p {project.root} --run {newest.name}",
+            window_message=f"'tuned' is the model of run {Path(path).parent.parent.name}: the newest run, "
+                           f"{newest.name}, has no verified {fmt} export. Press Export on the Export page to "
+                           "export it.",
         )
     return Path(path)
 

@@ -51,6 +51,8 @@ def cmd_eval(ctx: CommandContext) -> int:
     ctx.events.done(
         f"Evaluation {result.eval_id}: {result.answered} answers, {result.judged} verdicts this run. "
         f"Report: doctune report -p {ctx.project().root} {result.eval_id}",
+        window_message=f"Evaluation {result.eval_id}: {result.answered} answers, {result.judged} verdicts this run. "
+                       "The Evaluate page shows the scores; Open HTML report opens the full report.",
         eval_id=result.eval_id, folder=str(result.folder), answered=result.answered, judged=result.judged,
         skipped=result.skipped,
     )

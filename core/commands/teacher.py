@@ -66,20 +66,29 @@ def _call_failed(project, exc: Exception):
     if "HTTP 401" in text or "HTTP 403" in text:
         hint = ("Store the right key with 'doctune teacher set-key', or put it in an environment variable and name "
                 "that variable in teacher.api_key_env in doctune.toml.")
-        return TeacherError(f"The teacher at {where} refused the API key ({text[:200]}).", hint)
+        return TeacherError(f"The teacher at {where} refused the API key ({text[:200]}).", hint,
+                            "On the Teacher page, enter the right key under API key, press Save, then Test.")
     if "timed out" in text:
         hint = (f"Raise teacher.timeout_s in doctune.toml (now {settings.timeout_s:g} s: the whole reply must arrive "
                 "within it; a large model on a slow machine needs more), or check that the server is not stuck.")
-        return TeacherError(f"The teacher at {where} did not finish its reply in time ({text[:200]}).", hint)
+        return TeacherError(f"The teacher at {where} did not finish its reply in time ({text[:200]}).", hint,
+                            f"Check that the server is not stuck, or choose a smaller Model on the Teacher page: "
+                            f"the whole reply must arrive within {settings.timeout_s:g} s (teacher.timeout_s in the "
+                            "project's doctune.toml).")
     if "connection failed" in text:
         hint = ("Start the server (for example 'ollama serve' or 'python -m llama_cpp.server --model FILE'), or "
                 "correct teacher.base_url in doctune.toml.")
-        return TeacherError(f"No teacher answered at {where} ({text[:200]}).", hint)
+        return TeacherError(f"No teacher answered at {where} ({text[:200]}).", hint,
+                            "Start the server (for example 'ollama serve'), or correct the Address on the Teacher "
+                            "page and press Save, then Test.")
     if "HTTP 404" in text:
         return TeacherError(f"The teacher at {where} has no chat endpoint or model there ({text[:200]}).",
-                            "Check teacher.base_url (it usually ends in /v1) and teacher.model in doctune.toml.")
+                            "Check teacher.base_url (it usually ends in /v1) and teacher.model in doctune.toml.",
+                            "On the Teacher page, check the Address (it usually ends in /v1) and the Model, press "
+                            "Save, then Test.")
     return TeacherError(f"The teacher at {where} did not answer the test request: {text[:300]}",
-                        "Check that the server runs and that teacher.base_url and teacher.model are right.")
+                        "Check that the server runs and that teacher.base_url and teacher.model are right.",
+                        "Check that the server runs and that the Address and Model on the Teacher page are right.")
 
 
 def _set_key(ctx: CommandContext) -> int:

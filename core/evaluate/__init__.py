@@ -23,7 +23,8 @@ def report(project, eval_id: str | None = None, out: Path | None = None) -> Path
     if store is None or store.summary() is None:
         which = f"'{eval_id}'" if eval_id else "finished"
         raise EvalNotFoundError(f"No {which} evaluation in {project.eval_dir}.",
-                                hint=f"Run one with: doctune eval -p {project.root}")
+                                hint=f"Run one with: doctune eval -p {project.root}",
+                                window_hint="Press Run evaluation on the Evaluate page.")
     return write_report(project, store, out)
 
 

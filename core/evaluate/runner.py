@@ -145,6 +145,7 @@ def load_questions(project, limit: int | None = None) -> list:
         raise NoQuestionsError(
             f"No held-out questions to evaluate: {path} has none ({why}).",
             hint=f"Make them with: doctune synth --eval -p {project.root}",
+            window_hint="Press Held-out questions on the Synthesize page, then Run evaluation again.",
         )
     return report.items[:limit] if limit else report.items
 
@@ -291,7 +292,8 @@ def _answer_system(project, spec: SystemSpec, pending: list, log, backends: dict
                 dead.close()
             skipped[spec.name] = str(crash)
             events.error(f"{spec.name} stopped after {done} of {len(pending)} answers: {crash}",
-                         path=str(spec.model_path), hint="Run the evaluation again to resume it.")
+                         path=str(spec.model_path), hint="Run the evaluation again to resume it.",
+                         window_hint="Press Run evaluation again on the Evaluate page to resume it.")
             tracker.total = (tracker.total or 0) - (len(pending) - done)
             return done
         tracker.advance(message=f"{spec.name}: {question.id}")
@@ -323,7 +325,10 @@ def judge_all(project, store: EvalStore, questions: list, events: Events, cancel
         raise
     except Exception as exc:
         events.warning(f"Open answers not judged: the teacher could not be opened ({exc}). "
-                       "They are shown as unjudged; re-run doctune eval to judge them.")
+                       "They are shown as unjudged; re-run doctune eval to judge them.",
+                       window_message=f"Open answers not judged: the teacher could not be opened ({exc}). They are "
+                                      "shown as unjudged; press Run evaluation again on the Evaluate page to judge "
+                                      "them.")
         return 0
     try:
         _judge_pending(teacher, store, pending, by_id, project.config.eval, events, cancel)
@@ -403,7 +408,8 @@ def select_store(project, params: EvalParams, fingerprint: str, meta: dict[str, 
         store = open_eval(project, params.eval_id)
         if store is None:
             raise EvalNotFoundError(f"No evaluation '{params.eval_id}' in {project.eval_dir}.",
-                                    hint="List them with: doctune report --list")
+                                    hint="List them with: doctune report --list",
+                                    window_hint="Press Run evaluation on the Evaluate page for a new one.")
         return store
     existing = None if params.new else find_eval(project, fingerprint)
     return existing or create_eval(project, meta)

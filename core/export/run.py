@@ -70,7 +70,8 @@ def _choose_run(project, run_id: str | None) -> Path:
         return run_dir
     run_dir = latest_complete_run(project)
     if run_dir is None:
-        raise ExportError("This project has no finished training run to export.", "Train one with 'doctune train'.")
+        raise ExportError("This project has no finished training run to export.", "Train one with 'doctune train'.",
+                          "Press Train on the Train page first; Export uses the newest finished run.")
     return run_dir
 
 

@@ -386,6 +386,8 @@ def _chunker_for(params: IngestParams, project) -> Chunker:
         raise IngestInputError(
             f"chunk overlap ({overlap}) must be less than half of the chunk size ({tokens})",
             "lower [ingest] chunk_overlap or raise chunk_tokens in doctune.toml",
+            "the chunk sizes are set by [ingest] chunk_overlap and chunk_tokens in the project's doctune.toml (the "
+            "window has no setting for them): lower the first or raise the second",
         )
     return Chunker(default_counter(), chunk_tokens=tokens, overlap=overlap)
 
@@ -460,4 +462,6 @@ def _write_failed(project, store, writer: _Writer, error: BaseException, remaini
     else:
         reason = f"the project's store in {project.lancedb_dir} could not be written ({error})"
     return IngestWriteError(f"Documents could not be added: {reason}.",
-                            "Files added before this are kept; run the same 'doctune add' again to add the rest.")
+                            "Files added before this are kept; run the same 'doctune add' again to add the rest.",
+                            "Files added before this are kept; add the same files again on the Documents page (Add "
+                            "files… or Add folder…) to add the rest.")

@@ -220,6 +220,8 @@ def _unloadable(kind: str, ref: EmbedderRef, offline: bool, exc: BaseException) 
         return EmbedderUnavailable(
             f"The {kind} folder {ref.target} is not a loadable sentence-transformers model ({exc}).",
             hint=f"Point rag.{kind} in doctune.toml at a complete model folder.",
+            window_hint=f"The {kind} is chosen by rag.{kind} in the project's doctune.toml (the window has no "
+                        "setting for it): point it at a complete model folder.",
         )
     where = "offline (it is not in the Hugging Face cache on this machine)" if offline else f"({exc})"
     return EmbedderUnavailable(

@@ -228,6 +228,7 @@ def run(params: IndexParams, *, events: Events, cancel: CancelToken) -> IndexRes
         raise NothingToIndex(
             f"The project {project.root} has no documents to index.",
             hint=f"Add some first: doctune add FILES... -p {project.root}, then run doctune index -p {project.root}",
+            window_hint="Add documents on the Documents page (Add files… or Add folder…) first.",
         )
     spec = params.embedder or settings.embedder
     identity = resolve(spec).identity

@@ -40,6 +40,10 @@ ANN_NPROBES = 40
 ANN_REFINE = 2
 
 
+RESCAN = "On the Documents page, press Re-scan: it reads the documents again and brings the search index up to date."
+ADD_DOCUMENTS = "Add documents on the Documents page (Add files… or Add folder…); the search index is built after them."
+
+
 class IndexMissing(UserError):
     """No search index (or no documents) in the project yet."""
 
@@ -84,10 +88,10 @@ class Retriever:
             raise self._missing()
         if not has_fts(self.table):  # an index run stopped before its last step
             raise IndexMissing(f"The search index of {project.root} is incomplete.",
-                               hint=f"Finish it with: doctune index -p {project.root}")
+                               hint=f"Finish it with: doctune index -p {project.root}", window_hint=RESCAN)
         if not current_layout(self.table):  # one vector per chunk, blind past the embedder's first window
             raise IndexStale(f"The search index of {project.root} was built by an earlier version of DocTune.",
-                             hint=f"Rebuild it with: doctune index -p {project.root}")
+                             hint=f"Rebuild it with: doctune index -p {project.root}", window_hint=RESCAN)
         spec = embedder or self.settings.embedder
         stored = stored_identity(self.table)
         if stored != resolve(spec).identity:
@@ -95,6 +99,7 @@ class Retriever:
                 f"The search index of {project.root} was built with the embedder {stored}, "
                 f"but the project is set to use {spec}.",
                 hint=f"Rebuild it with: doctune index -p {project.root}",
+                window_hint=RESCAN,
             )
         self.embedder = load_embedder(spec, offline=offline)
         reranker = self.settings.reranker if reranker is None else reranker
@@ -117,8 +122,10 @@ class Retriever:
             return IndexMissing(
                 f"The project {root} has no documents to search.",
                 hint=f"Add documents with: doctune add FILES... -p {root}, then build the index with: doctune index -p {root}",
+                window_hint=ADD_DOCUMENTS,
             )
-        return IndexMissing(f"The documents of {root} are not indexed yet.", hint=f"Build the index with: doctune index -p {root}")
+        return IndexMissing(f"The documents of {root} are not indexed yet.", hint=f"Build the index with: doctune index -p {root}",
+                            window_hint=RESCAN)
 
     # ----- the two searches ------------------------------------------------------------------
     def _vector_source(self) -> tuple[bool, Any]:

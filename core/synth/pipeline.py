@@ -76,7 +76,9 @@ def one_synthesis(folder: Path) -> Iterator[None]:
     except Timeout:  # before OSError: filelock's Timeout is a TimeoutError
         raise SynthBusy(f"Another 'doctune synth' is already generating into {folder}",
                         "wait until it has finished (or cancel it), then run this again; "
-                        "it skips what is already done") from None
+                        "it skips what is already done",
+                        "Wait until the other generation has finished (or cancel it), then press Generate again "
+                        "on the Synthesize page; it skips what is already done.") from None
     except OSError as exc:
         raise SynthWriteError(f"Synthesis cannot write to {folder}: {write_failure_reason(exc)}.",
                               "Make the project folder writable (or free disk space), then run this again.") from None
@@ -396,7 +398,11 @@ class Run:
                                 f"(synth.leakage_threshold = {self.settings.leakage_threshold}).")
         if self.result.deferred:
             self.events.warning(f"Token budget of {self.settings.token_budget} reached: {self.result.deferred} "
-                                "item(s) not started. Raise synth.token_budget and re-run to continue.")
+                                "item(s) not started. Raise synth.token_budget and re-run to continue.",
+                                window_message=f"Token budget of {self.settings.token_budget} reached: "
+                                               f"{self.result.deferred} item(s) not started. Raise synth.token_budget "
+                                               "in the project's doctune.toml (the window has no setting for it), "
+                                               "then press Generate again to continue.")
 
     def _write_errors(self, remaining: int):
         """A failed write of the outputs (a full disk) as a ``SynthWriteError`` saying how much to free."""
@@ -410,7 +416,9 @@ class Run:
 
         return disk_errors("generated items", folder, SynthWriteError,
                            "Everything written so far is kept; re-running skips it and generates the rest.",
-                           need_bytes=need_bytes)
+                           need_bytes=need_bytes,
+                           window_hint="Everything written so far is kept; press Generate again on the Synthesize "
+                                       "page to generate the rest.")
 
     def _progress_message(self) -> str:
         r = self.result
@@ -529,7 +537,8 @@ def _recipes(project, params: SynthParams) -> dict[str, float]:
     unknown = [name for name in configured if name not in TRAIN_RECIPES]
     if unknown:
         raise SynthInputError(f"doctune.toml names unknown recipe(s) in synth.recipes: {', '.join(unknown)}.",
-                              f"Use some of: {', '.join(TRAIN_RECIPES)}.")
+                              f"Use some of: {', '.join(TRAIN_RECIPES)}.",
+                              "Tick the recipes you want on the Synthesize page, then press Generate.")
     if params.recipes is None:
         return dict(configured)
     return {name: configured.get(name, 1.0) or 1.0 for name in params.recipes}
@@ -541,7 +550,8 @@ def plan(project, params: SynthParams) -> list[Task]:
     chunks = list_chunks(project)
     if not chunks:
         raise SynthInputError(f"The project {project.root} has no document chunks yet.",
-                              f"Add documents first: doctune add FILES -p {project.root}")
+                              f"Add documents first: doctune add FILES -p {project.root}",
+                              "Add documents on the Documents page first (Add files… or Add folder…).")
     if params.eval:
         return plan_eval_tasks(chunks, project.config.synth)
     return plan_tasks(chunks, _recipes(project, params), project.config.synth)

@@ -129,11 +129,17 @@ def check_endpoint_allowed(base_url: str, privacy) -> str:
         raise TeacherError(f"The teacher endpoint {host} is not a loopback address of this machine, and the project "
                            "is offline (so no name is looked up on the network).",
                            "Use a local teacher at 127.0.0.1 (or a name the hosts file maps to it), "
-                           "or turn privacy.offline off.")
+                           "or turn privacy.offline off.",
+                           window_hint="On the Teacher page, enter a server on this computer as the Address "
+                                       "(for example http://127.0.0.1:11434/v1) and press Save. This project works "
+                                       "offline; that is set by privacy.offline in the doctune.toml file of the "
+                                       "project folder (the window has no switch for it).")
     if not privacy.allow_remote_teacher:
         raise TeacherError(
             f"The teacher endpoint {host} is not on this machine: your document text would be sent to it.",
             "If that is what you want, set privacy.allow_remote_teacher = true in doctune.toml.",
+            window_hint="If that is what you want, tick 'I understand, and allow sending my documents to this "
+                        "server' on the Teacher page and press Save.",
         )
     return base_url
 

@@ -77,10 +77,12 @@ def _auto_dtype(device: str) -> str:
 def _check_device(device: str) -> None:
     if device == "cuda" and not _cuda_available():
         raise TrainError("device 'cuda' was asked for, but no CUDA GPU is usable here.",
-                         "Set [train] device = \"auto\" (or pass --device auto) to train on what this machine has.")
+                         "Set [train] device = \"auto\" (or pass --device auto) to train on what this machine has.",
+                         window_hint="On the Train page, open Advanced settings and set Device to auto.")
     if device == "mps" and not _mps_available():
         raise TrainError("device 'mps' was asked for, but Apple MPS is not available here.",
-                         "Set [train] device = \"auto\" (or pass --device auto).")
+                         "Set [train] device = \"auto\" (or pass --device auto).",
+                         window_hint="On the Train page, open Advanced settings and set Device to auto.")
 
 
 def _check_dtype(device: str, dtype: str) -> None:

@@ -119,7 +119,8 @@ def _load_items(project: Project, items_file: Path | None, events: Events) -> li
                        skipped=len(report.problems))
     if not report.items:
         raise TrainError(f"There is nothing to train on: no valid training items in {source}.",
-                         "Generate items with 'doctune synth', or pass --items FILE with a JSONL of items.")
+                         "Generate items with 'doctune synth', or pass --items FILE with a JSONL of items.",
+                         window_hint="Press Generate on the Synthesize page, then Train on the Train page again.")
     return report.items
 
 
@@ -130,7 +131,8 @@ def _settings(project: Project, params: TrainParams) -> tuple[StudentSettings, T
         saved = runs.read_run_config(run_dir)
         if (runs.read_summary(run_dir) or {}).get("status") == "complete":
             raise TrainError(f"Run {params.resume} is already complete; there is nothing to resume.",
-                             "Start a new run with 'doctune train'.")
+                             "Start a new run with 'doctune train'.",
+                             window_hint="Press Train on the Train page to start a new run.")
         items_file = Path(saved["items_file"]) if saved.get("items_file") else None
         student = _trusted_as_now(StudentSettings.model_validate(saved["student"]), project.config.student)
         return student, TrainSettings.model_validate(saved["train"]), params.resume, items_file
@@ -295,7 +297,8 @@ def _check_same_data(saved: dict[str, Any], items: list[TrainingItem], plan: pac
     if saved["data"]["items_fingerprint"] != packing.items_fingerprint(items) or \
             saved["data"]["plan_fingerprint"] != plan.fingerprint():
         raise TrainError(f"The training items changed since run {saved['run_id']} started, so it cannot resume "
-                         "with the same data order.", "Start a new run with 'doctune train'.")
+                         "with the same data order.", "Start a new run with 'doctune train'.",
+                         window_hint="Press Train on the Train page to start a new run.")
 
 
 def _truncate_metrics(path: Path, up_to_step: int) -> None:
@@ -343,6 +346,8 @@ def _mention_interrupted(project: Project, events: Events) -> None:
         where = f"at step {int(checkpoint.name.split('-')[-1])}" if checkpoint is not None else "before its first checkpoint"
         events.warning(f"Run {run_dir.name} was interrupted {where}; this starts a new run beside it. To continue "
                        f"it instead, stop this one and run: doctune train --resume {run_dir.name}",
+                       window_message=f"Run {run_dir.name} was interrupted {where}; this starts a new run beside "
+                                      "it. To continue it instead, press Cancel, then Resume on the Train page.",
                        run_id=run_dir.name, interrupted=True)
 
 

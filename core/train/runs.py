@@ -69,6 +69,8 @@ def disk_errors(what: str, folder: Path, model=None):
     return write_errors(what, folder, TrainError,
                         "Free some disk space (or fix the folder's permissions), then continue with "
                         f"doctune train --resume {folder.name}; the last good checkpoint is kept.",
+                        window_hint="Free some disk space (or fix the folder's permissions), then press Resume "
+                                    "on the Train page; the last good checkpoint is kept.",
                         need_bytes=(lambda: checkpoint_bytes(model)) if model is not None else None)
 
 
@@ -195,10 +197,14 @@ def _training_state(path: Path) -> dict[str, Any]:
         raise TrainError(f"The checkpoint state {path} cannot be loaded safely ({first}); it holds more than plain "
                          "training state (numbers and tensors), or it is damaged.",
                          "Delete that checkpoint folder to resume from an earlier one, or start a new run with "
-                         "'doctune train'.") from None
+                         "'doctune train'.",
+                         window_hint="Delete that checkpoint folder to resume from an earlier one, or press Train "
+                                     "on the Train page to start a new run.") from None
     if not isinstance(state, dict) or not {"optimizer", "scheduler", "rng"} <= set(state):
         raise TrainError(f"The checkpoint state {path} is not a DocTune training state.",
-                         "Delete that checkpoint folder, or start a new run with 'doctune train'.")
+                         "Delete that checkpoint folder, or start a new run with 'doctune train'.",
+                         window_hint="Delete that checkpoint folder, or press Train on the Train page to start a "
+                                     "new run.")
     return state
 
 

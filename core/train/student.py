@@ -41,9 +41,14 @@ def _download(repo_id: str, revision: str, offline: bool, events: Events) -> Pat
                 f"The student '{repo_id}' is not in the Hugging Face cache, and downloads are off (offline mode).",
                 "Turn off [privacy] offline (and unset HF_HUB_OFFLINE) to download it, "
                 "or set [student] model to a local folder.",
+                window_hint="On the Train page, press Folder… next to Student model to pick a model folder on this "
+                            "computer. (Downloads are off because the project works offline: privacy.offline in "
+                            "the project's doctune.toml; the window has no switch for it.)",
             ) from None
         raise TrainError(f"Could not download the student '{repo_id}': no connection to the Hugging Face hub.",
-                         "Check the network, or set [student] model to a local folder.") from None
+                         "Check the network, or set [student] model to a local folder.",
+                         window_hint="Check the network, or on the Train page press Folder… next to Student model "
+                                     "to pick a model folder on this computer.") from None
     except RepositoryNotFoundError:
         raise TrainError(f"The student '{repo_id}' does not exist on the Hugging Face hub (or needs a login).",
                          "Check the id's spelling, or run 'hf auth login' for a gated model.") from None
@@ -66,7 +71,9 @@ def check_student_folder(folder: Path, trust_remote_code: bool = False) -> None:
 
     if not (folder / "config.json").is_file():
         raise TrainError(f"{folder} is not a model folder (it has no config.json).",
-                         "Point [student] model at a Hugging Face model folder or a hub id.")
+                         "Point [student] model at a Hugging Face model folder or a hub id.",
+                         window_hint="On the Train page, set Student model to a Hugging Face model folder (Folder…) "
+                                     "or a hub id.")
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except ValueError as exc:
@@ -89,7 +96,9 @@ def resolve_student(name: str, *, revision: str = "", offline: bool = False, tru
     events = events or Events()
     if not name.strip():
         raise TrainError("No student model is set.",
-                         "Set [student] model in doctune.toml (a Hugging Face id or a folder), or pass --student.")
+                         "Set [student] model in doctune.toml (a Hugging Face id or a folder), or pass --student.",
+                         window_hint="On the Train page, enter a Hugging Face id under Student model, or press "
+                                     "Folder… to pick a model folder.")
     local = Path(name).expanduser()
     if local.exists():
         folder = local.resolve()
@@ -98,6 +107,8 @@ def resolve_student(name: str, *, revision: str = "", offline: bool = False, tru
     else:
         raise TrainError(f"The student folder {local} does not exist.",
                          "Check the path in [student] model (or --student), or give a Hugging Face id such as "
-                         "HuggingFaceTB/SmolLM2-135M-Instruct.")
+                         "HuggingFaceTB/SmolLM2-135M-Instruct.",
+                         window_hint="On the Train page, check the Student model (Folder… picks one), or enter a "
+                                     "Hugging Face id such as HuggingFaceTB/SmolLM2-135M-Instruct.")
     check_student_folder(folder, trust_remote_code)
     return folder
