@@ -145,12 +145,33 @@ def _keep_untied_output(model) -> None:
         model.config.tie_word_embeddings = False
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model",
+                   "added_tokens.json", "chat_template.jinja", "chat_template.json", "vocab.json", "merges.txt")
+
+
+def copy_tokenizer_files(base_dir: Path, folder: Path) -> list[str]:
+    """Copy the base's tokenizer files into ``folder`` byte for byte; the names copied.
+
+    A merge does not change the tokenizer, and re-saving it through transformers
+    is not neutral: for a SentencePiece ``LlamaTokenizer`` it drops ``"legacy": true``
+    and rewrites tokenizer.json's normalizer, so ``<s>[INST]`` would tokenize
+    differently from the base the adapter was trained on.
+    """
+    copied = []
+    for name in TOKENIZER_FILES:
+        if (base_dir / name).is_file():
+            shutil.copyfile(base_dir / name, folder / name)
+            copied.append(name)
+    return copied if "tokenizer.json" in copied or "tokenizer.model" in copied else []
+
+
 def _save(model, tokenizer, base_dir: Path, folder: Path, dtype: str) -> None:
     import torch
     from transformers import GenerationConfig
 
     model.to(getattr(torch, dtype)).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
+    if not copy_tokenizer_files(base_dir, folder):
+        tokenizer.save_pretrained(folder)
     try:
         GenerationConfig.from_pretrained(base_dir).save_pretrained(folder)
     except OSError:
