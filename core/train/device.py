@@ -113,7 +113,10 @@ def check_qlora(placement: Placement) -> None:
     """QLoRA loads 4-bit weights through bitsandbytes, which needs CUDA."""
     if placement.kind != "cuda":
         raise TrainError(f"QLoRA (4-bit) needs a CUDA GPU; this run trains on {placement.kind}.",
-                         "Set [train] qlora = false, or train on a machine with an NVIDIA GPU.")
+                         "Set [train] qlora = false, or train on a machine with an NVIDIA GPU.",
+                         window_hint="QLoRA is set by [train] qlora in the project's doctune.toml (the window has "
+                                     "no setting for it): set it to false, or train on a machine with an NVIDIA "
+                                     "GPU.")
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:

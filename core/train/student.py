@@ -51,7 +51,10 @@ def _download(repo_id: str, revision: str, offline: bool, events: Events) -> Pat
                                      "to pick a model folder on this computer.") from None
     except RepositoryNotFoundError:
         raise TrainError(f"The student '{repo_id}' does not exist on the Hugging Face hub (or needs a login).",
-                         "Check the id's spelling, or run 'hf auth login' for a gated model.") from None
+                         "Check the id's spelling, or run 'hf auth login' for a gated model.",
+                         window_hint="Check the spelling of the Student model on the Train page; a gated model "
+                                     "also needs a Hugging Face login on this computer ('hf auth login' in a "
+                                     "terminal).") from None
     except HfHubHTTPError as exc:
         raise TrainError(f"Downloading the student '{repo_id}' failed: {exc}", "Try again later.") from None
     return Path(folder)
@@ -77,9 +80,15 @@ def check_student_folder(folder: Path, trust_remote_code: bool = False) -> None:
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
     except ValueError as exc:
+        remote_code = "trust_remote_code" in str(exc)
         hint = ("This model ships its own code; set [student] trust_remote_code = true only if you trust it."
-                if "trust_remote_code" in str(exc) else "Use a supported model family (Llama, Qwen2, Qwen3, Mistral…).")
-        raise TrainError(f"{folder}: the model config cannot be read ({exc}).", hint) from None
+                if remote_code else "Use a supported model family (Llama, Qwen2, Qwen3, Mistral…).")
+        window_hint = ("This model ships its own code, which the window does not run: choose another Student model "
+                       "on the Train page (Llama, Qwen2, Qwen3, Mistral…), or allow its code with [student] "
+                       "trust_remote_code = true in the project's doctune.toml only if you trust it."
+                       if remote_code else "Choose a Student model of a supported family (Llama, Qwen2, Qwen3, "
+                       "Mistral…) on the Train page.")
+        raise TrainError(f"{folder}: the model config cannot be read ({exc}).", hint, window_hint) from None
     architectures = getattr(config, "architectures", None) or []
     causal_heads = [a for a in architectures if a.endswith(("ForCausalLM", "LMHeadModel"))]
     if (architectures and not causal_heads) or config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
