@@ -43,10 +43,16 @@ def window_text(message: str, hint: str | None = None, window_hint: str | None =
     ``message`` is the full CLI text (``str(exc)``); ``summary`` the message alone when known. Without a
     ``window_hint`` the CLI hint is kept (better a command than no advice)."""
     if not window_hint:
-        return message if not hint or hint in message else f"{message} {hint}"
+        return message if not hint or hint in message else _sentences(message, hint)
     bare = summary or (message[: -len(f" — {hint}")] if hint and message.endswith(f" — {hint}") else message)
-    bare = bare.rstrip()
-    return f"{bare} {window_hint}" if bare.endswith((".", "!", "?", ":")) else f"{bare}. {window_hint}"
+    return _sentences(bare, window_hint)
+
+
+def _sentences(first: str, second: str) -> str:
+    first = first.rstrip()
+    if first.endswith((".", "!", "?", ":")):
+        return f"{first} {second}"
+    return f"{first}. {second[:1].upper()}{second[1:]}"
 
 
 def event_window_text(event: dict) -> str:

@@ -24,7 +24,7 @@ def test_the_cli_text_is_unchanged_and_the_window_text_drops_the_cli_hint():
     assert exception_window_text(exc) == "No items. Press Generate on the Synthesize page."
     # without a window form the CLI hint is kept: better a command than no advice
     assert exception_window_text(_Problem("No items.", "Run X.")) == "No items. — Run X."
-    assert window_text("Cannot read a.pdf", "install Y") == "Cannot read a.pdf install Y"
+    assert window_text("Cannot read a.pdf", "Install Y.") == "Cannot read a.pdf. Install Y."
     assert event_window_text({"message": "x — doctune y", "hint": "doctune y", "window_hint": "Press Y."}) == "x. Press Y."
     assert event_window_text({"message": "say it the CLI way", "window_message": "say it the window way"}) == \
         "say it the window way"
