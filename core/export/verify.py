@@ -2,7 +2,9 @@
 
 Checks, each recorded with its figures in the report:
 
-- tokenizer: llama.cpp tokenizes every probe text exactly as transformers does;
+- tokenizer: llama.cpp tokenizes every probe text exactly as the model's own
+  tokenizer does (``reference_encoder``: for SentencePiece-style vocabularies
+  tokenizer.json's own pipeline, which transformers 5.24 does not follow);
 - top-1 agreement: on every position of the probe prompts, llama.cpp's most
   likely next token equals transformers' (threshold per format);
 - chat template: the template embedded in the file renders a conversation
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -67,6 +69,51 @@ def _eos_ids(model_dir: Path, tokenizer: Any) -> list[int]:
     return ids
 
 
+def reference_encoder(model_dir: Path, tokenizer: Any) -> Callable[[str, bool], list[int]]:
+    """``encode(text, add_special_tokens)`` as the GGUF's tokenizer is meant to reproduce it.
+
+    A SentencePiece-style vocabulary (Llama 2, TinyLlama, Mistral v0.1–0.3) is
+    written for llama.cpp's SentencePiece tokenizer, which follows the tokenizer
+    file's own pipeline: tokenizer.json's normalizer, pre-tokenizer, model,
+    run by the ``tokenizers`` library, as SentencePiece does. transformers 5.24
+    rebuilds that pipeline for ``LlamaTokenizer`` and differs from it (no ▁
+    prepend before a leading space; without ``"legacy": true``, ``<s>[INST]``
+    splits differently), so for these the file is the reference.
+
+    A byte-level BPE vocabulary is written with the pre-tokenizer of the
+    tokenizer transformers builds (``vocab.detect_pre_tokenizer``: e.g.
+    ``Qwen2Tokenizer``'s split rules for a ``model_type: qwen2`` folder), the one
+    training used; that tokenizer is the reference for those. Without a
+    tokenizer.json, transformers' tokenizer is the reference.
+
+    Which special tokens frame a text (BOS, EOS) follows transformers, as the GGUF's
+    ``add_bos_token``/``add_eos_token`` do (``vocab.build_vocab``): tokenizer_config.json's
+    ``add_bos_token`` can override the file's post-processor.
+    """
+    import json
+
+    from doctune.core.export.vocab import _is_sentencepiece_style
+
+    path = model_dir / "tokenizer.json"
+    if not path.is_file():
+        return lambda text, special=True: list(tokenizer.encode(text, add_special_tokens=special))
+    from tokenizers import Tokenizer
+
+    if not _is_sentencepiece_style(json.loads(path.read_text(encoding="utf-8"))):
+        return lambda text, special=True: list(tokenizer.encode(text, add_special_tokens=special))
+    own = Tokenizer.from_file(str(path))
+    own.no_truncation()
+    own.no_padding()
+    plain = list(tokenizer.encode("a", add_special_tokens=False))
+    full = list(tokenizer.encode("a", add_special_tokens=True))
+    start = next((i for i in range(len(full) - len(plain) + 1) if full[i:i + len(plain)] == plain), None)
+    if not plain or start is None:
+        return lambda text, special=True: own.encode(text, add_special_tokens=special).ids
+    prefix, suffix = full[:start], full[start + len(plain):]
+    return lambda text, special=True: ((prefix if special else []) + own.encode(text, add_special_tokens=False).ids
+                                       + (suffix if special else []))
+
+
 def build_reference(model_dir: Path, answer_budget: int, events: Events | None = None) -> Reference:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -74,30 +121,38 @@ def build_reference(model_dir: Path, answer_budget: int, events: Events | None =
     events = events or Events()
     events.log(f"Computing the reference answers of {model_dir.name} with transformers")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    encode = reference_encoder(model_dir, tokenizer)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     template_text = None
     texts = list(PROBE_TEXTS)
     if tokenizer.chat_template:
         template_text = tokenizer.apply_chat_template(PROBE_CONVERSATION, tokenize=False, add_generation_prompt=True)
         texts.append(template_text)
-    token_ids = [tokenizer.encode(text)[:MAX_PROBE_TOKENS] for text in texts]
+    token_ids = [encode(text, True)[:MAX_PROBE_TOKENS] for text in texts]
+    differing = [number for number, (text, ids) in enumerate(zip(texts, token_ids), 1)
+                 if list(tokenizer.encode(text))[:MAX_PROBE_TOKENS] != ids]
+    if differing:
+        events.log(f"transformers' {type(tokenizer).__name__} tokenizes probe {', '.join(map(str, differing))} "
+                   f"differently from {model_dir.name}/tokenizer.json's own pipeline; the file's pipeline is the "
+                   "reference (llama.cpp and SentencePiece follow it)")
     top1 = []
     with torch.no_grad():
         for ids in token_ids:
             logits = model(torch.tensor([ids])).logits[0]
             top1.append(logits.argmax(-1).tolist())
     eos_ids = _eos_ids(model_dir, tokenizer)
-    answer_ids, stops = _greedy_answer(model, tokenizer, eos_ids, answer_budget)
+    answer_ids, stops = _greedy_answer(model, tokenizer, encode, eos_ids, answer_budget)
     return Reference(token_ids, top1, template_text, eos_ids, answer_ids, stops, texts)
 
 
-def _greedy_answer(model: Any, tokenizer: Any, eos_ids: list[int], budget: int) -> tuple[list[int], bool]:
+def _greedy_answer(model: Any, tokenizer: Any, encode: Callable[[str, bool], list[int]], eos_ids: list[int],
+                   budget: int) -> tuple[list[int], bool]:
     import torch
 
     if not tokenizer.chat_template:
         return [], False
     prompt = tokenizer.apply_chat_template(PROBE_QUESTION, tokenize=False, add_generation_prompt=True)
-    ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
+    ids = torch.tensor([encode(prompt, False)])
     with torch.no_grad():
         out = model.generate(ids, max_new_tokens=budget, do_sample=False, eos_token_id=eos_ids or None,
                              pad_token_id=tokenizer.pad_token_id or (eos_ids[0] if eos_ids else 0))
@@ -171,13 +226,36 @@ def _run_checks(path: Path, reference: Reference, min_top1: float, answer_budget
 
 def _check_tokenizer(llm: Any, reference: Reference) -> dict[str, Any]:
     mismatches = []
-    for text, expected in zip(reference.texts, reference.token_ids):
+    for number, (text, expected) in enumerate(zip(reference.texts, reference.token_ids), 1):
         ours = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)[:MAX_PROBE_TOKENS]
         if ours != expected:
             first = next((i for i, (a, b) in enumerate(zip(ours, expected)) if a != b), min(len(ours), len(expected)))
-            mismatches.append({"text": text[:80], "first_difference_at": first})
+            mismatches.append({"probe": number, "text": text[:80], "first_difference_at": first,
+                               "llama_cpp": _pieces(llm, ours[first:first + 3]),
+                               "model": _pieces(llm, expected[first:first + 3])})
     return {"passed": not mismatches, "texts": len(reference.texts), "mismatches": mismatches,
-            "problem": f"llama.cpp tokenizes {len(mismatches)} of {len(reference.texts)} probe texts differently"}
+            "problem": _tokenizer_problem(mismatches, len(reference.texts))}
+
+
+def _pieces(llm: Any, ids: list[int]) -> list[str]:
+    """The token texts of ``ids`` as the file's vocabulary spells them (▁ for a SentencePiece space)."""
+    vocab = llm._model
+    return [vocab.token_get_text(token) if 0 <= token < llm.n_vocab() else f"<id {token}>" for token in ids]
+
+
+def _tokenizer_problem(mismatches: list[dict[str, Any]], total: int) -> str:
+    if not mismatches:
+        return ""
+    first = mismatches[0]
+    which = ", ".join(str(m["probe"]) for m in mismatches)
+    return (f"llama.cpp tokenizes {len(mismatches)} of {total} probe texts differently from the model's own "
+            f"tokenizer (probe {which}); probe {first['probe']} ({first['text'][:40]!r}) differs at token "
+            f"{first['first_difference_at']}: llama.cpp {first['llama_cpp']}, the model "
+            f"{first['model']}. Prompts would reach this file as other tokens than the model's own tokenizer "
+            "makes. "
+            "Check that the model folder holds the base model's own tokenizer.json and tokenizer_config.json, "
+            "unchanged (copy them from the base model), and export again; if they are the base's, this tokenizer "
+            "layout is not one llama.cpp reproduces: use the Hugging Face model instead of this file")
 
 
 def _check_top1(llm: Any, reference: Reference, threshold: float) -> dict[str, Any]:
@@ -248,6 +326,10 @@ def summary_text(reports: list[dict[str, Any]]) -> str:
         if "tokenizer" in checks:
             tok = checks["tokenizer"]
             lines.append(f"  tokenizer: {tok['texts'] - len(tok['mismatches'])}/{tok['texts']} probe texts identical")
+            for miss in tok["mismatches"]:
+                lines.append(f"    probe {miss.get('probe', '?')} ({miss['text'][:40]!r}) differs at token "
+                             f"{miss['first_difference_at']}: llama.cpp {miss.get('llama_cpp', [])}, "
+                             f"the model {miss.get('model', [])}")
         if "top1" in checks:
             top = checks["top1"]
             lines.append(f"  next-token agreement: {top['agreement']:.1%} over {top['positions']} positions "
