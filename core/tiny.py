@@ -91,11 +91,11 @@ def padded_vocab_size(tokenizer_size: int) -> int:
     return -(-tokenizer_size // VOCAB_PAD_MULTIPLE) * VOCAB_PAD_MULTIPLE
 
 
-def tiny_config(family: Family, vocab_size: int, eos_id: int, pad_id: int):
-    """A transformers config of the family, a few million parameters."""
+def tiny_config(family: Family, vocab_size: int, eos_id: int, pad_id: int | None, sizes: dict[str, int] | None = None):
+    """A transformers config of the family, a few million parameters (``sizes``: default ``TINY_SIZES``)."""
     import transformers
 
-    s = TINY_SIZES
+    s = sizes or TINY_SIZES
     common = dict(
         vocab_size=vocab_size,
         hidden_size=s["hidden"],
@@ -116,7 +116,7 @@ def tiny_config(family: Family, vocab_size: int, eos_id: int, pad_id: int):
         return transformers.Qwen2Config(**common, tie_word_embeddings=True,
                                         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
     if family == "qwen3":
-        return transformers.Qwen3Config(**common, head_dim=64, tie_word_embeddings=True,
+        return transformers.Qwen3Config(**common, head_dim=s["hidden"] // s["heads"], tie_word_embeddings=True,
                                         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0})
     if family == "mistral":
         return transformers.MistralConfig(**common, tie_word_embeddings=False, sliding_window=None,
@@ -223,5 +223,39 @@ def build_sentencepiece_model(family: Family, out_dir: str | Path, seed: int = 0
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.generation_config = GenerationConfig(bos_token_id=bos_id, eos_token_id=eos_id)
+    model.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+# A real tokenizer's vocabulary is large (32k–152k rows); a narrow model keeps the embeddings small.
+REAL_TOKENIZER_SIZES = {"hidden": 64, "layers": 2, "heads": 2, "kv_heads": 1, "ffn": 128}
+
+
+def build_model_with_tokenizer(family: Family, tokenizer_dir: str | Path, out_dir: str | Path, seed: int = 0) -> Path:
+    """A tiny random ``family`` model around a real tokenizer (its files copied verbatim, its full vocabulary).
+
+    The embedding rows cover every id the tokenizer can produce (padded above, as
+    real checkpoints are); BOS/EOS/pad ids come from the tokenizer. A ``llama``
+    family folder declares ``model_type: llama``, so transformers loads a
+    SentencePiece tokenizer there as ``LlamaTokenizer``, as it does for Llama 2.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from doctune.core.export.merge import copy_tokenizer_files
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    copy_tokenizer_files(Path(tokenizer_dir), out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    top_id = max(tokenizer.get_vocab().values()) + 1
+    config = tiny_config(family, padded_vocab_size(max(len(tokenizer), top_id)), tokenizer.eos_token_id,
+                         pad_id=tokenizer.pad_token_id, sizes=REAL_TOKENIZER_SIZES)
+    config.bos_token_id = tokenizer.bos_token_id
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id,
+                                               eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
     model.save_pretrained(out, safe_serialization=True)
     return out
