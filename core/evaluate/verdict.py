@@ -23,6 +23,7 @@ SHORT_LABELS = {"base": "the base model", "base+rag": "retrieval", "tuned": "the
 FEW_QUESTIONS = 30
 """Below this many paired questions, a 95% interval on a difference is wider than ±20 points whatever happens."""
 METRIC_PREFERENCE = ("mc_likelihood", "open_judge", "open_f1")
+QUESTION_KINDS = {"mc_likelihood": "multiple-choice ", "open_judge": "judged open ", "open_f1": "open "}
 
 
 def system_label(name: str) -> str:
@@ -70,15 +71,18 @@ def _sentence(figures: dict[str, Any], sign: float, a: str, b: str, metric: str)
     p_value = (figures.get("mcnemar") or figures["bootstrap"]).get("p_value")
     what = "more questions" if metric != "open_f1" else "more word overlap"
     interval = f"95% interval {low:+.0f} to {high:+.0f} points; p = {_p(p_value)}"
+    kind = QUESTION_KINDS[metric]
     if n < FEW_QUESTIONS:
-        return (f"No clear difference yet: {n} question{'s' if n != 1 else ''} {'are' if n != 1 else 'is'} too few "
+        return (f"No clear difference yet: {n} {kind}question{'s' if n != 1 else ''} {'are' if n != 1 else 'is'} "
+                f"too few "
                 f"to tell {a} from {b} ({difference:+.0f} points, {interval}). Generate more held-out questions "
                 f"on the Synthesize page.")
     if low > 0 or high < 0:
         direction = what if difference > 0 else what.replace("more", "fewer")
         return (f"{a[0].upper() + a[1:]} answers {abs(difference):.0f} points {direction} than {b} "
-                f"({interval}, over {n} questions).")
-    return f"No clear difference between {a} and {b}: {difference:+.0f} points ({interval}, over {n} questions)."
+                f"({interval}, over {n} {kind}questions).")
+    return (f"No clear difference between {a} and {b}: {difference:+.0f} points ({interval}, over {n} "
+            f"{kind}questions).")
 
 
 def _p(value: float | None) -> str:
