@@ -89,24 +89,22 @@ def test_replay_answers_are_cached_and_mixed_at_the_configured_fraction(student_
     assert not [e for e in again.events if e.get("stage") == "train.replay"]  # answered once per student
 
 
-def _cancel_after(step, cancel):
-    sink = RecordingSink()
+def _train_until_cancelled(project, items_file, step: int) -> None:
+    """A fresh run cancelled once it has reported ``step`` (it stops at a safe point with a checkpoint)."""
+    cancel = CancelToken()
 
     def watch(event):
-        sink(event)
         if event["event"] == "metric" and event["step"] == step:
             cancel.cancel()
 
-    return watch, sink
+    with pytest.raises(Cancelled):
+        run(TrainParams(project_dir=project.root, items_file=items_file, train=FAST), events=Events(watch),
+            cancel=cancel)
 
 
 def test_cancel_checkpoints_and_resume_finishes_like_an_uninterrupted_run(student_project, qa_items_file):
     reference = _train(student_project, qa_items_file)
-    cancel = CancelToken()
-    watch, sink = _cancel_after(3, cancel)
-    with pytest.raises(Cancelled):
-        run(TrainParams(project_dir=student_project.root, items_file=qa_items_file, train=FAST),
-            events=Events(watch), cancel=cancel)
+    _train_until_cancelled(student_project, qa_items_file, 3)
     run_id = read_json(next(p for p in student_project.runs_dir.glob("*/config.json")
                             if p.parent != reference.run_dir))["run_id"]
     run_dir = student_project.runs_dir / run_id
@@ -162,11 +160,7 @@ def test_disk_full_is_a_clear_error_and_the_last_checkpoint_stays(student_projec
 
 
 def test_resume_refuses_changed_items(student_project, qa_items_file):
-    cancel = CancelToken()
-    watch, _ = _cancel_after(2, cancel)
-    with pytest.raises(Cancelled):
-        run(TrainParams(project_dir=student_project.root, items_file=qa_items_file, train=FAST),
-            events=Events(watch), cancel=cancel)
+    _train_until_cancelled(student_project, qa_items_file, 2)
     write_items(qa_items_file, [qa_item(sample_qa()[0]) | {"id": "new"}])
     with pytest.raises(TrainError, match="items changed"):
         run(TrainParams(project_dir=student_project.root, resume=_only_run(student_project).name),
@@ -196,11 +190,7 @@ def test_gradient_checkpointing_gives_the_same_losses(student_project, qa_items_
 
 
 def test_a_new_run_beside_an_interrupted_one_says_how_to_resume_it(student_project, qa_items_file):
-    cancel = CancelToken()
-    watch, _ = _cancel_after(3, cancel)
-    with pytest.raises(Cancelled):
-        run(TrainParams(project_dir=student_project.root, items_file=qa_items_file, train=FAST),
-            events=Events(watch), cancel=cancel)
+    _train_until_cancelled(student_project, qa_items_file, 3)
     interrupted = _only_run(student_project).name
     sink = RecordingSink()
     _train(student_project, qa_items_file, sink, max_steps=1)
