@@ -75,7 +75,7 @@ def _portable(exc: BaseException) -> BaseException:
 
 
 def _send_error(conn: Any, exc: BaseException) -> None:
-    conn.send(("error", (_portable(exc), getattr(exc, "hint", None))))
+    conn.send(("error", _portable(exc)))  # pickling keeps a UserError's attributes (hint, window form)
 
 
 def _serve(conn: Any, factory: Callable[..., Any], args: tuple, kwargs: dict) -> None:
@@ -241,8 +241,7 @@ class ChildObject:
                 except (EOFError, OSError):
                     raise self._crashed() from None
                 if kind == "error":
-                    exc, _hint = value
-                    raise exc
+                    raise value
                 return kind, value
             if not self._process.is_alive():
                 raise self._crashed()

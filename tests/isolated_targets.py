@@ -6,6 +6,12 @@ import os
 import signal
 from typing import Iterator
 
+from doctune.core.errors import UserError
+
+
+class Refused(UserError):
+    """A user error raised in a child: it must reach the parent with its hints."""
+
 
 class Counter:
     def __init__(self, start: int) -> None:
@@ -21,6 +27,9 @@ class Counter:
 
     def fail(self, message: str) -> None:
         raise ValueError(message)
+
+    def refuse(self) -> None:
+        raise Refused("No model file.", "pass --model", window_hint="press Choose…")
 
     def pid(self) -> int:
         return os.getpid()

@@ -33,6 +33,14 @@ def test_a_python_error_in_the_child_is_raised_here_and_the_child_lives_on(count
     assert counter.call("add", 0) == 10
 
 
+def test_a_user_error_in_the_child_keeps_its_advice(counter):
+    from isolated_targets import Refused
+
+    with pytest.raises(Refused) as refused:
+        counter.call("refuse")
+    assert (refused.value.hint, refused.value.window_hint) == ("pass --model", "press Choose…")
+
+
 def test_a_segfault_in_the_child_is_an_error_naming_the_file_and_signal(counter):
     with pytest.raises(ChildCrashed) as crash:
         counter.call("segfault")
