@@ -12,23 +12,13 @@ from PySide6.QtWidgets import (
     QSizePolicy, QTextBrowser, QVBoxLayout, QWidget,
 )
 
+from doctune.core.evaluate.verdict import SYSTEM_LABELS, system_label
 from doctune.desktop.chat import ChatSignals, ChatWorker, PaneSession
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import ElidedLabel, show_error
 
-SYSTEMS = {
-    "tuned": "Tuned model (closed book)",
-    "base+rag": "Base model + retrieval",
-    "tuned+rag": "Tuned model + retrieval",
-}
-
-
-def pane_title(system: str) -> str:
-    """``tuned`` → its label; a GGUF path (optionally ``+rag``) → the file name."""
-    if system in SYSTEMS:
-        return SYSTEMS[system]
-    path, rag = (system[:-4], True) if system.endswith("+rag") else (system, False)
-    return Path(path).name + (" + retrieval" if rag else "")
+COMPARED = ("tuned", "base+rag", "tuned+rag")
+SYSTEMS = {name: SYSTEM_LABELS[name] for name in COMPARED}  # the names Evaluate's scoreboard uses too
 
 
 class ChatPane(QFrame):
@@ -52,7 +42,7 @@ class ChatPane(QFrame):
         self.signals.answered.connect(self._on_answered)
         self.signals.failed.connect(self._on_failed)
         self.reference: tuple[str, str] | None = None  # (question, reference answer) of a held-out question
-        title = ElidedLabel(pane_title(session.system_name))
+        title = ElidedLabel(system_label(session.system_name))
         font = title.font()
         font.setBold(True)
         title.setFont(font)
