@@ -87,7 +87,7 @@ def refresh_snapshot(project: "Project") -> list[dict[str, Any]]:
     from doctune.core.store import Store
 
     store = Store(project)
-    rows = sorted(store.document_rows(), key=lambda row: (row["path"], row["id"]))
+    rows = store.documents_by_path()
     version = store.documents.version  # the opened table stays at the version it was opened at
     if version == table_version_on_disk(project.lancedb_dir / TABLE_DIR):  # else another process wrote meanwhile
         write_snapshot(project, version, rows)

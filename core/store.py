@@ -170,6 +170,10 @@ class Store:
             query = query.where(where)
         return query.limit(None).to_arrow().to_pylist()
 
+    def documents_by_path(self) -> list[dict[str, Any]]:
+        """Every document row (ok and error), sorted by path."""
+        return sorted(self.document_rows(), key=lambda row: (row["path"], row["id"]))
+
     def ok_document_ids(self) -> list[str]:
         table = self.documents.search().where("status = 'ok'").select(["id"]).limit(None).to_arrow()
         return table.column("id").to_pylist()
@@ -263,7 +267,7 @@ def describe_reclaimed(freed: int) -> str:
 
 def list_documents(project: "Project") -> list[dict[str, Any]]:
     """Every document row (ok and error), sorted by path."""
-    return sorted(Store(project).document_rows(), key=lambda row: (row["path"], row["id"]))
+    return Store(project).documents_by_path()
 
 
 def list_chunks(project: "Project") -> list[dict[str, Any]]:
