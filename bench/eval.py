@@ -120,8 +120,8 @@ def measure_eval(project, models: list[Path]) -> dict:
 
 def measure_bare_loop(project, models: list[Path]) -> dict:
     from doctune.core.chat import open_system
-    from doctune.core.items import load_eval_questions
     from doctune.core.evaluate.runner import mc_prompt
+    from doctune.core.items import load_eval_questions
 
     questions = load_eval_questions(project)
     started = time.perf_counter()

@@ -198,10 +198,9 @@ def fill_project(root: Path, n: int, words: list[str], embedder) -> tuple:
 def vector_index(folder: Path, project: Project, n: int, events: Events) -> tuple[bool, float | None]:
     """Build the approximate index as ``doctune index`` does when the project's ``rag.ann_min_rows`` asks for it
     (kept with the cached table); (whether the table has one, the seconds its build took)."""
+    from doctune.core.config import RagSettings
     from doctune.core.rag.index import TABLE, has_vector_index, refresh_vector_index
     from doctune.core.store import connect
-
-    from doctune.core.config import RagSettings
 
     project.config.rag.ann_min_rows = RagSettings().ann_min_rows  # the default is what is measured
     project.save()

@@ -128,7 +128,6 @@ def main() -> dict:
     from doctune.core.export.gguf import write_gguf
     from doctune.core.llamacpp import system_info
     from doctune.core.tiny import ensure_tiny_model
-
     from export import build_100m_model
 
     tiny = ensure_tiny_model("llama", REPO / "tests" / ".artifacts" / "tiny")

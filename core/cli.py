@@ -18,8 +18,9 @@ import argparse
 import importlib
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from doctune.core.events import Cancelled, CancelToken, Events, JsonlSink
 

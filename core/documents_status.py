@@ -28,7 +28,7 @@ _U64_MAX = 2**64 - 1
 _MANIFEST = re.compile(r"^(\d+)\.manifest$")
 
 
-def snapshot_path(project: "Project") -> Path:
+def snapshot_path(project: Project) -> Path:
     return project.cache_dir / SNAPSHOT_NAME
 
 
@@ -47,7 +47,7 @@ def table_version_on_disk(table_dir: Path) -> int | None:
     return max(versions, default=None)
 
 
-def read_snapshot(project: "Project") -> list[dict[str, Any]] | None:
+def read_snapshot(project: Project) -> list[dict[str, Any]] | None:
     """The rows of the snapshot if it describes the table as it is now; else None."""
     current = table_version_on_disk(project.lancedb_dir / TABLE_DIR)
     if current is None:
@@ -62,7 +62,7 @@ def read_snapshot(project: "Project") -> list[dict[str, Any]] | None:
     return rows if isinstance(rows, list) else None
 
 
-def write_snapshot(project: "Project", table_version: int, rows: list[dict[str, Any]]) -> None:
+def write_snapshot(project: Project, table_version: int, rows: list[dict[str, Any]]) -> None:
     """Record ``rows`` as the table's content at ``table_version`` (a read-only project keeps no snapshot)."""
     payload = {"schema_version": SNAPSHOT_SCHEMA_VERSION, "table_version": table_version, "rows": rows}
     try:
@@ -72,7 +72,7 @@ def write_snapshot(project: "Project", table_version: int, rows: list[dict[str, 
         pass
 
 
-def document_rows(project: "Project") -> list[dict[str, Any]]:
+def document_rows(project: Project) -> list[dict[str, Any]]:
     """Every document row (ok and error), sorted by path: from the snapshot when it is current, else the store."""
     rows = read_snapshot(project)
     if rows is not None:
@@ -82,7 +82,7 @@ def document_rows(project: "Project") -> list[dict[str, Any]]:
     return refresh_snapshot(project)
 
 
-def refresh_snapshot(project: "Project") -> list[dict[str, Any]]:
+def refresh_snapshot(project: Project) -> list[dict[str, Any]]:
     """Read the table (LanceDB), record a snapshot of it, and return its rows sorted by path."""
     from doctune.core.store import Store
 

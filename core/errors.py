@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import errno
 from abc import ABC
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 
 class UserError(Exception, ABC):

@@ -51,8 +51,9 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, TextIO
+from typing import Any, Protocol, TextIO
 
 EVENT_KINDS = ("progress", "metric", "log", "warning", "error", "done", "cancelled")
 
@@ -96,7 +97,7 @@ class Events:
         self._sink = sink or (lambda event: None)
         self.stage = stage
 
-    def child(self, stage: str) -> "Events":
+    def child(self, stage: str) -> Events:
         """The same sink under another stage name."""
         return Events(self._sink, stage)
 
@@ -125,7 +126,7 @@ class Events:
     def done(self, message: str | None = None, **result: Any) -> None:
         self.emit("done", message=message, **result)
 
-    def tracker(self, total: float | None, unit: str = "items", stage: str | None = None) -> "ProgressTracker":
+    def tracker(self, total: float | None, unit: str = "items", stage: str | None = None) -> ProgressTracker:
         return ProgressTracker(self if stage is None else self.child(stage), total, unit)
 
 

@@ -18,8 +18,9 @@ import multiprocessing
 import pickle
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from doctune.core.errors import UserError
 from doctune.core.events import Cancelled, CancelToken

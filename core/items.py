@@ -70,7 +70,7 @@ class TrainingItem(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict, description="Anything else worth keeping.")
 
     @model_validator(mode="after")
-    def _content_matches_kind(self) -> "TrainingItem":
+    def _content_matches_kind(self) -> TrainingItem:
         if self.kind == "qa":
             if not self.messages:
                 raise ValueError("a qa item needs 'messages'")
@@ -105,7 +105,7 @@ class EvalQuestion(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict, description="Anything else worth keeping.")
 
     @model_validator(mode="after")
-    def _options_match_kind(self) -> "EvalQuestion":
+    def _options_match_kind(self) -> EvalQuestion:
         if self.kind == "mc":
             if len(self.options) != 4:
                 raise ValueError(f"a multiple-choice question needs exactly 4 options, found {len(self.options)}")

@@ -19,8 +19,9 @@ import contextlib
 import functools
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 EXTRA_BUFFERS_ENV = "DOCTUNE_LLAMA_EXTRA_BUFFERS"
 AMX_FEATURE = "AMX_INT8 = 1"

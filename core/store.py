@@ -19,8 +19,9 @@ Other steps keep their own tables (embeddings, indexes) and read these.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -86,7 +87,7 @@ class StoreUnwritable(UserError):
     """The project's document store cannot be written (a read-only folder or disk, missing permissions)."""
 
 
-def _unwritable(project: "Project", exc: BaseException) -> StoreUnwritable:
+def _unwritable(project: Project, exc: BaseException) -> StoreUnwritable:
     from doctune.core.errors import disk_full_message, is_disk_full
 
     reason = disk_full_message(project.lancedb_dir) if is_disk_full(exc) else \
@@ -97,7 +98,7 @@ def _unwritable(project: "Project", exc: BaseException) -> StoreUnwritable:
 
 
 @contextmanager
-def writing(project: "Project") -> Iterator[None]:
+def writing(project: Project) -> Iterator[None]:
     """Hold the project's write lock while changing documents (one ``add`` or ``remove`` at a time).
 
     Ingestion deletes chunks left without a document row by a crashed run; the
@@ -123,7 +124,7 @@ def writing(project: "Project") -> Iterator[None]:
         lock.release()
 
 
-def _refresh_status_snapshot(project: "Project") -> None:
+def _refresh_status_snapshot(project: Project) -> None:
     """Record the documents as they are now, so ``doctune status`` answers without loading LanceDB."""
     from doctune.core.documents_status import refresh_snapshot
 
@@ -133,7 +134,7 @@ def _refresh_status_snapshot(project: "Project") -> None:
         pass
 
 
-def connect(project: "Project"):
+def connect(project: Project):
     import lancedb
 
     project.lancedb_dir.mkdir(parents=True, exist_ok=True)
@@ -143,7 +144,7 @@ def connect(project: "Project"):
 class Store:
     """The two tables of one project, created on first use."""
 
-    def __init__(self, project: "Project") -> None:
+    def __init__(self, project: Project) -> None:
         self.folder = project.lancedb_dir
         try:
             self.db = connect(project)
@@ -265,12 +266,12 @@ def describe_reclaimed(freed: int) -> str:
     return f"{freed / 1e6:.1f} MB" if freed >= 100_000 else f"{freed / 1e3:.0f} KB"
 
 
-def list_documents(project: "Project") -> list[dict[str, Any]]:
+def list_documents(project: Project) -> list[dict[str, Any]]:
     """Every document row (ok and error), sorted by path."""
     return Store(project).documents_by_path()
 
 
-def list_chunks(project: "Project") -> list[dict[str, Any]]:
+def list_chunks(project: Project) -> list[dict[str, Any]]:
     """Every chunk of every document stored as ok, in document-path then reading order."""
     store = Store(project)
     return store.chunk_rows(store.ok_document_ids())

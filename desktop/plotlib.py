@@ -14,12 +14,12 @@ importer would block on the module's import lock until the first one finished an
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 
 QUEUED_ONCE = Qt.ConnectionType(Qt.ConnectionType.QueuedConnection.value | Qt.ConnectionType.SingleShotConnection.value)
-_library: "PlotLibrary | None" = None
+_library: PlotLibrary | None = None
 
 
 class PlotLibrary(QObject):

@@ -20,8 +20,8 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from PySide6.QtCore import QEventLoop, QTimer
 
@@ -79,7 +79,7 @@ class StallProbe:
         self.longest_blocked_s = max(self.longest_blocked_s, gap - waited)
         self._last, self._last_wait, self._last_others = now, wait, others
 
-    def stop(self) -> "StallProbe":
+    def stop(self) -> StallProbe:
         self.timer.stop()
         return self
 
@@ -128,7 +128,7 @@ def page_opening_stall(project: Path, settings_file: Path, page_keys: Sequence[s
         page = window.page(key)
         window.show_page(window.pages.index(page))
         plots = page.findChildren(LazyPlot)
-        built = run_until(lambda: all(plot.widget is not None for plot in plots), timeout_s)
+        built = run_until(lambda plots=plots: all(plot.widget is not None for plot in plots), timeout_s)
         plots_built_s[key] = round(time.perf_counter() - started, 3) if built else None
     run_until(lambda: False, 0.3)  # the plots' first paint follows their build
     probe.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-from typing import Iterator
+from collections.abc import Iterator
 
 from doctune.core.errors import UserError
 
@@ -22,8 +22,7 @@ class Counter:
         return self.value
 
     def count_up(self, limit: int) -> Iterator[int]:
-        for number in range(limit):
-            yield number
+        yield from range(limit)
 
     def fail(self, message: str) -> None:
         raise ValueError(message)

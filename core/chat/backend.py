@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -260,7 +260,7 @@ class ProcessBackend:
 
 
 def open_backend(path: Path, *, n_ctx: int = 4096, n_gpu_layers: int = -1, seed: int = 0, isolated: bool = True,
-                 cancel: CancelToken | None = None) -> "LlamaBackend | ProcessBackend":
+                 cancel: CancelToken | None = None) -> LlamaBackend | ProcessBackend:
     """The model behind ``path``: in a child process (the default: a llama.cpp crash stays there) or in this one."""
     if isolated:
         return ProcessBackend(path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers, seed=seed, cancel=cancel)

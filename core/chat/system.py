@@ -10,9 +10,10 @@ timings and token counts.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from doctune.core.chat.backend import LlamaBackend, ProcessBackend, check_gguf_file, open_backend
 from doctune.core.chat.prompt import Counter, Message, Prompt, assemble, cited_numbers
@@ -60,7 +61,7 @@ class ChatSystem:
     """One model (and optionally a retriever); answers one question at a time."""
 
     def __init__(
-        self, name: str, backend: "LlamaBackend | ProcessBackend", *, retriever: "Retriever | None" = None, k: int = 8,
+        self, name: str, backend: LlamaBackend | ProcessBackend, *, retriever: Retriever | None = None, k: int = 8,
         max_answer_tokens: int = 512, temperature: float = 0.0, min_source_tokens: int = 32,
     ) -> None:
         self.name = name
@@ -109,7 +110,7 @@ class ChatSystem:
         pieces: list[str] = []
         first: float | None = None
         generated = 0
-        for piece, generated in self.backend.stream(
+        for piece, generated in self.backend.stream(  # noqa: B007 (its last value is the count)
             tokens, max_tokens=self.max_answer_tokens, temperature=self.temperature, cancel=cancel
         ):
             if first is None:
@@ -158,7 +159,7 @@ def split_name(name: str) -> tuple[str, bool]:
     return name, False
 
 
-def model_path(project: "Project", model: str, *, events: Events | None = None, cancel: CancelToken | None = None) -> Path:
+def model_path(project: Project, model: str, *, events: Events | None = None, cancel: CancelToken | None = None) -> Path:
     """The GGUF behind ``base``, ``tuned`` or a path."""
     fmt = project.config.rag.gguf_format
     if model == "base":
@@ -170,7 +171,7 @@ def model_path(project: "Project", model: str, *, events: Events | None = None, 
     return check_gguf_file(Path(model))
 
 
-def _tuned_path(project: "Project", fmt: str, events: Events | None) -> Path:
+def _tuned_path(project: Project, fmt: str, events: Events | None) -> Path:
     """The newest complete run's verified ``fmt`` file; else, said in a warning, the newest verified one of
     an older run (the newest run's export is missing or failed verification)."""
     from doctune.core.export import ready_gguf
@@ -208,8 +209,8 @@ def check_model_name(model: str) -> None:
 
 
 def open_system(
-    project: "Project", name: str, *, events: Events | None = None, cancel: CancelToken | None = None,
-    backends: dict[Path, "LlamaBackend | ProcessBackend"] | None = None, isolated: bool = True,
+    project: Project, name: str, *, events: Events | None = None, cancel: CancelToken | None = None,
+    backends: dict[Path, LlamaBackend | ProcessBackend] | None = None, isolated: bool = True,
 ) -> ChatSystem:
     """Load the model (and the search index for ``+rag``) behind a system name.
 

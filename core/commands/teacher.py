@@ -28,9 +28,7 @@ def cmd_teacher(ctx: CommandContext) -> int:
     if ctx.args.action == "set-key":
         return _set_key(ctx)
     from doctune.core.synth.pipeline import save_speed
-    from doctune.core.teachers import open_teacher
-
-    from doctune.core.teachers import TeacherCallError
+    from doctune.core.teachers import TeacherCallError, open_teacher
 
     project = ctx.project()
     started = time.perf_counter()

@@ -17,10 +17,11 @@ derived from them and can always be rebuilt.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from doctune.core.fsio import JsonlAppender, atomic_write_json, atomic_write_text, read_json, read_jsonl
 

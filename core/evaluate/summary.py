@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from doctune.core.evaluate.stats import mcnemar_exact, mean_interval, paired_bootstrap, wilson_interval
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from doctune.core.events import CancelToken, Events
 from doctune.core.export.pipeline import export_folder, normalise_export_format, require_ready

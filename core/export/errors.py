@@ -1,8 +1,8 @@
 """Errors of the export step, written for the user."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from doctune.core.errors import UserError
 from doctune.core.errors import disk_errors as write_errors

@@ -113,7 +113,7 @@ def _pairs_by_name(adapter_dir: Path, names: list[str]) -> dict[str, dict[str, s
     pairs: dict[str, dict[str, str]] = {}
     for key in names:
         name = key.removeprefix(PEFT_PREFIX)
-        for part, marker in (("a", ".lora_A.weight"), ("b", ".lora_B.weight")):
+        for part, marker in (("a", ".lora_A.weight"), ("b", ".lora_B.weight")):  # noqa: B007 (read after break)
             if name.endswith(marker):
                 base = name.removesuffix(marker) + ".weight"
                 break

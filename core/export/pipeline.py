@@ -17,9 +17,10 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from doctune.core.config import ExportSettings
 from doctune.core.events import CancelToken, Events

@@ -39,7 +39,8 @@ _QWEN2_SPLIT = _CONTRACTIONS + r"|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N
 
 def _reference_pre_tokenizers() -> dict[str, Any]:
     """llama.cpp pre-tokenizer name → an equivalent ``tokenizers`` pre-tokenizer."""
-    from tokenizers import Regex, pre_tokenizers as pt
+    from tokenizers import Regex
+    from tokenizers import pre_tokenizers as pt
 
     def split_then_bytes(pattern: str) -> Any:
         return pt.Sequence([

@@ -1,8 +1,8 @@
 """What readers produce: a document's text as a stream of blocks, and the failures they report."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from doctune.core.errors import UserError
 

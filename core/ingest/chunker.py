@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import Iterable, Iterator
 
 from doctune.core.ingest.blocks import Block
 from doctune.core.ingest.tokens import TokenCounter

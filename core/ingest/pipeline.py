@@ -61,7 +61,7 @@ class IngestParams(BaseModel):
     chunk_overlap: int | None = Field(None, ge=0, le=2048, description="Overlap in tokens (default: project setting).")
 
     @model_validator(mode="after")
-    def _overlap_below_half(self) -> "IngestParams":
+    def _overlap_below_half(self) -> IngestParams:
         if self.chunk_tokens is not None and self.chunk_overlap is not None and self.chunk_overlap * 2 >= self.chunk_tokens:
             raise ValueError("chunk_overlap must be less than half of chunk_tokens")
         return self
@@ -147,7 +147,7 @@ def file_sha256(path: Path) -> str:
 
 
 def error_doc_id(path: Path) -> str:
-    return hashlib.sha256(f"error:{path}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"error:{path}".encode()).hexdigest()
 
 
 def _now() -> str:

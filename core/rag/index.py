@@ -20,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from datetime import timedelta
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 

@@ -40,7 +40,7 @@ class WindowMatrix:
     position: dict[str, int]  # chunk id → its row
 
     @classmethod
-    def load(cls, table, version: int, columns: list[str]) -> "WindowMatrix":
+    def load(cls, table, version: int, columns: list[str]) -> WindowMatrix:
         import torch
 
         data = table.search().select(list(dict.fromkeys([*columns, "vector"]))).limit(None).to_arrow()

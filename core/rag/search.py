@@ -69,7 +69,7 @@ def _hit(row: dict[str, Any], score: float) -> Hit:
 class Retriever:
     """The search index of one project, with its embedder loaded (reuse it for many queries)."""
 
-    def __init__(self, project: "Project", *, embedder: str | None = None, reranker: str | None = None) -> None:
+    def __init__(self, project: Project, *, embedder: str | None = None, reranker: str | None = None) -> None:
         from doctune.core.rag.embedder import load_embedder, load_reranker, resolve
         from doctune.core.rag.index import connect_fresh, current_layout, has_fts, open_table, stored_identity
         from doctune.core.store import DOCUMENTS
@@ -230,6 +230,6 @@ class Retriever:
         return [_hit(row, score) for score, _, row in ranked[:k]]
 
 
-def search(project: "Project", query: str, k: int = 8, mode: Mode = "hybrid") -> list[Hit]:
+def search(project: Project, query: str, k: int = 8, mode: Mode = "hybrid") -> list[Hit]:
     """The ``k`` chunks of the project that best match ``query`` (see ``Retriever`` to reuse one for many queries)."""
     return Retriever(project).search(query, k=k, mode=mode)

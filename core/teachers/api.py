@@ -21,15 +21,22 @@ import random
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 
 from doctune.core.events import Cancelled, CancelToken
 from doctune.core.teachers.base import (
-    Teacher, TeacherCallError, TeacherError, TeacherReply, estimate_tokens, extract_json, missing_required,
+    Teacher,
+    TeacherCallError,
+    TeacherError,
+    TeacherReply,
+    estimate_tokens,
+    extract_json,
+    missing_required,
 )
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
@@ -333,7 +340,7 @@ class ApiTeacher(Teacher):
                     break
                 self.retries += 1
                 if self._sleep(self._backoff(attempt, exc.retry_after)) is True:  # CancelToken.wait: cancelled
-                    raise Cancelled()
+                    raise Cancelled() from None
         raise TeacherCallError(f"teacher failed after {self.max_retries + 1} attempts: {last}")
 
     # ----- structured-output support ---------------------------------------------------------

@@ -58,10 +58,10 @@ class Teacher(ABC):
     ) -> TeacherReply:
         """Generate one reply; raise ``TeacherCallError`` when it cannot be had."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: most teachers hold nothing to release)
         """Release the model or connections."""
 
-    def __enter__(self) -> "Teacher":
+    def __enter__(self) -> Teacher:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,7 +16,6 @@ from doctune.core.events import Events
 from doctune.core.hub import hub_offline, progress_bar_class
 from doctune.core.teachers.base import Teacher, TeacherCallError, TeacherError, TeacherReply, extract_json
 
-
 OWN_CTX_WITH_ENGINE = 256
 """Context of the ``Llama`` object itself when a batched engine (with its own context) serves the requests."""
 

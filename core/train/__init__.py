@@ -3,10 +3,10 @@
 Public surface: ``run(TrainParams, events=, cancel=) -> TrainResult``,
 ``latest_complete_run(project) -> Path | None``, ``choose_placement``.
 """
+from doctune.core.runs import latest_complete_run
 from doctune.core.train.device import Placement, choose_placement
 from doctune.core.train.errors import TrainError
 from doctune.core.train.loop import run
 from doctune.core.train.params import TrainParams, TrainResult
-from doctune.core.runs import latest_complete_run
 
 __all__ = ["run", "TrainParams", "TrainResult", "TrainError", "latest_complete_run", "choose_placement", "Placement"]

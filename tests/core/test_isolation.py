@@ -7,10 +7,10 @@ import threading
 import time
 
 import pytest
+from isolated_targets import Counter
 
 from doctune.core.events import Cancelled, CancelToken
 from doctune.core.isolation import ChildCrashed, ChildObject, describe_exit, run_isolated
-from isolated_targets import Counter
 
 
 @pytest.fixture

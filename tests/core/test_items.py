@@ -5,7 +5,12 @@ import json
 
 from doctune.core.fsio import JsonlAppender
 from doctune.core.items import (
-    EvalQuestion, TrainingItem, deleted_path, items_path, load_training_items, load_training_items_report,
+    EvalQuestion,
+    TrainingItem,
+    deleted_path,
+    items_path,
+    load_training_items,
+    load_training_items_report,
 )
 
 

@@ -1,8 +1,8 @@
 """One reader per format; each returns a :class:`DocumentText` whose blocks are read lazily."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from doctune.core.ingest.blocks import DocumentText, ReadFailure
 

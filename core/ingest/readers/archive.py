@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from doctune.core.ingest.blocks import ReadFailure
 

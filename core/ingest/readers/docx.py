@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from doctune.core.ingest.blocks import Block, DocumentText, HeadingTracker
-from doctune.core.ingest.readers.archive import check_archive, damaged_package, guarded_blocks
 from doctune.core.ingest.normalize import clean
+from doctune.core.ingest.readers.archive import check_archive, damaged_package, guarded_blocks
 
 _HEADING_STYLE = re.compile(r"^heading\s*(\d)$", re.IGNORECASE)
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from doctune.core.ingest.blocks import Block, DocumentText, HeadingTracker
 from doctune.core.ingest.readers.archive import check_archive, damaged_package, guarded_blocks

@@ -6,8 +6,8 @@ headings …) become blocks, inline text inside them is joined.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from bs4 import BeautifulSoup, Comment, NavigableString, Tag
 

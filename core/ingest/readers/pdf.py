@@ -1,8 +1,8 @@
 """PDF: text per page with pypdf, then de-hyphenation, paragraphs, and running headers/footers removed."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from doctune.core.ingest.blocks import Block, DocumentText, ReadFailure
 from doctune.core.ingest.normalize import clean, pdf_paragraphs, remove_repeated_edges

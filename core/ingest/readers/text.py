@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from doctune.core.ingest.blocks import Block, DocumentText, HeadingTracker, ReadFailure
 from doctune.core.ingest.normalize import clean

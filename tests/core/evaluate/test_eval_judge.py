@@ -52,7 +52,7 @@ def test_garbage_every_time_is_unjudged_never_scored():
 
 
 def test_cancel_stops_judging():
-    from doctune.core.events import CancelToken, Cancelled
+    from doctune.core.events import Cancelled, CancelToken
 
     cancel = CancelToken()
     cancel.cancel()

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from ingest_samples import LOREM, make_bad_folder, make_good_folder
 
 from doctune.core.project import Project
 from doctune.core.store import Store, list_chunks, list_documents
-from ingest_samples import LOREM, make_bad_folder, make_good_folder
 
 PR_CAPBSET_DROP = 24
 CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 1, 2

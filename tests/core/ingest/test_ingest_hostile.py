@@ -142,9 +142,10 @@ def test_a_failed_file_keeps_its_own_row_when_its_bytes_match_another_document(p
 
 
 def test_removing_documents_gives_the_disk_space_back(tmp_path):
-    from doctune.core.store import folder_bytes
-    from subprocess import run as run_process
     import sys
+    from subprocess import run as run_process
+
+    from doctune.core.store import folder_bytes
 
     project = Project.create(tmp_path / "p")
     big = _big_text(tmp_path / "big.txt", 3)

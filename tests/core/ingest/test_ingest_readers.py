@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from ingest_samples import HTML_PAGE, MARKDOWN, PDF_PAGES, make_docx, make_encrypted_pdf, make_epub, make_pdf
 
 from doctune.core.ingest.blocks import ReadFailure
 from doctune.core.ingest.normalize import clean, dehyphenate, remove_repeated_edges
 from doctune.core.ingest.readers import format_of, open_document
-from ingest_samples import HTML_PAGE, MARKDOWN, PDF_PAGES, make_docx, make_encrypted_pdf, make_epub, make_pdf
 
 
 def read(path):

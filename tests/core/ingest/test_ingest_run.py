@@ -4,11 +4,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from ingest_samples import LOREM, make_bad_folder, make_good_folder, make_pdf
 
 from doctune.core.events import Cancelled, CancelToken, Events, RecordingSink
 from doctune.core.ingest import IngestParams, run
 from doctune.core.store import Store, chunk_id, list_chunks, list_documents
-from ingest_samples import LOREM, make_bad_folder, make_good_folder, make_pdf
 
 
 def ingest(project, *paths, sink=None, cancel=None, **options):

@@ -23,8 +23,9 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 Fault = Callable[[dict, int], tuple | None]
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+|\d+")
@@ -93,7 +94,7 @@ class FaultServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         self._thread.start()
         return self
 
