@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 from doctune.core.cli import CommandContext, UsageError, add_command
+from doctune.core.synth.recipes import REGISTRY, TRAIN_RECIPES
 
-RECIPE_NAMES = ("qa", "focal", "rephrase", "entigraph")
+
+def _recipes_help() -> str:
+    described = "; ".join(f"{name}: {REGISTRY[name].description}" for name in TRAIN_RECIPES)
+    return f"comma-separated recipes ({described}); default: the project's"
 
 
 def register(sub) -> None:
@@ -12,7 +16,7 @@ def register(sub) -> None:
     parser.add_argument("action", nargs="?", choices=["run", "export"], default="run",
                         help="run (default): generate; export: write the items for other trainers")
     parser.add_argument("--recipes", metavar="NAMES",
-                        help=f"comma-separated recipes ({', '.join(RECIPE_NAMES)}); default: the project's")
+                        help=_recipes_help())
     parser.add_argument("--eval", action="store_true",
                         help="write held-out evaluation questions to eval/ (never trained on)")
     parser.add_argument("--dry-run", action="store_true",

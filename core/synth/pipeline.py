@@ -35,10 +35,8 @@ from doctune.core.items import (
 )
 from doctune.core.synth import filters, schemas
 from doctune.core.synth.prompts import load_prompt
-from doctune.core.synth.recipes import (
-    CALLS_PER_TASK, RUNNERS, TRAIN_RECIPES, UNUSABLE, Draft, EntityCache, GenerationContext, InvalidOutput, Task,
-    Usage, letter_index, plan_eval_tasks, plan_tasks,
-)
+from doctune.core.synth.recipes import REGISTRY, TRAIN_RECIPES, EntityCache, plan_eval_tasks, plan_tasks
+from doctune.core.synth.tasks import UNUSABLE, Draft, GenerationContext, InvalidOutput, Task, Usage, letter_index
 from doctune.core.teachers.base import Teacher, TeacherCallError, estimate_tokens
 
 OUTCOME_VERSION = 1
@@ -317,7 +315,7 @@ def _judge(draft: Draft, ctx: GenerationContext, usage: Usage) -> None:
 def execute(task: Task, ctx: GenerationContext) -> Outcome:
     usage = Usage()
     try:
-        draft = RUNNERS[task.recipe](task, ctx, usage)
+        draft = REGISTRY[task.recipe].run(task, ctx, usage)
         if ctx.settings.grounding == "judge" and draft.kind != "document":
             _judge(draft, ctx, usage)
     except TeacherCallError as exc:
@@ -481,32 +479,23 @@ def load_speed(project) -> dict[str, Any] | None:
     return read_json_or_none(speed_path(project))
 
 
-def _task_schemas(task: Task, settings) -> list[dict[str, Any]]:
-    by_recipe = {
-        "qa": [schemas.qa_schema(settings)],
-        "focal": [schemas.question_schema(settings), schemas.document_schema(settings)],
-        "rephrase": [schemas.document_schema(settings)],
-        "entigraph": [schemas.document_schema(settings)],
-        "eval_mc": [schemas.mc_schema(settings)],
-        "eval_open": [schemas.open_schema(settings)],
-    }
-    return by_recipe[task.recipe]
-
-
 def estimate(project, pending: list[Task]) -> dict[str, Any]:
     """Planned calls, tokens, time (from the teacher's last measured speed) and cost of ``pending``."""
     settings, teacher = project.config.synth, project.config.teacher
     calls = prompt_tokens = output_max = 0
-    windows = set()
+    sources_set_up: set[tuple[str, str]] = set()
     for task in pending:
-        calls += CALLS_PER_TASK[task.recipe]
-        prompt_tokens += CALLS_PER_TASK[task.recipe] * (estimate_tokens(task.source.text) + 250)
-        output_max += sum(schemas.output_tokens(schema) for schema in _task_schemas(task, settings))
-        if task.recipe == "entigraph" and task.source.id not in windows:
-            windows.add(task.source.id)
-            calls += 1
-            prompt_tokens += estimate_tokens(task.source.text) + 200
-            output_max += schemas.output_tokens(schemas.entities_schema(settings))
+        recipe = REGISTRY[task.recipe]
+        call_schemas = recipe.call_schemas(settings)
+        calls += len(call_schemas)
+        prompt_tokens += len(call_schemas) * (estimate_tokens(task.source.text) + 250)
+        output_max += sum(schemas.output_tokens(schema) for schema in call_schemas)
+        setup_schemas = recipe.setup_schemas(settings)
+        if setup_schemas and (task.recipe, task.source.id) not in sources_set_up:
+            sources_set_up.add((task.recipe, task.source.id))
+            calls += len(setup_schemas)
+            prompt_tokens += len(setup_schemas) * (estimate_tokens(task.source.text) + 200)
+            output_max += sum(schemas.output_tokens(schema) for schema in setup_schemas)
     output_expected = int(output_max * EXPECTED_OUTPUT_SHARE)
     speed = load_speed(project)
     concurrency = teacher.concurrency if teacher.kind == "openai" else 1

@@ -10,17 +10,10 @@ from PySide6.QtWidgets import (
     QPlainTextEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
 )
 
+from doctune.core.synth.recipes import REGISTRY, TRAIN_RECIPES
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, explanation, run_cli_json
 
-RECIPE_NAMES = {"qa": "Questions && answers", "focal": "Focal rewrites", "rephrase": "Rephrasings",
-                "entigraph": "Entity links"}
-RECIPES = {
-    "qa": "Question–answer pairs with explanations about each passage (Synthetic Mixed Training).",
-    "focal": "The passage rewritten to focus on one question about it (focal rewriting).",
-    "rephrase": "The passage rephrased in easy, medium and hard styles and as Q&A (WRAP).",
-    "entigraph": "Texts on how the entities of a document relate, pair by pair (EntiGraph).",
-}
 ALL = "All"
 
 
@@ -37,8 +30,9 @@ class SynthesizePage(Page):
         self.failures = 0
         grid = QGridLayout()
         self.recipe_boxes: dict[str, tuple[QCheckBox, QDoubleSpinBox]] = {}
-        for row, (name, text) in enumerate(RECIPES.items()):
-            box = QCheckBox(RECIPE_NAMES[name])
+        for row, name in enumerate(TRAIN_RECIPES):
+            recipe = REGISTRY[name]
+            box = QCheckBox(recipe.label.replace("&", "&&"))
             box.setToolTip(f"recipe '{name}'")
             weight = QDoubleSpinBox()
             weight.setRange(0.1, 10.0)
@@ -47,7 +41,7 @@ class SynthesizePage(Page):
             weight.setToolTip("Relative weight of this recipe in the mix")
             grid.addWidget(box, row, 0)
             grid.addWidget(weight, row, 1)
-            grid.addWidget(explanation(text), row, 2)
+            grid.addWidget(explanation(recipe.description), row, 2)
             self.recipe_boxes[name] = (box, weight)
         grid.setColumnStretch(2, 1)
         self.body.addLayout(grid)

@@ -1,0 +1,60 @@
+"""The synthesis recipes, one module each; this package finds them.
+
+A recipe module defines ``RECIPE = Recipe(...)`` (see ``doctune.core.synth.tasks.Recipe``): its name, the label
+and description the window and the CLI show, whether it makes training items or held-out questions, the schemas
+of its teacher calls (which the estimate counts), how it plans its tasks and how it runs one. Synthesis, the
+estimate, ``doctune synth --help`` and the Synthesize page all read ``REGISTRY``, so adding a recipe is adding
+one module here.
+
+Recipes today:
+
+- ``qa``: a self-contained question, its answer and a short explanation.
+- ``focal``: a question about the passage, then the passage rewritten around that question.
+- ``rephrase``: the passage in one of four styles (cycled by index).
+- ``entigraph``: how sampled pairs or triples of a document's entities relate.
+- ``eval_mc`` / ``eval_open``: held-out questions, separate prompts, for ``eval/``.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Sequence
+
+from doctune.core.synth.recipes.entigraph import EntityCache, entity_combinations, window_sources
+from doctune.core.synth.tasks import Recipe, Task, chunk_sources, make_task
+
+
+def _discover() -> dict[str, Recipe]:
+    found: list[Recipe] = []
+    for module in pkgutil.iter_modules(__path__):
+        recipe = getattr(importlib.import_module(f"{__name__}.{module.name}"), "RECIPE", None)
+        if isinstance(recipe, Recipe):
+            found.append(recipe)
+    return {recipe.name: recipe for recipe in sorted(found, key=lambda r: (r.order, r.name))}
+
+
+REGISTRY: dict[str, Recipe] = _discover()
+TRAIN_RECIPES: tuple[str, ...] = tuple(name for name, r in REGISTRY.items() if r.purpose == "train")
+EVAL_RECIPES: tuple[str, ...] = tuple(name for name, r in REGISTRY.items() if r.purpose == "eval")
+
+
+def plan_tasks(chunks: Sequence[dict[str, Any]], recipes: dict[str, float], settings: Any) -> list[Task]:
+    """Every task of a training run, in a stable order: recipe by recipe as weighted, each chunk by chunk."""
+    tasks: list[Task] = []
+    for name, weight in recipes.items():
+        count = round(settings.per_chunk * weight)
+        if count > 0:
+            tasks += REGISTRY[name].plan(name, chunks, count, settings)
+    return tasks
+
+
+def plan_eval_tasks(chunks: Sequence[dict[str, Any]], settings: Any) -> list[Task]:
+    """Every held-out question task: for each chunk, each held-out recipe's count of tasks."""
+    return [make_task(name, source, i, settings.seed)
+            for source in chunk_sources(chunks)
+            for name in EVAL_RECIPES
+            for i in range(REGISTRY[name].count(settings) if REGISTRY[name].count else 0)]
+
+
+__all__ = ["REGISTRY", "TRAIN_RECIPES", "EVAL_RECIPES", "Recipe", "plan_tasks", "plan_eval_tasks", "EntityCache",
+           "entity_combinations", "window_sources"]
