@@ -116,12 +116,26 @@ def _make_events(jsonl: bool) -> tuple[Events, Callable[[], None]]:
     return Events(sink), sink.close
 
 
+def guided_entry(ctx: CommandContext) -> int:
+    """What a bare ``doctune`` shows: what to do next, and the project's state if there is one."""
+    from doctune.core.project import Project, ProjectError
+
+    ctx.print("[bold]DocTune[/bold] — teach a small local model your documents, and measure whether it beats RAG.\n")
+    try:
+        project = Project.locate(getattr(ctx.args, "project", None))
+    except ProjectError:
+        ctx.print("No project here. Start one with:\n  doctune new DIR\n  doctune add FILES... -p DIR\n")
+        build_parser().print_help()
+        return 0
+    ctx.print(f"Project: {project.config.project.name} ({project.root})")
+    ctx.print("Run 'doctune status' for its documents, or 'doctune --help' for every command.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
-        from doctune.core.commands.project import guided_entry
-
         args.handler = guided_entry
     jsonl = getattr(args, "events", "human") == "jsonl"
     events, close = _make_events(jsonl)

@@ -1,7 +1,7 @@
-"""``doctune new`` and the guided entry shown by a bare ``doctune``."""
+"""``doctune new``."""
 from __future__ import annotations
 
-from doctune.core.cli import CommandContext, add_command, build_parser
+from doctune.core.cli import CommandContext, add_command
 
 
 def register(sub) -> None:
@@ -19,18 +19,3 @@ def cmd_new(ctx: CommandContext) -> int:
         ctx.print(f"Next: doctune add <files or folders> -p {project.root}")
     return 0
 
-
-def guided_entry(ctx: CommandContext) -> int:
-    """What a bare ``doctune`` shows: what to do next, and the project's state if there is one."""
-    from doctune.core.project import Project, ProjectError
-
-    ctx.print("[bold]DocTune[/bold] — teach a small local model your documents, and measure whether it beats RAG.\n")
-    try:
-        project = Project.locate(getattr(ctx.args, "project", None))
-    except ProjectError:
-        ctx.print("No project here. Start one with:\n  doctune new DIR\n  doctune add FILES... -p DIR\n")
-        build_parser().print_help()
-        return 0
-    ctx.print(f"Project: {project.config.project.name} ({project.root})")
-    ctx.print("Run 'doctune status' for its documents, or 'doctune --help' for every command.")
-    return 0
