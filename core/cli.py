@@ -1,7 +1,8 @@
 """The ``doctune`` command: every pipeline step as a subcommand.
 
-Commands live in small modules listed in ``COMMAND_MODULES``; each has a
-``register(subparsers)`` that adds its parsers with ``set_defaults(handler=…)``.
+Each subcommand is the module of its name in ``doctune.core.commands`` (found there;
+``COMMAND_ORDER`` only orders the help); it has a ``register(subparsers)`` that adds
+its parser with ``set_defaults(handler=…)``.
 Handlers import heavy libraries (torch, transformers, llama.cpp) only when they
 run, so ``doctune status`` starts fast.
 
@@ -9,13 +10,15 @@ Global options (before or after the subcommand): ``-p/--project DIR`` (else
 ``$DOCTUNE_PROJECT``, else the current folder) and ``--events jsonl`` (machine
 readable event lines on stdout; see ``doctune.core.events`` for the fields).
 
-Exit codes: 0 success; 1 usage or fatal error; 2 finished but some inputs
-failed (each reported); 130 cancelled by SIGINT/SIGTERM at a safe point.
+Exit codes: ``doctune.core.exitcodes.ExitCode`` (0 success; 1 usage or fatal
+error; 2 finished but some inputs failed, each reported; 130 cancelled by
+SIGINT/SIGTERM at a safe point).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import signal
 import sys
 from collections.abc import Callable
@@ -23,20 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from doctune.core.events import Cancelled, CancelToken, Events, JsonlSink
+from doctune.core.exitcodes import ExitCode
 
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_CANCELLED = 0, 1, 2, 130
 
-COMMAND_MODULES = [
-    "doctune.core.commands.project",
-    "doctune.core.commands.train",
-    "doctune.core.commands.ingest",
-    "doctune.core.commands.evaluate",
-    "doctune.core.commands.gui",
-    "doctune.core.commands.rag",
-    "doctune.core.commands.export",
-    "doctune.core.commands.synth",
-    "doctune.core.commands.teacher",
-]
+# The order commands are listed in ``doctune --help``: the journey's order. Each is the module of that name in
+# ``doctune.core.commands``; a module there that is not listed comes after these, alphabetically.
+COMMAND_ORDER = ("new", "add", "remove", "status", "index", "search", "teacher", "synth", "train", "export", "ask",
+                 "compare", "eval", "report", "run", "gui", "sample")
 
 
 class UsageError(Exception):
@@ -85,9 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     _common_options(common, top=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.common_parent = common  # type: ignore[attr-defined]
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    for module in command_modules():
+        module.register(sub)
     return parser
+
+
+def command_modules() -> list[Any]:
+    """The modules of ``doctune.core.commands`` that add subcommands (a ``register(subparsers)``), in help order."""
+    import doctune.core.commands as package
+
+    names = sorted((info.name for info in pkgutil.iter_modules(package.__path__)),
+                   key=lambda name: (COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER), name))
+    modules = [importlib.import_module(f"{package.__name__}.{name}") for name in names]
+    return [module for module in modules if hasattr(module, "register")]
 
 
 def add_command(sub: Any, name: str, handler: Callable[[CommandContext], int], help: str, **kwargs: Any) -> argparse.ArgumentParser:
@@ -149,21 +155,21 @@ def main(argv: list[str] | None = None) -> int:
         close()
         events.emit("cancelled", message="Cancelled; finished work is kept and the command can be re-run to resume.",
                     window_message="Cancelled; finished work is kept. Run the step again to continue.")
-        return EXIT_CANCELLED
+        return ExitCode.CANCELLED
     except KeyboardInterrupt:
         close()
         events.emit("cancelled", message="Interrupted.")
-        return EXIT_CANCELLED
+        return ExitCode.CANCELLED
     except UsageError as exc:
         close()
         events.error(str(exc), fatal=True, **_advice(exc))
-        return EXIT_ERROR
+        return ExitCode.ERROR
     except Exception as exc:  # a fatal, expected-kind error: report it plainly
         close()
         if not _is_reportable(exc):
             raise
         events.error(str(exc), fatal=True, error_type=type(exc).__name__, **_advice(exc))
-        return EXIT_ERROR
+        return ExitCode.ERROR
     finally:
         close()
     return int(code or 0)

@@ -22,8 +22,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
+from doctune.core.exitcodes import ExitCode
+
 RUNNING, SUCCEEDED, PARTIAL, FAILED, CANCELLED = "running", "succeeded", "partial", "failed", "cancelled"
-EXIT_PARTIAL, EXIT_CANCELLED = 2, 130
 
 
 JOB_NICENESS = "10"
@@ -191,9 +192,9 @@ class Job(QObject):
                             "Finished work is kept; run the step again to resume.")
         if exit_code == 0:
             return SUCCEEDED, said or "Finished."
-        if exit_code == EXIT_PARTIAL:
+        if exit_code == ExitCode.PARTIAL:
             return PARTIAL, said or "Finished, but some inputs failed (see the log)."
-        if exit_code == EXIT_CANCELLED:
+        if exit_code == ExitCode.CANCELLED:
             return CANCELLED, said or "Cancelled."
         if final.get("event") == "error":  # the message in the window's words: page and button, not the command
             return FAILED, said

@@ -1,7 +1,8 @@
 """``doctune export``: turn a training run into verified GGUF files for llama.cpp, Ollama and LM Studio."""
 from __future__ import annotations
 
-from doctune.core.cli import EXIT_OK, EXIT_PARTIAL, CommandContext, add_command
+from doctune.core.cli import CommandContext, add_command
+from doctune.core.exitcodes import ExitCode
 
 
 def register(sub) -> None:
@@ -23,4 +24,4 @@ def cmd_export(ctx: CommandContext) -> int:
     if not ctx.jsonl:
         ctx.print(result.usage, markup=False, highlight=False)
         ctx.print(f"Verification report: {result.export_dir / 'verification.txt'}", markup=False)
-    return EXIT_OK if result.all_ready else EXIT_PARTIAL
+    return ExitCode.OK if result.all_ready else ExitCode.PARTIAL

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from doctune.core.cli import CommandContext, UsageError, add_command
+from doctune.core.exitcodes import ExitCode
 from doctune.core.synth.recipes import REGISTRY, TRAIN_RECIPES
 
 
@@ -49,7 +50,7 @@ def cmd_synth(ctx: CommandContext) -> int:
                   f"{result.failed} failed" + (f" ({reasons})" if reasons else "") + ".")
         if result.failed:
             ctx.print("Failed items are listed in failures.jsonl; re-run to retry them.")
-    return 2 if result.failed else 0
+    return ExitCode.PARTIAL if result.failed else ExitCode.OK
 
 
 def _print_estimate(ctx: CommandContext, result) -> None:
