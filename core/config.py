@@ -41,7 +41,10 @@ class IngestSettings(Section):
 
 
 class TeacherSettings(Section):
-    kind: Literal["local", "openai"] = Field("local", description="A local GGUF file, or an OpenAI-compatible endpoint.")
+    kind: Literal["local", "openai", "lab"] = Field(
+        "local", description="A local GGUF file, an OpenAI-compatible endpoint, or the knowledge lab's teacher "
+        "(writes from the lab world's documents without a model: the lab and the offline check).",
+    )
     model_path: str = Field("", description="Local teacher: path of a GGUF file.")
     hf_repo: str = Field("", description="Local teacher: Hugging Face repo to download the GGUF from.")
     hf_file: str = Field("", description="Local teacher: file name inside hf_repo.")

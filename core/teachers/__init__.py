@@ -14,6 +14,10 @@ def open_teacher(project, *, n_threads: int | None = None, cancel=None, events=N
     """The project's teacher; ``cancel`` (a CancelToken) cuts retry waits short; ``events`` shows a model download."""
     settings = project.config.teacher
     privacy = project.config.privacy
+    if settings.kind == "lab":
+        from doctune.core.lab.teacher import LabTeacher
+
+        return LabTeacher()
     if settings.kind == "local":
         from doctune.core.teachers.local import LocalTeacher, resolve_model_file
 

@@ -1,0 +1,124 @@
+"""The lab teacher through DocTune's real synthesis: every recipe's items written from the documents' facts, none
+dropped by the pipeline's filters (grounding and leakage included), the same items on a second run, and held-out
+questions in phrasings never used for training."""
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+from project_helpers import ingest
+
+from doctune.core.evaluate.judge import judge_answer
+from doctune.core.events import CancelToken, Events
+from doctune.core.fsio import read_jsonl
+from doctune.core.items import items_path, questions_path
+from doctune.core.lab.teacher import EXTRA_HELDOUT, LabTeacher, training_questions
+from doctune.core.lab.world import ATTRIBUTES, KIND_ATTRIBUTES, World, make_world, render_document
+from doctune.core.project import Project
+from doctune.core.synth import SynthParams
+from doctune.core.synth import run as synthesize
+from doctune.core.synth.filters import normalized
+from doctune.core.synth.recipes import TRAIN_RECIPES
+
+
+def _lab_project(root: Path, *, grounding: str = "terms") -> tuple[Project, World]:
+    """Six new lab entities (two of each kind) as Markdown documents, ingested; the lab teacher; every recipe."""
+    world = make_world(11, 6)
+    docs = root / "docs"
+    docs.mkdir(parents=True)
+    for entity in world.entities:
+        (docs / entity.file_name).write_text(render_document(entity, random.Random(entity.id)), encoding="utf-8")
+    project = Project.create(root / "project", name="Lab teacher")
+    ingest(project, sorted(docs.glob("*.md")))
+    config = project.config
+    config.teacher.kind = "lab"
+    config.synth.recipes = {name: 1.0 for name in TRAIN_RECIPES}
+    config.synth.per_chunk = 3
+    config.synth.eval_mc_per_chunk = config.synth.eval_open_per_chunk = 2
+    config.synth.grounding = grounding
+    project.save()
+    return project, world
+
+
+def _synthesize(project: Project, eval: bool):
+    return synthesize(SynthParams(project_dir=project.root, eval=eval), events=Events(), cancel=CancelToken())
+
+
+def _entity(world: World, record: dict):
+    return world.entity_for_text(record.get("title") or record.get("source_text") or "") or \
+        world.entity_for_text(" ".join(m["content"] for m in record.get("messages", [])))
+
+
+def _values_named(text: str, entity) -> set[str]:
+    """Every value of the entity's attributes' vocabularies that ``text`` names (right or wrong)."""
+    return {value for attribute in KIND_ATTRIBUTES[entity.kind] for value in ATTRIBUTES[attribute].values
+            if re.search(rf"(?<!\w){re.escape(value)}(?!\w)", text)}
+
+
+def test_every_recipe_yields_items_true_to_the_documents_and_none_is_filtered(tmp_path):
+    project, world = _lab_project(tmp_path / "one")
+    train = _synthesize(project, eval=False)
+    held_out = _synthesize(project, eval=True)  # checked for leakage against the training questions just written
+
+    assert (train.failed, train.filtered, held_out.failed, held_out.filtered) == (0, 0, 0, 0), \
+        (train.filtered_by_reason, train.failed_by_reason, held_out.filtered_by_reason)
+    items = list(read_jsonl(items_path(project)))
+    assert {item["recipe"] for item in items} == set(TRAIN_RECIPES)
+    assert len(items) == train.generated == train.planned
+    for item in items:
+        entity = _entity(world, item)
+        if item["kind"] == "qa":
+            question, answer = item["messages"][0]["content"], item["messages"][1]["content"]
+            fact = next(f for f in entity.facts if question in training_questions(entity, f.attribute))
+            assert answer.startswith(fact.value)  # the bare value first: the option text MC scoring reads
+        else:
+            assert _values_named(item["text"], entity) <= {f.value for f in entity.facts}, item["text"]
+            assert entity.name in item["text"] and len(_values_named(item["text"], entity)) >= 1
+
+    questions = list(read_jsonl(questions_path(project)))
+    assert len(questions) == held_out.planned == 6 * 4 and {q["kind"] for q in questions} == {"mc", "open"}
+    trained = {normalized(m["content"]) for item in items if item["kind"] == "qa" for m in item["messages"][:1]}
+    for question in questions:
+        entity = world.entity_for_text(question["question"])
+        attribute = next(a for a in ATTRIBUTES if question["question"] in
+                         [t.format(n=entity.name) for t in (*ATTRIBUTES[a].heldout_questions, *EXTRA_HELDOUT[a])])
+        assert normalized(question["question"]) not in trained
+        assert question["reference"].startswith(entity.fact(attribute).value) if question["kind"] == "mc" else \
+            entity.fact(attribute).value in question["reference"]
+
+
+def test_a_second_run_writes_the_same_items_and_training_after_evaluation_passes_leakage_and_the_judge(tmp_path):
+    first, _ = _lab_project(tmp_path / "first")
+    _synthesize(first, eval=False)
+    second, world = _lab_project(tmp_path / "second", grounding="judge")
+    held_out = _synthesize(second, eval=True)
+    train = _synthesize(second, eval=False)  # now checked for leakage against the held-out questions
+
+    assert (train.failed, train.filtered, held_out.failed, held_out.filtered) == (0, 0, 0, 0), \
+        (train.filtered_by_reason, held_out.filtered_by_reason)
+
+    def content(project):
+        return sorted((r["id"], r.get("text", ""), str(r.get("messages", ""))) for r in read_jsonl(items_path(project)))
+
+    assert content(first) == content(second)
+    judged = [r for r in read_jsonl(items_path(second)) if r["kind"] == "qa"]
+    assert judged and all(r["meta"]["judge_supported"] for r in judged)
+
+
+def test_the_judge_of_open_answers_tells_right_from_wrong():
+    world = make_world(12, 3)
+    entity = world.entities[0]
+    fact = entity.facts[0]
+    other = next(v for v in ATTRIBUTES[fact.attribute].values if v != fact.value)
+    passage = render_document(entity, random.Random(0))
+    reference = f"The {fact.label} of {entity.name} is {fact.value}."
+    teacher = LabTeacher()
+
+    def verdict(answer: str) -> str | None:
+        return judge_answer(teacher, "Which?", reference, passage, answer).verdict
+
+    assert verdict(f"It is {fact.value}.") == "correct"
+    assert verdict(f"It is {fact.value}, or maybe {other}.") == "partial"
+    assert verdict(f"It is {other}.") == "incorrect"
+    assert verdict("I do not know.") == "incorrect"
