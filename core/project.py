@@ -22,14 +22,13 @@ import tomli_w
 
 from doctune.core.config import ConfigError, ProjectConfig, config_to_dict, parse_config
 from doctune.core.fsio import atomic_write_text
+from doctune.core.records.layout import CONFIG_NAME, SUBFOLDERS, ProjectLayout
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-CONFIG_NAME = "doctune.toml"
-SUBFOLDERS = ("lancedb", "synth", "eval", "runs", "reports", "cache")
 PROJECT_ENV = "DOCTUNE_PROJECT"
 
 
@@ -44,7 +43,7 @@ class Project:
 
     # ----- opening and creating -------------------------------------------------
     @classmethod
-    def create(cls, folder: str | os.PathLike, name: str | None = None) -> "Project":
+    def create(cls, folder: str | os.PathLike, name: str | None = None) -> Project:
         root = Path(folder).expanduser().resolve()
         if (root / CONFIG_NAME).exists():
             raise ProjectError(f"{root} is already a DocTune project (it has {CONFIG_NAME}).")
@@ -60,7 +59,7 @@ class Project:
         return project
 
     @classmethod
-    def open(cls, folder: str | os.PathLike) -> "Project":
+    def open(cls, folder: str | os.PathLike) -> Project:
         root = Path(folder).expanduser().resolve()
         path = root / CONFIG_NAME
         if not path.exists():
@@ -88,7 +87,7 @@ class Project:
         return project
 
     @classmethod
-    def locate(cls, folder: str | os.PathLike | None = None) -> "Project":
+    def locate(cls, folder: str | os.PathLike | None = None) -> Project:
         """Open the project given, else ``$DOCTUNE_PROJECT``, else the current folder."""
         chosen = folder or os.environ.get(PROJECT_ENV) or Path.cwd()
         return cls.open(chosen)
@@ -97,34 +96,38 @@ class Project:
         text = tomli_w.dumps(config_to_dict(self.config))
         atomic_write_text(self.config_path, text)
 
-    # ----- paths ----------------------------------------------------------------
+    # ----- paths (``core.records.layout`` owns them) -----------------------------
+    @property
+    def layout(self) -> ProjectLayout:
+        return ProjectLayout(self.root)
+
     @property
     def config_path(self) -> Path:
-        return self.root / CONFIG_NAME
+        return self.layout.config
 
     @property
     def lancedb_dir(self) -> Path:
-        return self.root / "lancedb"
+        return self.layout.lancedb
 
     @property
     def synth_dir(self) -> Path:
-        return self.root / "synth"
+        return self.layout.synth
 
     @property
     def eval_dir(self) -> Path:
-        return self.root / "eval"
+        return self.layout.eval
 
     @property
     def runs_dir(self) -> Path:
-        return self.root / "runs"
+        return self.layout.runs
 
     @property
     def reports_dir(self) -> Path:
-        return self.root / "reports"
+        return self.layout.reports
 
     @property
     def cache_dir(self) -> Path:
-        return self.root / "cache"
+        return self.layout.cache
 
 
 __all__ = ["Project", "ProjectError", "ConfigError", "CONFIG_NAME", "PROJECT_ENV"]

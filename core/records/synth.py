@@ -1,0 +1,67 @@
+"""The records synthesis shares with the estimate and the window: outcomes and the teacher's speed."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from doctune.core.fsio import JsonlAppender, read_jsonl
+from doctune.core.records.base import Record
+from doctune.core.records.layout import ProjectLayout
+
+
+class SynthOutcome(Record):
+    """One line of ``synth/failures.jsonl`` (``eval/failures.jsonl``): a task that wrote no item, and why."""
+
+    WHAT = "synthesis outcomes"
+
+    id: str
+    outcome: str  # "failed" or "filtered"
+    reason: str
+    detail: str = ""
+    recipe: str | None = None
+    chunk_id: str | None = None
+    doc_id: str | None = None
+    teacher: str | None = None
+    time: float | None = None
+
+
+class DeletedItem(BaseModel):
+    """One line of ``synth/deleted.jsonl``: an item the user deleted (it stays in items.jsonl, unused)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+
+
+def outcome_count(layout: ProjectLayout) -> int:
+    """How many synthesis tasks wrote no training item (failed or filtered)."""
+    return sum(1 for _ in read_jsonl(layout.item_outcomes))
+
+
+def read_deleted_ids(layout: ProjectLayout) -> set[str]:
+    """The ids of the items the user deleted."""
+    found = set()
+    for data in read_jsonl(layout.deleted_items):
+        try:
+            found.add(DeletedItem.model_validate({**data, "id": str(data.get("id", ""))}).id)
+        except ValidationError:
+            continue
+    return found - {""}
+
+
+def mark_deleted(layout: ProjectLayout, ids: Iterable[str]) -> None:
+    """Record items as deleted (append-only: the items stay in their file and are skipped from now on)."""
+    with JsonlAppender(layout.deleted_items) as log:
+        log.append_many(DeletedItem(id=item_id).model_dump() for item_id in ids)
+
+
+class TeacherSpeed(Record):
+    """``cache/teacher-speed.json``: the teacher's last measured speed, for time estimates."""
+
+    WHAT = "measured teacher speed"
+
+    teacher: str | None = None
+    tokens_per_s: float | None = None
+    seconds_per_call: float | None = None
+    measured_at: float | None = None
