@@ -172,6 +172,17 @@ def _load_model(folder: Path, student: StudentSettings, train: TrainSettings, pl
     return model, tokenizer
 
 
+def _checkpoint_activations(model) -> None:
+    """Recompute activations in the backward pass instead of keeping them. transformers 5 calls this activation
+    checkpointing (its ``gradient_checkpointing_enable`` alias warns, and goes in v6); older releases have only
+    the old name."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is None:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+
 def _lora(model, train: TrainSettings):
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -179,7 +190,7 @@ def _lora(model, train: TrainSettings):
     if train.qlora:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.gradient_checkpointing)
     elif train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        _checkpoint_activations(model)
         model.enable_input_require_grads()
     targets: Any = "all-linear" if train.target_modules == ["all-linear"] else train.target_modules
     config = LoraConfig(
