@@ -7,7 +7,14 @@ settings describe, after the privacy checks: a remote endpoint needs
 """
 from __future__ import annotations
 
-from doctune.core.teachers.base import Teacher, TeacherCallError, TeacherError, TeacherReply, extract_json
+from doctune.core.teachers.base import (
+    Teacher,
+    TeacherCallError,
+    TeacherError,
+    TeacherReply,
+    estimate_tokens,
+    extract_json,
+)
 
 
 def open_teacher(project, *, n_threads: int | None = None, cancel=None, events=None) -> Teacher:
@@ -38,4 +45,6 @@ def open_teacher(project, *, n_threads: int | None = None, cancel=None, events=N
     )
 
 
-__all__ = ["open_teacher", "Teacher", "TeacherReply", "TeacherError", "TeacherCallError", "extract_json"]
+__all__ = [
+    "open_teacher", "Teacher", "TeacherReply", "TeacherError", "TeacherCallError", "extract_json", "estimate_tokens",
+]
