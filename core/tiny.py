@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from doctune.core.fsio import atomic_write_text
 from doctune.core.resources import resource_path
@@ -96,7 +96,7 @@ def tiny_config(family: Family, vocab_size: int, eos_id: int, pad_id: int | None
     import transformers
 
     s = sizes or TINY_SIZES
-    common = dict(
+    common: dict[str, Any] = dict(  # settings of every family, of several types
         vocab_size=vocab_size,
         hidden_size=s["hidden"],
         intermediate_size=s["ffn"],
