@@ -1,9 +1,22 @@
 """From training items to packed token rows: the mix, the loss mask, the positions.
 
 - QA items are rendered with the student's own chat template; only the
-  assistant turns (including their end-of-turn token) carry loss.
+  assistant turns (including their end-of-turn token) carry loss. A QA item
+  without a system message is rendered as the closed-book chat and the
+  evaluation ask it: DocTune's closed-book system prompt first
+  (``doctune.core.chat.prompt.with_closed_book_system``, the builder chat and
+  evaluation use). Why: trained without it, a student scored 54% on held-out
+  multiple choice asked with it and 81% asked without (issue 13). Measured on
+  the tiny Qwen2 student, 40 QA pairs, 300 steps, greedy exact match asked
+  without / with the system prompt: trained without it 100% / 70%; trained
+  with it 100% / 100%; each epoch half of the items with it 20% / 18% (a
+  student too small to learn two forms). So always with it: the form DocTune
+  asks in, and the student still answers without it.
 - Document items are continued-pretraining text with the title as a prefix,
   ending in EOS; every token carries loss.
+- The plan depends on the items, not on the order they were written in
+  (synthesis appends in completion order): examples are sorted by item id
+  before mixing, and the items fingerprint is order-free.
 - The epoch mix repeats the smaller of QA and documents until their tokens
   stand in the configured ratio, then adds replay items up to the replay
   fraction of all tokens.
@@ -21,10 +34,14 @@ import random
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Sequence
 
+from doctune.core.chat.prompt import with_closed_book_system
 from doctune.core.items import TrainingItem
 
 IGNORE = -100
 Source = Literal["qa", "document", "replay"]
+RENDERING_VERSION = 2
+"""Part of the plan fingerprint: 2 = QA items with DocTune's closed-book system prompt, examples sorted by item id.
+A run planned under another rendering cannot be resumed with this one."""
 
 
 @dataclass
@@ -88,7 +105,11 @@ def _assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[i
 
 
 def tokenize_qa(tokenizer, item: TrainingItem, source: Source = "qa") -> Example:
+    """A QA item as DocTune asks it (its closed-book system prompt first, unless the item brings a system message);
+    replay as the base student answered it, without one."""
     messages = [m.model_dump() for m in item.messages]
+    if source == "qa":
+        messages = with_closed_book_system(messages)
     text, spans = _assistant_spans(tokenizer, messages)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     mask = [any(start <= begin < end for start, end in spans) for begin, _ in encoded["offset_mapping"]]
@@ -204,7 +225,7 @@ class Plan:
         return sum(e.n_tokens for row in self.rows for e in row)
 
     def fingerprint(self) -> str:
-        digest = hashlib.sha256()
+        digest = hashlib.sha256(f"rendering {RENDERING_VERSION}\n".encode())
         for row in self.rows:
             digest.update("|".join(e.item_id for e in row).encode())
             digest.update(b"\n")
@@ -223,7 +244,9 @@ class Plan:
 def build_plan(qa: list[Example], documents: list[Example], replay: list[Example], *, qa_to_document_ratio: float,
                replay_fraction: float, batch_tokens: int, epochs: float, max_steps: int, seed: int,
                world_size: int = 1) -> Plan:
-    """The whole run's rows, deterministic in the examples and ``seed`` (so a resume replays the same order)."""
+    """The whole run's rows, deterministic in the set of examples and ``seed`` (so a resume replays the same order,
+    and two syntheses that wrote the same items in another order plan the same run)."""
+    qa, documents, replay = (sorted(examples, key=lambda e: e.item_id) for examples in (qa, documents, replay))
     rows_per_epoch: list[list[list[Example]]] = []
     total_rows = None
     epoch = 0
@@ -267,7 +290,9 @@ def collate(row: Sequence[Example]):
 
 
 def items_fingerprint(items: Iterable[TrainingItem]) -> str:
+    """The set of items, whatever order they were written in; only what training reads counts (not when an item
+    was written or how long its teacher took)."""
     digest = hashlib.sha256()
-    for item in items:
-        digest.update(item.model_dump_json(exclude={"created_at"}).encode())
+    for line in sorted(item.model_dump_json(exclude={"created_at", "meta"}) for item in items):
+        digest.update(line.encode())
     return digest.hexdigest()[:16]

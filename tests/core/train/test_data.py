@@ -136,3 +136,43 @@ def test_multi_turn_answers_are_found_when_the_template_renders_earlier_turns_di
     example = tokenize_qa(odd, item)
     learned = odd.decode([tok for tok, keep in zip(example.input_ids, example.loss_mask) if keep])
     assert learned == "Amalie Corveth<|im_end|>[final] white gannet<|im_end|>\n"
+
+
+# ----- one form of a question for training, chat and evaluation; a plan that ignores arrival order ---------------
+
+def test_qa_is_trained_in_the_exact_form_chat_and_evaluation_ask_it(tokenizer):
+    from doctune.core.chat.prompt import Counter, assemble
+
+    question, answer = "Who first charted the Vellmora Archipelago?", "Amalie Corveth"
+    item = TrainingItem(id="q", kind="qa", messages=[{"role": "user", "content": question},
+                                                     {"role": "assistant", "content": answer}])
+    example = tokenize_qa(tokenizer, item)
+
+    def render(messages):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    counter = Counter(count=lambda messages: len(tokenizer(render(messages))["input_ids"]),
+                      truncate=lambda text, n: text, tokens=lambda text: len(tokenizer(text)["input_ids"]))
+    asked = render(assemble(question, budget=4096, counter=counter).messages)  # what chat and evaluation send
+    first_learned = example.loss_mask.index(True)
+    assert tokenizer.decode(example.input_ids[:first_learned]) == asked
+    assert tokenizer.decode(example.input_ids) == asked + answer + "<|im_end|>\n"
+    replay = tokenize_qa(tokenizer, item, "replay")  # the base student's own answers stay as it gave them
+    assert tokenizer.decode(replay.input_ids).count("Answer the question concisely") == 0
+
+
+def test_the_plan_depends_on_the_items_not_on_the_order_synthesis_wrote_them():
+    from doctune.core.train.data import items_fingerprint
+
+    qa, docs = _fake("qa", 0, 30, 20), _fake("document", 0, 5, 90)
+    settings = dict(qa_to_document_ratio=1, replay_fraction=0, batch_tokens=150, epochs=2, max_steps=0, seed=3)
+    shuffled_qa, shuffled_docs = qa[:], docs[:]
+    random.Random(5).shuffle(shuffled_qa)
+    random.Random(6).shuffle(shuffled_docs)
+    assert build_plan(qa, docs, [], **settings).fingerprint() == \
+        build_plan(shuffled_qa, shuffled_docs, [], **settings).fingerprint()
+
+    items = [_doc(f"d{i}", text=f"The Quintrel Foundry cast bell number {i}.") for i in range(5)]
+    timed = [item.model_copy(update={"meta": {"seconds": 0.1 * i}}) for i, item in enumerate(items)]
+    assert items_fingerprint(items) == items_fingerprint(list(reversed(timed)))
+    assert items_fingerprint(items) != items_fingerprint(items[:4])
