@@ -28,7 +28,8 @@ check would drop them), phrasings of this module's own (``EXTRA_HELDOUT``).
 Every held-out phrasing is checked with DocTune's own leakage filter against
 all training phrasings of its fact before it is used. A passage with no fact
 of the lab world (a document that is not the lab's) gets a failed call, which
-synthesis records and counts.
+synthesis records and counts; a request with no document at all (the Teacher
+page's test) gets a reply in the asked shape that says what this teacher is.
 """
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ from doctune.core.teachers.base import Teacher, TeacherCallError, TeacherReply, 
 RECIPE_PROMPTS = ("qa", "focal_question", "focal_rewrite", "rephrase", "entigraph_entities", "entigraph_relation",
                   "eval_mc", "eval_open", "grounding_judge")
 JUDGE = "judge"
+PROBE = "probe"
+PROBE_TEXT = "The lab teacher writes DocTune's recipe replies from the lab world's documents, without a model."
 LEAKAGE_THRESHOLD = SynthSettings.model_fields["leakage_threshold"].default
 """Held-out phrasings must pass DocTune's leakage check at its default threshold against every training phrasing."""
 
@@ -86,7 +89,8 @@ class NotALabPrompt(TeacherCallError):
 @dataclass(frozen=True)
 class Request:
     prompt: str
-    """A recipe prompt's name (``qa``, ``eval_mc`` …) or ``judge`` (the evaluation's judge of open answers)."""
+    """A recipe prompt's name (``qa``, ``eval_mc`` …), ``judge`` (the evaluation's judge of open answers) or
+    ``probe`` (a request with no document in it, like the Teacher page's test)."""
     values: dict[str, str]
     """What the template was filled with: ``passage``, ``title``, ``number``, ``question`` …"""
     schema: dict[str, Any] | None
@@ -122,6 +126,8 @@ def recognise(messages: list[dict[str, str]], schema: dict[str, Any] | None = No
             match = _user_pattern(prompt.user).match(user)
             if match:
                 return Request(name, match.groupdict(), schema)
+    if "Passage:" not in user and "Text:" not in user:
+        return Request(PROBE, {}, schema)
     raise NotALabPrompt("The lab teacher answers only DocTune's own recipe and judge prompts; this request is none "
                         f"of them (it begins {user[:60]!r}).")
 
@@ -450,10 +456,33 @@ def write_verdict(request: Request, rng: random.Random) -> dict[str, Any]:
     return {"verdict": "incorrect", "reason": "It does not state the reference answer's fact."}
 
 
+def _filled(schema: dict[str, Any]) -> Any:
+    """The smallest value of ``schema``'s shape, its strings saying what this teacher is."""
+    kind = schema.get("type")
+    if kind == "object":
+        return {key: _filled(child) for key, child in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [_filled(schema.get("items") or {}) for _ in range(max(1, int(schema.get("minItems", 1))))]
+    if kind == "boolean":
+        return True
+    if kind in ("integer", "number"):
+        return 0
+    if "enum" in schema:
+        return schema["enum"][0]
+    return _fit(PROBE_TEXT, schema.get("maxLength"))
+
+
+def write_probe(request: Request, rng: random.Random) -> dict[str, Any]:
+    """A request with no document (a teacher test): a reply in the asked shape, saying what this teacher is."""
+    data = _filled(request.schema or {"type": "object", "properties": {"reply": {"type": "string"}}})
+    return data if isinstance(data, dict) else {"reply": data}
+
+
 WRITERS: dict[str, Writer] = {
     "qa": write_qa, "focal_question": write_focal_question, "focal_rewrite": write_focal_rewrite,
     "rephrase": write_rephrase, "entigraph_entities": write_entities, "entigraph_relation": write_relation,
     "eval_mc": write_mc, "eval_open": write_open, "grounding_judge": write_grounding, JUDGE: write_verdict,
+    PROBE: write_probe,
 }
 
 

@@ -122,3 +122,20 @@ def test_the_judge_of_open_answers_tells_right_from_wrong():
     assert verdict(f"It is {fact.value}, or maybe {other}.") == "partial"
     assert verdict(f"It is {other}.") == "incorrect"
     assert verdict("I do not know.") == "incorrect"
+
+
+def test_the_teacher_test_gets_valid_json_and_a_passage_without_lab_facts_a_failed_call():
+    import pytest
+
+    from doctune.core.commands.teacher import PROBE_MESSAGES, PROBE_SCHEMA
+    from doctune.core.synth import schemas
+    from doctune.core.synth.prompts import load_prompt
+    from doctune.core.teachers import TeacherCallError
+
+    teacher = LabTeacher()
+    reply = teacher.complete(PROBE_MESSAGES, schema=PROBE_SCHEMA)
+    assert schemas.check(PROBE_SCHEMA, reply.data) == [] and "lab teacher" in reply.data["fact"]
+    messages = load_prompt("qa").messages(title="Vellmora", heading="", number=1, aspect="a name",
+                                          passage="The archipelago was first charted by Amalie Corveth.")
+    with pytest.raises(TeacherCallError, match="no fact of the lab world"):
+        teacher.complete(messages, schema={"type": "object"})
