@@ -28,7 +28,6 @@ from typing import Any
 from doctune.core.events import Cancelled, CancelToken, Events, JsonlSink
 from doctune.core.exitcodes import ExitCode
 
-
 # The order commands are listed in ``doctune --help``: the journey's order. Each is the module of that name in
 # ``doctune.core.commands``; a module there that is not listed comes after these, alphabetically.
 COMMAND_ORDER = ("new", "add", "remove", "status", "index", "search", "teacher", "synth", "train", "export", "ask",

@@ -2,13 +2,24 @@
 
 Public surface: ``open_system(project, name) -> ChatSystem``; ``ChatSystem.stream``,
 ``.last_answer`` (``Answer``), ``.option_logprob``; errors ``ModelFileError``,
-``QuestionTooLong``, ``NoTunedModel``, ``SystemNameError``.
+``QuestionTooLong``, ``NoBaseModel``, ``NoTunedModel``, ``SystemNameError``. A ``base`` system needs the
+base model's GGUF, which the export step makes (``doctune.core.export.base_gguf``); ``uses_base(name)`` tells
+which systems do.
 """
 from doctune.core.chat.backend import LlamaBackend, ModelFileError, ProcessBackend, open_backend
 from doctune.core.chat.prompt import QuestionTooLong
-from doctune.core.chat.system import Answer, ChatSystem, NoTunedModel, SystemNameError, open_system, split_name
+from doctune.core.chat.system import (
+    Answer,
+    ChatSystem,
+    NoBaseModel,
+    NoTunedModel,
+    SystemNameError,
+    open_system,
+    split_name,
+    uses_base,
+)
 
 __all__ = [
-    "open_system", "ChatSystem", "Answer", "LlamaBackend", "ModelFileError", "QuestionTooLong", "NoTunedModel",
+    "open_system", "ChatSystem", "Answer", "LlamaBackend", "ModelFileError", "QuestionTooLong", "NoBaseModel", "NoTunedModel", "uses_base",
     "SystemNameError", "split_name", "ProcessBackend", "open_backend",
 ]

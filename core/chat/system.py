@@ -32,6 +32,10 @@ class SystemNameError(UserError):
     """A system name that is neither base, tuned nor a GGUF path."""
 
 
+class NoBaseModel(UserError):
+    """The student's base model has not been exported to GGUF yet (the ``base`` systems need it)."""
+
+
 class NoTunedModel(UserError):
     """No exported, verified tuned model yet."""
 
@@ -163,12 +167,30 @@ def model_path(project: Project, model: str, *, events: Events | None = None, ca
     """The GGUF behind ``base``, ``tuned`` or a path."""
     fmt = project.config.rag.gguf_format
     if model == "base":
-        from doctune.core.export import base_gguf
-
-        return Path(base_gguf(project, fmt=fmt, events=events, cancel=cancel))
+        return _base_path(project, fmt)
     if model == "tuned":
         return _tuned_path(project, fmt, events)
     return check_gguf_file(Path(model))
+
+
+def _base_path(project: Project, fmt: str) -> Path:
+    """The student's base model as a verified GGUF: exporting it is a step of its own (``base_gguf``), never a
+    side effect of opening a chat."""
+    from doctune.core.export import find_base_gguf
+
+    path = find_base_gguf(project, fmt)
+    if path is None:
+        raise NoBaseModel(
+            f"The student {project.config.student.model} has not been exported as a {fmt} GGUF yet.",
+            hint=f"Export it once with: doctune export --base -p {project.root}",
+            window_hint="Compare exports the base model before its first answer; ask again.",
+        )
+    return path
+
+
+def uses_base(name: str) -> bool:
+    """Whether the system ``name`` (``base``, ``base+rag``…) runs the student's base model."""
+    return split_name(name)[0] == "base"
 
 
 def _tuned_path(project: Project, fmt: str, events: Events | None) -> Path:

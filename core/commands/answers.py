@@ -1,7 +1,10 @@
-"""How ``search``, ``ask`` and ``compare`` print hits and answers, and the JSON records they emit."""
+"""What ``search``, ``ask`` and ``compare`` share: the base model prepared before a ``base`` system opens, how hits
+and answers are printed, and the JSON records they emit."""
 from __future__ import annotations
 
 from typing import Any
+
+from doctune.core.cli import CommandContext
 
 
 def hit_record(number: int, hit) -> dict[str, Any]:
@@ -31,3 +34,12 @@ def stats(answer) -> str:
     rate = f"{answer.tokens_per_s:.1f}" if answer.tokens_per_s else "–"
     return (f"first token {ttft} · {rate} tokens/s · {answer.completion_tokens} tokens · "
             f"context {answer.context_tokens} tokens")
+
+
+def prepare_base_model(ctx: CommandContext, project, system_names: list[str]) -> None:
+    """Export the student's base model to GGUF first (once; cached) when one of ``system_names`` runs it."""
+    from doctune.core.chat import uses_base
+    from doctune.core.export import base_gguf
+
+    if any(uses_base(name) for name in system_names):
+        base_gguf(project, fmt=project.config.rag.gguf_format, events=ctx.events.child("export"), cancel=ctx.cancel)

@@ -6,7 +6,7 @@ import sys
 from rich.markup import escape
 
 from doctune.core.cli import CommandContext, add_command
-from doctune.core.commands.answers import answer_record, snippet, stats
+from doctune.core.commands.answers import answer_record, prepare_base_model, snippet, stats
 
 
 def register(sub) -> None:
@@ -37,8 +37,9 @@ def cmd_ask(ctx: CommandContext) -> int:
     project = ctx.project()
     if ctx.args.k is not None:
         project.config.rag.k = ctx.args.k
-    system = open_system(project, _system_name(ctx.args.model, ctx.args.rag), events=ctx.events.child("ask"),
-                         cancel=ctx.cancel)
+    name = _system_name(ctx.args.model, ctx.args.rag)
+    prepare_base_model(ctx, project, [name])
+    system = open_system(project, name, events=ctx.events.child("ask"), cancel=ctx.cancel)
     try:
         for piece in system.stream(ctx.args.question, cancel=ctx.cancel):
             if not ctx.jsonl:

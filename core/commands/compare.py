@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from doctune.core.cli import CommandContext, UsageError, add_command
-from doctune.core.commands.answers import answer_record, stats
+from doctune.core.commands.answers import answer_record, prepare_base_model, stats
 
 DEFAULT_COMPARE = "tuned,base+rag"
 
@@ -35,6 +35,7 @@ def cmd_compare(ctx: CommandContext) -> int:
     names = _parse_systems(ctx.args.systems)
     backends: dict = {}
     answers = []
+    prepare_base_model(ctx, project, names)
     try:
         systems = [open_system(project, name, events=ctx.events.child("compare"), cancel=ctx.cancel, backends=backends)
                    for name in names]

@@ -9,18 +9,29 @@ from pathlib import Path
 from doctune.core.events import CancelToken, Events
 from doctune.core.export.pipeline import export_folder, normalise_export_format, require_ready
 from doctune.core.export.quantize import normalise_format
+from doctune.core.records import ProjectLayout
 from doctune.core.runs import export_dir, latest_ready_file, ready_file
 
 
 def base_cache_dir(project, student: str, revision: str = "") -> Path:
-    """``cache/base/<name>-<hash>``: one folder per student model and revision."""
+    """One folder per student model and revision (``ProjectLayout.base_export``)."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(student).name or "student").strip("-") or "student"
     key = hashlib.sha256(f"{student}@{revision}".encode()).hexdigest()[:8]
-    return Path(project.cache_dir) / "base" / f"{slug}-{key}"
+    return ProjectLayout(Path(project.root)).base_export(f"{slug}-{key}")
+
+
+def find_base_gguf(project, fmt: str = "q8_0") -> Path | None:
+    """The project's student base model as a verified GGUF of ``fmt`` when it was exported already, else None
+    (this only looks; ``base_gguf`` makes it)."""
+    student = project.config.student
+    return ready_file(base_cache_dir(project, student.model, student.revision), normalise_format(fmt))
 
 
 def base_gguf(project, fmt: str = "q8_0", events: Events | None = None, cancel: CancelToken | None = None) -> Path:
-    """The project's student base model as a verified GGUF of ``fmt``, exported once and cached."""
+    """The project's student base model as a verified GGUF of ``fmt``, exported once and cached.
+
+    The step that prepares the ``base`` systems of chat, Compare and evaluation: they only look the file up
+    (``find_base_gguf``) and ask for this step when it is missing."""
     from doctune.core.train.student import resolve_student
 
     student = project.config.student

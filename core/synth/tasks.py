@@ -16,8 +16,9 @@ defining one ``Recipe``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from doctune.core.items import content_hash
 from doctune.core.synth import schemas
@@ -85,7 +86,7 @@ class Draft:
 class GenerationContext:
     """What recipes share while running: the teacher, the settings, the entity cache."""
 
-    def __init__(self, teacher: Teacher, settings, entity_cache: "EntityCache | None" = None) -> None:
+    def __init__(self, teacher: Teacher, settings, entity_cache: EntityCache | None = None) -> None:
         self.teacher = teacher
         self.settings = settings
         self.entities = entity_cache

@@ -8,12 +8,25 @@ from pathlib import Path
 from PySide6.QtCore import QThreadPool, QUrl
 from PySide6.QtGui import QKeySequence, QShortcut, QTextCursor
 from PySide6.QtWidgets import (
-    QCheckBox, QComboBox, QDialog, QFileDialog, QFrame, QHBoxLayout, QLabel, QLineEdit, QPlainTextEdit, QPushButton,
-    QSizePolicy, QTextBrowser, QVBoxLayout, QWidget,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
 )
 
 from doctune.core.evaluate.verdict import SYSTEM_LABELS, system_label
 from doctune.desktop.chat import ChatSignals, ChatWorker, PaneSession
+from doctune.desktop.jobs import CANCELLED, SUCCEEDED
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import ElidedLabel, show_error
 
@@ -79,6 +92,13 @@ class ChatPane(QFrame):
     def stop(self) -> None:
         if self.cancel is not None:
             self.cancel.cancel()
+
+    def wait_for_base_model(self) -> None:
+        """Busy until the base model's GGUF is exported (by a job of the page); then ``ask`` or ``_on_failed``."""
+        self.busy = True
+        self.cancel = None
+        self.stats.setText("exporting the base model (once)…")
+        self._on_note("Exporting the base model to GGUF first (once; it is kept for every later question)…")
 
     def _on_opened(self) -> None:
         self.started = time.perf_counter()
@@ -217,6 +237,7 @@ class ComparePage(Page):
         self.body.addWidget(self.reference_label)
         self.body.addLayout(ask_row)
         self.panes: list[ChatPane] = []
+        self.base_job = None  # the job exporting the base model for the base panes, while it runs
         self.question.returnPressed.connect(self.ask)
         self.send_button.clicked.connect(self.ask)
         self.stop_button.clicked.connect(self.stop)
@@ -303,10 +324,47 @@ class ComparePage(Page):
         if reference is not None:
             self.reference_label.setText(f"<b>Held-out question</b> (never trained on) · reference answer: "
                                          f"{html.escape(reference)}")
+        waiting = self._panes_waiting_for_base_model()
+        if waiting:
+            self._export_base_model_then_ask(waiting, question, reference)
         for pane in self.panes:
-            pane.ask(question, reference)
+            if pane not in waiting:
+                pane.ask(question, reference)
+
+    def _panes_waiting_for_base_model(self) -> list[ChatPane]:
+        """The panes of base systems, when the base model has no GGUF yet (exporting it is a step of its own)."""
+        from doctune.core.chat import uses_base
+        from doctune.core.export import find_base_gguf
+
+        base_panes = [pane for pane in self.panes if uses_base(pane.session.system_name)]
+        if not base_panes:
+            return []
+        project = self.open_config()
+        return [] if find_base_gguf(project, project.config.rag.gguf_format) is not None else base_panes
+
+    def _export_base_model_then_ask(self, panes: list[ChatPane], question: str, reference: str | None) -> None:
+        for pane in panes:
+            pane.wait_for_base_model()
+        self.base_job = job = self.start_job("Export the base model", ["export", "--base"])
+
+        def finished(state: str) -> None:
+            self.base_job = None
+            for pane in panes:
+                if pane not in self.panes:  # the panes were rebuilt meanwhile
+                    continue
+                if state == SUCCEEDED:
+                    pane.ask(question, reference)
+                elif state == CANCELLED:
+                    pane._on_failed("Stopped.", "")
+                else:
+                    pane._on_failed("The base model could not be exported to GGUF; the Jobs panel (Ctrl+J) shows "
+                                    "why.", "\n".join(job.record.log[-20:]))
+
+        job.finished.connect(finished)
 
     def stop(self) -> None:
+        if self.base_job is not None:
+            self.base_job.cancel()
         for pane in self.panes:
             pane.stop()
 

@@ -157,3 +157,27 @@ def test_agreement_with_a_reference_is_word_overlap():
 
     assert agrees_with_reference("It was Maren Holt, in 1871.", "Maren Holt cast it in 1871.")[0]
     assert not agrees_with_reference("seasons seasons seasons", "Maren Holt cast it in 1871.")[0]
+
+
+def test_a_base_pane_exports_the_base_model_first_as_a_job_then_answers(qtbot, make_window, project, tiny_model):
+    from doctune.core.export import find_base_gguf
+
+    project.config.student.model = str(tiny_model("qwen2"))
+    project.config.rag.max_answer_tokens = 24
+    project.config.rag.gguf_format = "f16"
+    project.save()
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("compare")
+    page.set_systems(["base"])
+    page.question.setText("What is the Vellmora archipelago known for?")
+    page.ask()
+    [pane] = page.panes
+    assert pane.busy and page.base_job is not None and "exporting the base model" in pane.stats.text()
+    qtbot.waitUntil(lambda: not pane.busy, timeout=600_000)
+    assert "time to first token" in pane.stats.text(), pane.view.toPlainText()
+    assert find_base_gguf(project, "f16") is not None and page.base_job is None
+    page.question.setText("And who lives there?")
+    page.ask()  # the base model is ready now: no second export
+    assert page.base_job is None
+    qtbot.waitUntil(lambda: not pane.busy, timeout=120_000)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from doctune.core.synth.recipes.entigraph import EntityCache, entity_combinations, window_sources
 from doctune.core.synth.tasks import Recipe, Task, chunk_sources, make_task

@@ -9,16 +9,25 @@ from __future__ import annotations
 import itertools
 import random
 import threading
+from collections.abc import Sequence
 from math import comb
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from doctune.core.fsio import JsonlAppender, read_jsonl
 from doctune.core.items import content_hash
 from doctune.core.synth import schemas
 from doctune.core.synth.prompts import load_prompt
 from doctune.core.synth.tasks import (
-    Draft, GenerationContext, InvalidOutput, Recipe, Source, Task, Usage, make_task, passage_values,
+    Draft,
+    GenerationContext,
+    InvalidOutput,
+    Recipe,
+    Source,
+    Task,
+    Usage,
+    make_task,
+    passage_values,
 )
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from run_folders import finished_run
 
-from doctune.core.chat import ModelFileError, QuestionTooLong, open_system
+from doctune.core.chat import ModelFileError, NoBaseModel, QuestionTooLong, open_system
 from doctune.core.cli import main
 
 ANSWER_TOKENS = 16
@@ -149,6 +149,11 @@ def test_cli_refuses_a_question_longer_than_the_context(project, chat_gguf, caps
 def test_base_system_is_the_student_exported_once(pdf_project, tiny_model):
     pdf_project.config.student.model = str(tiny_model("qwen2"))
     pdf_project.config.rag.max_answer_tokens = ANSWER_TOKENS
+    with pytest.raises(NoBaseModel, match="not been exported") as missing:  # opening a chat never exports
+        open_system(pdf_project, "base")
+    assert "doctune export --base" in missing.value.hint
+    pdf_project.save()
+    assert main(["export", "--base", "-p", str(pdf_project.root)]) == 0  # the step that makes it, once
     backends: dict = {}
     base = open_system(pdf_project, "base", backends=backends)
     with_rag = open_system(pdf_project, "base+rag", backends=backends)
