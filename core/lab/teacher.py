@@ -383,7 +383,7 @@ def write_relation(request: Request, rng: random.Random) -> dict[str, Any]:
     for fact in facts:
         sentences.append(rng.choice([f"{fact.value} is {entity.name}'s {fact.label}.",
                                      f"For {entity.name}, {fact.value} is the {fact.label}."]))
-        sentences.append(_sentence(entity, fact, rng))
+        sentences.append(_grounded_sentence(entity, fact, request.values["passage"], rng))
     for name in named:
         sentences.append(f"{name} figures in the document on {entity.name} without a stated link.")
     if not facts:
