@@ -22,9 +22,9 @@ import pkgutil
 import signal
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
+from doctune.core.commands import CommandContext, UsageError
 from doctune.core.events import Cancelled, CancelToken, Events, JsonlSink
 from doctune.core.exitcodes import ExitCode
 
@@ -32,34 +32,6 @@ from doctune.core.exitcodes import ExitCode
 # ``doctune.core.commands``; a module there that is not listed comes after these, alphabetically.
 COMMAND_ORDER = ("new", "add", "remove", "status", "index", "search", "teacher", "synth", "train", "export", "ask",
                  "compare", "eval", "report", "run", "gui", "sample")
-
-
-class UsageError(Exception):
-    """Wrong use of a command; exit code 1 with the message."""
-
-
-@dataclass
-class CommandContext:
-    args: argparse.Namespace
-    events: Events
-    cancel: CancelToken
-    jsonl: bool
-    _project: Any = field(default=None, repr=False)
-
-    def project(self):
-        """The project named by ``-p``, ``$DOCTUNE_PROJECT`` or the current folder."""
-        if self._project is None:
-            from doctune.core.project import Project
-
-            self._project = Project.locate(getattr(self.args, "project", None))
-        return self._project
-
-    def print(self, *objects: Any, **kwargs: Any) -> None:
-        """Human output: stdout normally, stderr when stdout carries events."""
-        from doctune.core.console import stderr_console, stdout_console
-
-        console = stderr_console() if self.jsonl else stdout_console()
-        console.print(*objects, **kwargs)
 
 
 def _common_options(parser: argparse.ArgumentParser, top: bool) -> None:
@@ -93,13 +65,6 @@ def command_modules() -> list[Any]:
                    key=lambda name: (COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER), name))
     modules = [importlib.import_module(f"{package.__name__}.{name}") for name in names]
     return [module for module in modules if hasattr(module, "register")]
-
-
-def add_command(sub: Any, name: str, handler: Callable[[CommandContext], int], help: str, **kwargs: Any) -> argparse.ArgumentParser:
-    """Add a subcommand that also takes the global options; used by command modules."""
-    parser = sub.add_parser(name, help=help, description=help, parents=[sub.common_parent], **kwargs)
-    parser.set_defaults(handler=handler)
-    return parser
 
 
 def _install_signal_handlers(cancel: CancelToken) -> None:

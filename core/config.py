@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from doctune.core.errors import UserError
 
 SCHEMA_VERSION = 1
 
@@ -56,13 +58,24 @@ class TeacherSettings(Section):
         "The KV cache holds n_ctx tokens for each, so its memory grows with this number.",
     )
     base_url: str = Field("", description="Endpoint teacher: base URL, e.g. http://127.0.0.1:11434/v1.")
+    base_urls: list[str] = Field(
+        default_factory=list,
+        description="Endpoint teacher: several servers of the same model (vLLM or llama.cpp servers on other GPUs "
+        "or hosts), e.g. [\"http://10.0.0.5:8000/v1\", \"http://10.0.0.6:8000/v1\"]; requests are spread over "
+        "them (and base_url, if set), concurrency at a time on each, and a server that stops answering is left "
+        "out while the others take its work.",
+    )
     model: str = Field("", description="Endpoint teacher: model name.")
     api_key_env: str = Field("", description="Endpoint teacher: environment variable holding the API key.")
-    concurrency: int = Field(4, ge=1, le=256, description="Endpoint teacher: requests in flight at once.")
+    concurrency: int = Field(4, ge=1, le=256, description="Endpoint teacher: requests in flight at once on each server.")
     timeout_s: float = Field(120.0, gt=0, description="Endpoint teacher: seconds before a request times out.")
     max_retries: int = Field(5, ge=0, le=50, description="Endpoint teacher: retries of a failed request.")
     retry_base_s: float = Field(1.0, gt=0, description="Endpoint teacher: first retry delay; doubles each retry (with jitter).")
     retry_max_s: float = Field(60.0, gt=0, description="Endpoint teacher: longest delay between retries.")
+    probe_after_s: float = Field(
+        30.0, gt=0, description="Endpoint teacher with several servers: seconds a server that stopped answering is "
+        "left out before a request tries it again (doubling while it keeps failing, up to ten times as long).",
+    )
     structured_output: Literal["auto", "json_schema", "llama_cpp", "json_object", "off"] = Field(
         "auto",
         description="Endpoint teacher: how a JSON schema is sent (auto: try OpenAI json_schema, then the "
@@ -72,6 +85,36 @@ class TeacherSettings(Section):
     max_tokens: int = Field(1024, ge=16, description="Hard limit of generated tokens per call.")
     price_in_per_mtok: float = Field(0.0, ge=0, description="Price per million input tokens (for estimates).")
     price_out_per_mtok: float = Field(0.0, ge=0, description="Price per million output tokens (for estimates).")
+
+    @field_validator("base_url")
+    @classmethod
+    def _one_url(cls, value: str) -> str:
+        return check_http_url(value) if value.strip() else ""
+
+    @field_validator("base_urls")
+    @classmethod
+    def _urls(cls, values: list[str]) -> list[str]:
+        return [check_http_url(value) for value in values]
+
+    def endpoint_urls(self) -> list[str]:
+        """The endpoint teacher's servers: base_url (if set), then base_urls, each once."""
+        urls = [self.base_url, *self.base_urls] if self.base_url else list(self.base_urls)
+        return list(dict.fromkeys(url.rstrip("/") for url in urls))
+
+
+def check_http_url(value: str) -> str:
+    """``value`` stripped, if it is an http(s) URL with a host; else a ValueError that shows the form wanted."""
+    from urllib.parse import urlparse
+
+    text = value.strip()
+    try:
+        parts = urlparse(text)
+        parts.port  # noqa: B018 (raises ValueError on a port that is no number)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} is not an http(s) address such as http://127.0.0.1:8000/v1")
+    return text
 
 
 class SynthSettings(Section):
@@ -226,6 +269,9 @@ class ConfigError(ValueError):
         self.problems = problems
         lines = "\n".join(f"  - {problem}" for problem in problems)
         super().__init__(f"{source} has {len(problems)} problem(s):\n{lines}")
+
+
+UserError.register(ConfigError)
 
 
 def _describe(error: dict) -> str:

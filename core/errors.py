@@ -68,17 +68,6 @@ def exception_window_text(exc: BaseException) -> str:
                        getattr(exc, "summary", None))
 
 
-def _register_known() -> None:
-    from doctune.core.config import ConfigError
-    from doctune.core.project import ProjectError
-
-    UserError.register(ConfigError)
-    UserError.register(ProjectError)
-
-
-_register_known()
-
-
 DISK_FULL_TEXTS = ("No space left on device", "StorageFull", "Disk quota exceeded", "os error 28",
                    "QuotaExceeded")
 MB = 1_000_000

@@ -21,6 +21,7 @@ from pathlib import Path
 import tomli_w
 
 from doctune.core.config import ConfigError, ProjectConfig, config_to_dict, parse_config
+from doctune.core.errors import UserError
 from doctune.core.fsio import atomic_write_text
 from doctune.core.records.layout import CONFIG_NAME, SUBFOLDERS, ProjectLayout
 
@@ -34,6 +35,9 @@ PROJECT_ENV = "DOCTUNE_PROJECT"
 
 class ProjectError(Exception):
     """A project folder that cannot be used; the message says why and what to do."""
+
+
+UserError.register(ProjectError)
 
 
 @dataclass

@@ -24,6 +24,16 @@ OFFLINE_TEXT = ("<b>Offline pipeline check</b>: the same sample on tiny built-in
                 "It only checks that every step works on this computer — the answers are meaningless.")
 
 
+def recent_label(folder: str, home: Path | None = None) -> str:
+    """A recent project as its folder's name, then where it is, shortened: ``Notes   ~/work/projects``."""
+    path = Path(folder)
+    home = home or Path.home()
+    where = str(path.parent)
+    if path.parent == home or home in path.parent.parents:
+        where = "~/" + str(path.parent.relative_to(home)) if path.parent != home else "~"
+    return f"{path.name}   —   {where}"
+
+
 class WelcomePage(QWidget):
     """Chooses or creates the project; emits the folder to open."""
 
@@ -51,7 +61,8 @@ class WelcomePage(QWidget):
         self.recent = QListWidget()
         self.recent.setMaximumHeight(160)
         for folder in recent:
-            item = QListWidgetItem(folder)
+            item = QListWidgetItem(recent_label(folder))
+            item.setToolTip(folder)
             item.setData(Qt.ItemDataRole.UserRole, folder)
             self.recent.addItem(item)
         if not recent:

@@ -8,6 +8,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtNetwork import QTcpSocket
 from PySide6.QtWidgets import (
     QDockWidget,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -196,11 +197,35 @@ class MainWindow(QMainWindow):
         if (folder / "doctune.toml").exists():
             self.open_project(folder)
             return
+        folder = self._ask_sample_folder(folder, offline_check)
+        if folder is None:
+            return
+        if (folder / "doctune.toml").exists():
+            self.open_project(folder)
+            return
         args = ["sample", str(folder)] + (["--offline-check"] if offline_check else [])
         job = self.runner.start("Create the offline check project" if offline_check else "Create the sample project",
                                 args, None)
         job.finished.connect(lambda state: self.open_project(folder) if state == SUCCEEDED else
                              show_error(self, job.record.message, "\n".join(job.record.log[-40:])))
+
+    def _ask_sample_folder(self, default: Path, offline_check: bool) -> Path | None:
+        """Where to create the sample project: ``default`` unless the user picks another folder (None: cancelled)."""
+        what = "offline check" if offline_check else "sample"
+        box = QMessageBox(QMessageBox.Icon.Question, "DocTune",
+                          f"Create the {what} project in this folder?\n\n{default}", parent=self)
+        here = box.addButton("Create here", QMessageBox.ButtonRole.AcceptRole)
+        elsewhere = box.addButton("Choose another folder…", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(here)
+        self.sample_question = box  # reachable by tests
+        box.exec()
+        if box.clickedButton() is here:
+            return default
+        if box.clickedButton() is not elsewhere:
+            return None
+        parent = QFileDialog.getExistingDirectory(self, f"Choose where to create the {what} project", str(Path.home()))
+        return Path(parent) / f"DocTune {what}" if parent else None
 
     def _on_job_added(self, job) -> None:
         self._show_jobs()

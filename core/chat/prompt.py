@@ -9,11 +9,11 @@ chat template adds around each message.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from doctune.core.errors import UserError
-from doctune.core.rag.hits import Hit
+from doctune.core.rag import Hit
 
 Message = dict[str, str]
 

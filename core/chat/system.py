@@ -19,11 +19,11 @@ from doctune.core.chat.backend import LlamaBackend, ProcessBackend, check_gguf_f
 from doctune.core.chat.prompt import Counter, Message, Prompt, assemble, cited_numbers
 from doctune.core.errors import UserError
 from doctune.core.events import CancelToken, Events
-from doctune.core.rag.hits import Hit
+from doctune.core.rag import Hit
 
 if TYPE_CHECKING:  # pragma: no cover
     from doctune.core.project import Project
-    from doctune.core.rag.search import Retriever
+    from doctune.core.rag import Retriever
 
 RAG_SUFFIX = "+rag"
 
@@ -246,7 +246,7 @@ def open_system(
     settings = project.config.rag
     retriever = None
     if rag:
-        from doctune.core.rag.search import Retriever
+        from doctune.core.rag import Retriever
 
         retriever = Retriever(project)  # fails early, before a model loads, when there is no index
     path = check_gguf_file(model_path(project, model, events=events, cancel=cancel))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from doctune.core.cli import CommandContext
+from doctune.core.commands import CommandContext
 
 
 def hit_record(number: int, hit) -> dict[str, Any]:

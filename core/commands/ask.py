@@ -5,7 +5,7 @@ import sys
 
 from rich.markup import escape
 
-from doctune.core.cli import CommandContext, add_command
+from doctune.core.commands import CommandContext, add_command
 from doctune.core.commands.answers import answer_record, prepare_base_model, snippet, stats
 
 

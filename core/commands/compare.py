@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from doctune.core.cli import CommandContext, UsageError, add_command
+from doctune.core.commands import CommandContext, UsageError, add_command
 from doctune.core.commands.answers import answer_record, prepare_base_model, stats
 
 DEFAULT_COMPARE = "tuned,base+rag"

@@ -1,7 +1,7 @@
 """``doctune eval``: score the held-out questions on base, base+RAG, tuned and tuned+RAG (resumable)."""
 from __future__ import annotations
 
-from doctune.core.cli import CommandContext, UsageError, add_command
+from doctune.core.commands import CommandContext, UsageError, add_command
 from doctune.core.exitcodes import ExitCode
 
 EVAL_HELP = "Score the held-out questions on base, base+RAG, tuned and tuned+RAG (resumable)."

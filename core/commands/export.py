@@ -1,7 +1,7 @@
 """``doctune export``: turn a training run into verified GGUF files for llama.cpp, Ollama and LM Studio."""
 from __future__ import annotations
 
-from doctune.core.cli import CommandContext, UsageError, add_command
+from doctune.core.commands import CommandContext, UsageError, add_command
 from doctune.core.exitcodes import ExitCode
 
 

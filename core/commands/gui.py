@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from doctune.core.cli import CommandContext, add_command
+from doctune.core.commands import CommandContext, add_command
 
 SAMPLE_STUDENT = "HuggingFaceTB/SmolLM2-360M-Instruct"
 SAMPLE_TEACHER_REPO = "Qwen/Qwen2.5-1.5B-Instruct-GGUF"

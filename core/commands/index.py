@@ -1,7 +1,7 @@
 """``doctune index``: embed the project's chunks and build the hybrid search index."""
 from __future__ import annotations
 
-from doctune.core.cli import CommandContext, add_command
+from doctune.core.commands import CommandContext, add_command
 
 
 def register(sub) -> None:

@@ -1,7 +1,7 @@
 """``doctune new``."""
 from __future__ import annotations
 
-from doctune.core.cli import CommandContext, add_command
+from doctune.core.commands import CommandContext, add_command
 
 
 def register(sub) -> None:

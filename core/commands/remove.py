@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from doctune.core.cli import CommandContext, UsageError, add_command
+from doctune.core.commands import CommandContext, UsageError, add_command
 from doctune.core.exitcodes import ExitCode
 
 

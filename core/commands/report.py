@@ -1,7 +1,7 @@
 """``doctune report``: the HTML report of an evaluation."""
 from __future__ import annotations
 
-from doctune.core.cli import CommandContext, add_command
+from doctune.core.commands import CommandContext, add_command
 
 REPORT_HELP = "Write the HTML report of an evaluation (default: the latest)."
 

@@ -1,7 +1,7 @@
 """``doctune run``: every step in order, skipping what is done and resuming what was interrupted."""
 from __future__ import annotations
 
-from doctune.core.cli import CommandContext, add_command
+from doctune.core.commands import CommandContext, add_command
 from doctune.core.exitcodes import ExitCode
 
 RUN_HELP = "Run every step in order, skipping what is done and resuming what was interrupted."

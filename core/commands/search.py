@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.markup import escape
 
-from doctune.core.cli import CommandContext, add_command
+from doctune.core.commands import CommandContext, add_command
 from doctune.core.commands.answers import hit_record, snippet
 
 

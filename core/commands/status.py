@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from doctune.core.cli import CommandContext, add_command
+from doctune.core.commands import CommandContext, add_command
 from doctune.core.exitcodes import ExitCode
 
 STATUS_SCHEMA_VERSION = 1

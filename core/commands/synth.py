@@ -1,7 +1,7 @@
 """``doctune synth``: training items from the chunks (``--eval``: held-out questions); ``synth export``."""
 from __future__ import annotations
 
-from doctune.core.cli import CommandContext, UsageError, add_command
+from doctune.core.commands import CommandContext, UsageError, add_command
 from doctune.core.exitcodes import ExitCode
 from doctune.core.synth.recipes import REGISTRY, TRAIN_RECIPES
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from doctune.core.cli import CommandContext, UsageError, add_command
+from doctune.core.commands import CommandContext, UsageError, add_command
 
 PROBE_SCHEMA = {
     "type": "object",

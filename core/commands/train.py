@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from doctune.core.cli import CommandContext, add_command
+from doctune.core.commands import CommandContext, add_command
 
 FLAGS = [  # (flag, [train] field, type, help)
     ("--max-steps", "max_steps", int, "stop after N optimizer steps (0: use epochs)"),
@@ -46,7 +46,7 @@ def _train_overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(ctx: CommandContext) -> int:
-    from doctune.core.cli import UsageError
+    from doctune.core.commands import UsageError
     from doctune.core.train import TrainParams, run
 
     args = ctx.args

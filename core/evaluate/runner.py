@@ -113,7 +113,7 @@ class SystemSpec:
 
 def resolve_system(project, name: str, events: Events, cancel: CancelToken) -> SystemSpec:
     """Which GGUF a system name means (as chat resolves it); a missing model gives the reason instead."""
-    from doctune.core.chat.system import model_path, split_name
+    from doctune.core.chat import model_path, split_name
     from doctune.core.export import base_gguf
 
     model, rag = split_name(name)

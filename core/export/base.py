@@ -32,7 +32,7 @@ def base_gguf(project, fmt: str = "q8_0", events: Events | None = None, cancel: 
 
     The step that prepares the ``base`` systems of chat, Compare and evaluation: they only look the file up
     (``find_base_gguf``) and ask for this step when it is missing."""
-    from doctune.core.train.student import resolve_student
+    from doctune.core.train import resolve_student
 
     student = project.config.student
     events = (events or Events()).child("export")

@@ -44,7 +44,7 @@ def base_folder(summary: dict[str, Any], config: dict[str, Any], offline: bool, 
     """The base student the adapter was trained on, as a local folder. Its own code may run only when
     ``current_student`` (the project's [student] settings now) trusts that very student, never because the run's
     files say so."""
-    from doctune.core.train.student import resolve_student, trusted_now
+    from doctune.core.train import resolve_student, trusted_now
 
     recorded = summary.get("student_folder") or config.get("student_folder")
     if recorded and (Path(recorded) / "config.json").is_file():

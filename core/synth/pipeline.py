@@ -37,7 +37,7 @@ from doctune.core.synth import filters, schemas
 from doctune.core.synth.prompts import load_prompt
 from doctune.core.synth.recipes import REGISTRY, TRAIN_RECIPES, EntityCache, plan_eval_tasks, plan_tasks
 from doctune.core.synth.tasks import UNUSABLE, Draft, GenerationContext, InvalidOutput, Task, Usage, letter_index
-from doctune.core.teachers.base import Teacher, TeacherCallError, estimate_tokens
+from doctune.core.teachers import Teacher, TeacherCallError, estimate_tokens
 
 OUTCOME_VERSION = 1
 SCHEMA = "schema"  # the reason of a reply that is not the record's shape: a failed call, never a filter

@@ -8,13 +8,18 @@ items record exactly which wording produced them.
 from __future__ import annotations
 
 import hashlib
-import tomllib
+import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from string import Template
 from typing import Any
 
 from doctune.core.resources import resource_path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class Prompt:
         return options[index % len(options)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt(name: str) -> Prompt:
     path = resource_path(f"prompts/{name}.toml")
     raw = path.read_bytes()

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from doctune.core.items import content_hash
 from doctune.core.synth import schemas
-from doctune.core.teachers.base import Teacher, TeacherCallError
+from doctune.core.teachers import Teacher, TeacherCallError
 
 if TYPE_CHECKING:
     from doctune.core.synth.recipes.entigraph import EntityCache

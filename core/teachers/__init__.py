@@ -1,8 +1,8 @@
 """Teachers: the models that write synthetic training data and judge answers.
 
 ``open_teacher(project)`` builds the teacher the project's ``[teacher]``
-settings describe, after the privacy checks: a remote endpoint needs
-``privacy.allow_remote_teacher`` and is always refused when
+settings describe, after the privacy checks: a remote endpoint (each of them, when there are several)
+needs ``privacy.allow_remote_teacher`` and is always refused when
 ``privacy.offline`` is set.
 """
 from __future__ import annotations
@@ -31,17 +31,18 @@ def open_teacher(project, *, n_threads: int | None = None, cancel=None, events=N
         return LocalTeacher(resolve_model_file(settings, privacy.offline, events), n_ctx=settings.n_ctx,
                             n_gpu_layers=settings.n_gpu_layers, temperature=settings.temperature,
                             max_tokens=settings.max_tokens, n_threads=n_threads, parallel=settings.parallel)
-    from doctune.core.teachers.api import ApiTeacher, check_endpoint_allowed
+    from doctune.core.teachers.api import ApiTeacher, check_endpoints_allowed
     from doctune.core.teachers.keys import read_api_key
 
-    connect_url = check_endpoint_allowed(settings.base_url, privacy)
+    urls = settings.endpoint_urls()
+    connect_urls = check_endpoints_allowed(urls, privacy)
     return ApiTeacher(
-        settings.base_url, settings.model, api_key=read_api_key(settings.base_url, settings.api_key_env),
+        urls, settings.model, api_key={url: read_api_key(url, settings.api_key_env) for url in urls},
         concurrency=settings.concurrency, timeout_s=settings.timeout_s, max_retries=settings.max_retries,
         retry_base_s=settings.retry_base_s, retry_max_s=settings.retry_max_s, temperature=settings.temperature,
         max_tokens=settings.max_tokens, structured_output=settings.structured_output,
-        sleep=cancel.wait if cancel is not None else None, connect_url=connect_url,
-        warn=events.warning if events is not None else None, cancel=cancel,
+        sleep=cancel.wait if cancel is not None else None, connect_url=connect_urls,
+        warn=events.warning if events is not None else None, cancel=cancel, probe_after_s=settings.probe_after_s,
     )
 
 

@@ -1,32 +1,28 @@
-"""A teacher behind an OpenAI-compatible chat endpoint (Ollama, vLLM, LM Studio, llama.cpp server, OpenAI).
+"""A teacher behind OpenAI-compatible chat endpoints (Ollama, vLLM, LM Studio, llama.cpp server, OpenAI).
 
-Requests are safe to send from several threads at once (``concurrency`` of
-them are in flight during synthesis). A request that meets a 429, a 5xx, a
-timeout, a dropped connection or an unreadable body is retried with
-exponential backoff and full jitter, waiting at least what ``Retry-After``
-asks. Structured output uses the server's own constrained decoding where it
-has one; otherwise the JSON is pulled out of the text, and a reply without a
-usable object gets one repair request.
+One endpoint, or several servers of the same model (``teacher.base_urls``): requests are spread over them,
+``concurrency`` in flight on each, and a server that stops answering is left out while the others take its work
+(``endpoints.Router``). Requests are safe to send from several threads at once. A request that meets a 429, a
+5xx, a timeout, a dropped connection or an unreadable body is retried with exponential backoff and full jitter,
+waiting at least what ``Retry-After`` asks; moving to another server after one went down is immediate and is no
+retry. Structured output uses the server's own constrained decoding where it has one; otherwise the JSON is
+pulled out of the text, and a reply without a usable object gets one repair request.
 
-The API key is held in memory only: it is sent in the ``Authorization``
-header and never logged, written, or put in an error message.
+API keys are held in memory only: each is sent in the ``Authorization`` header to its own endpoint and never
+logged, written, or put in an error message.
 """
 from __future__ import annotations
 
-import email.utils
 import ipaddress
-import json
 import os
 import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
-
-import httpx
 
 from doctune.core.events import Cancelled, CancelToken
 from doctune.core.teachers.base import (
@@ -38,14 +34,22 @@ from doctune.core.teachers.base import (
     extract_json,
     missing_required,
 )
+from doctune.core.teachers.endpoints import (  # noqa: F401 (re-exported: the transport's errors and helpers)
+    MAX_REPLY_BYTES,
+    POLL_S,
+    RETRY_STATUS,
+    Endpoint,
+    EndpointStats,
+    HttpCallError,
+    RetryableError,
+    Router,
+    retry_after_seconds,
+)
 
-RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 # A structured-output form the server does not take: one of these statuses, and an answer naming the parameter.
 # Anything else (a 500 of an overloaded server, a 400 about the prompt) is a failed request, never a downgrade.
 REJECTED_STATUS = {400, 415, 422, 500, 501}
 REJECTED_WORDS = ("response_format", "json_schema", "json_object", "guided_json", "structured output", "grammar")
-POLL_S = 0.2  # how often a waiting request looks at its deadline and the cancel token
-MAX_REPLY_BYTES = 64_000_000
 STRUCTURED_MODES = ("json_schema", "llama_cpp", "json_object", "off")
 REPAIR_PROMPT = (
     "Your reply was not a JSON object with the fields {fields}. Reply again with only that JSON object, "
@@ -127,7 +131,10 @@ def check_endpoint_allowed(base_url: str, privacy) -> str:
     Returns the URL to send requests to: for a local endpoint named by a host name, the URL with that name
     replaced by the loopback address it resolved to (checked once, used for every request)."""
     if not base_url:
-        raise TeacherError("No teacher endpoint is set.", "Set teacher.base_url, e.g. http://127.0.0.1:11434/v1.")
+        raise TeacherError("No teacher endpoint is set.", "Set teacher.base_url, e.g. http://127.0.0.1:11434/v1 "
+                           "(or teacher.base_urls for several servers of the same model).",
+                           window_hint="On the Teacher page, enter the server's Address (for example "
+                                       "http://127.0.0.1:11434/v1) and press Save.")
     host = urlparse(base_url).hostname or base_url
     address = loopback_address(base_url, offline=privacy.offline)
     if address is not None:
@@ -151,38 +158,12 @@ def check_endpoint_allowed(base_url: str, privacy) -> str:
     return base_url
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds asked by a ``Retry-After`` header (delta seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-class RetryableError(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None, status: int | None = None,
-                 body: str = "") -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-        self.status = status
-        self.body = body
-
-
-class HttpCallError(TeacherCallError):
-    """An HTTP error status that retrying will not change."""
-
-    def __init__(self, message: str, status: int, body: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
+def check_endpoints_allowed(base_urls: Sequence[str], privacy) -> dict[str, str]:
+    """``check_endpoint_allowed`` for each server of the teacher: every one must be allowed (the consent to send
+    documents off this machine covers each non-local one). Returns each URL's address to send requests to."""
+    if not base_urls:
+        check_endpoint_allowed("", privacy)  # raises: no endpoint set
+    return {url: check_endpoint_allowed(url, privacy) for url in base_urls}
 
 
 def is_unsupported_form(exc: Exception) -> bool:
@@ -192,21 +173,33 @@ def is_unsupported_form(exc: Exception) -> bool:
 
 
 class ApiTeacher(Teacher):
-    def __init__(self, base_url: str, model: str, *, api_key: str | None = None, concurrency: int = 4,
+    def __init__(self, base_url: str | Sequence[str], model: str, *,
+                 api_key: str | Mapping[str, str | None] | None = None, concurrency: int = 4,
                  timeout_s: float = 120.0, max_retries: int = 5, retry_base_s: float = 1.0,
                  retry_max_s: float = 60.0, temperature: float = 0.7, max_tokens: int = 1024,
                  structured_output: str = "auto", sleep: Callable[[float], Any] | None = None,
-                 connect_url: str | None = None, warn: Callable[[str], Any] | None = None,
-                 cancel: CancelToken | None = None) -> None:
-        """``sleep`` waits between retries; pass ``CancelToken.wait`` so that a cancel ends the wait.
+                 connect_url: str | Mapping[str, str] | None = None, warn: Callable[[str], Any] | None = None,
+                 cancel: CancelToken | None = None, down_after: int = 3, probe_after_s: float = 30.0) -> None:
+        """``base_url``: one endpoint, or several servers of the same model. ``api_key`` and ``connect_url``:
+        one value, or one per base URL (a mapping). ``concurrency``: requests in flight on each endpoint.
+        ``sleep`` waits between retries; pass ``CancelToken.wait`` so that a cancel ends the wait.
         ``cancel``: a cancel also abandons the requests in flight (within a fraction of a second).
         ``timeout_s``: the whole request, from sending it to the last byte of the reply (not each read).
-        ``connect_url``: ``base_url`` with its host already resolved (``check_endpoint_allowed``); requests go
-        there, with ``base_url``'s host name in the Host header."""
-        self.base_url = (connect_url or base_url).rstrip("/")
+        ``connect_url``: the base URL with its host already resolved (``check_endpoint_allowed``); requests go
+        there, with the base URL's host name in the Host header. ``down_after``, ``probe_after_s``: when a
+        failing endpoint is left out, and for how long (``endpoints.Router``)."""
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("ApiTeacher needs at least one base URL")
+        self._cancel = cancel or CancelToken()
+        self._warn = warn or (lambda message: None)
+        endpoints = [Endpoint(url, connect_url=_for(connect_url, url), api_key=_for(api_key, url),
+                              concurrency=concurrency, timeout_s=timeout_s, cancel=self._cancel) for url in urls]
+        self._router = Router(endpoints, down_after=down_after, probe_after_s=probe_after_s, warn=self._warn)
+        self.base_url = endpoints[0].base_url
         self.model = model
-        self.name = f"openai:{model or 'default'}@{urlparse(base_url).hostname}"
-        self.concurrency = concurrency
+        hosts = ",".join(dict.fromkeys(endpoint.host for endpoint in endpoints))
+        self.name = f"openai:{model or 'default'}@{hosts}" + (f" ({len(endpoints)} servers)" if len(endpoints) > 1 else "")
         self.max_retries = max_retries
         self.retry_base_s = retry_base_s
         self.retry_max_s = retry_max_s
@@ -214,18 +207,28 @@ class ApiTeacher(Teacher):
         self.max_tokens = max_tokens
         self.structured_output = structured_output
         self._sleep = sleep or time.sleep
-        self._cancel = cancel or CancelToken()
         self.timeout_s = timeout_s
-        self._warn = warn or (lambda message: None)
         self._mode_lock = threading.Lock()
-        self._api_key = api_key or ""
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        if connect_url and connect_url != base_url:
-            headers["Host"] = urlparse(base_url).netloc.rsplit("@", 1)[-1]
-        # room for requests abandoned at their deadline whose reading thread has not yet noticed
-        limits = httpx.Limits(max_connections=concurrency * 2 + 2, max_keepalive_connections=concurrency)
-        self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout_s), limits=limits)
         self.retries = 0  # requests repeated after a transient failure (all threads)
+        self.moves = 0  # requests sent to another endpoint after theirs went down (all threads)
+
+    @property  # type: ignore[override]
+    def concurrency(self) -> int:
+        """Requests in flight at once: the sum over the endpoints that are up (the synthesis pool's size)."""
+        return self._router.concurrency
+
+    @concurrency.setter
+    def concurrency(self, value: int) -> None:
+        for endpoint in self._router.endpoints:
+            endpoint.concurrency = value
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return self._router.endpoints
+
+    def endpoint_stats(self) -> list[EndpointStats]:
+        """Per endpoint: replies served, failed attempts, times it went down, and whether it is up now."""
+        return self._router.stats()
 
     # ----- request bodies --------------------------------------------------------------------
     def request_body(self, messages, schema=None, max_tokens=512, *, temperature=None, seed=None,
@@ -250,79 +253,21 @@ class ApiTeacher(Teacher):
     def _mode(self) -> str:
         return self.structured_output if self.structured_output in STRUCTURED_MODES else "json_schema"
 
-    # ----- one HTTP request with retries -----------------------------------------------------
-    def _post_once(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One request, within ``timeout_s`` in all and abandoned at once on a cancel.
+    # ----- one HTTP request with retries, over the endpoints -----------------------------------
+    def _post_once(self, body: dict[str, Any], avoid: Endpoint | None = None) -> dict[str, Any]:
+        """One attempt on the endpoint the router chooses (``_attempt`` without the endpoint)."""
+        return self._attempt(body, avoid)[0]
 
-        The request runs in a thread of its own (a daemon: one left reading a dead server never holds the
-        process up); this thread waits for it, watching the deadline and the cancel token."""
-        deadline = time.monotonic() + self.timeout_s
-        outcome: dict[str, Any] = {}
-        finished = threading.Event()
-
-        def send() -> None:
-            try:
-                outcome["payload"] = self._send(body, deadline)
-            except BaseException as exc:  # handed to the waiting thread
-                outcome["error"] = exc
-            finally:
-                finished.set()
-
-        threading.Thread(target=send, name="teacher-request", daemon=True).start()
-        while not finished.wait(POLL_S):
-            if self._cancel.cancelled:
-                raise Cancelled()
-            if time.monotonic() > deadline + POLL_S:
-                raise RetryableError(f"timed out: no complete reply within timeout_s = {self.timeout_s:g} s")
-        if "error" in outcome:
-            raise outcome["error"]
-        return outcome["payload"]
-
-    def _send(self, body: dict[str, Any], deadline: float) -> dict[str, Any]:
-        """The HTTP exchange: the reply is read in pieces, each checked against the deadline and the cancel."""
-        def left() -> float:
-            return max(0.05, deadline - time.monotonic())
-
+    def _attempt(self, body: dict[str, Any], avoid: Endpoint | None = None) -> tuple[dict[str, Any], Endpoint]:
+        endpoint = self._router.acquire(avoid, self._cancel)
         try:
-            with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body,
-                                     timeout=httpx.Timeout(left())) as response:
-                data = bytearray()
-                for piece in response.iter_bytes():
-                    data += piece
-                    if self._cancel.cancelled:
-                        raise Cancelled()
-                    if time.monotonic() > deadline:
-                        raise RetryableError(f"timed out: the reply took longer than timeout_s = {self.timeout_s:g} s")
-                    if len(data) > MAX_REPLY_BYTES:
-                        raise RetryableError(f"the reply is larger than {MAX_REPLY_BYTES // 1_000_000} MB")
-        except httpx.TimeoutException:
-            raise RetryableError(f"timed out: no complete reply within timeout_s = {self.timeout_s:g} s") from None
-        except httpx.TransportError as exc:
-            raise RetryableError(f"connection failed ({type(exc).__name__})") from None
-        text = bytes(data).decode("utf-8", errors="replace")
-        if response.status_code in RETRY_STATUS:
-            raise RetryableError(f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("retry-after")),
-                                 response.status_code, self._scrub(text[:2000]))
-        if 300 <= response.status_code < 400:  # never followed: a redirect could lead documents elsewhere
-            where = response.headers.get("location", "another address")
-            raise HttpCallError(f"HTTP {response.status_code}: the server redirects to {where}; DocTune does not "
-                                "follow redirects (set teacher.base_url to the address that answers)",
-                                response.status_code, "")
-        if response.status_code >= 400:
-            detail = self._scrub(text[:2000])
-            raise HttpCallError(f"HTTP {response.status_code}: {detail[:300]}", response.status_code, detail)
-        try:
-            payload = json.loads(text)
-            message = payload["choices"][0]["message"]
-        except (ValueError, KeyError, IndexError, TypeError):
-            raise RetryableError("unreadable response body") from None
-        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
-            raise RetryableError("response without message content")
-        return payload
-
-    def _scrub(self, text: str) -> str:
-        """Server text with our API key blanked out (some servers echo the key they were given)."""
-        return text.replace(self._api_key, "***") if self._api_key else text
+            payload = endpoint.post(body)
+        except BaseException as exc:
+            self._router.release(endpoint, exc)
+            exc.endpoint = endpoint  # type: ignore[attr-defined]  # which server failed: the retry avoids it
+            raise
+        self._router.release(endpoint)
+        return payload, endpoint
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(self.retry_max_s, self.retry_base_s * 2 ** attempt)
@@ -330,18 +275,31 @@ class ApiTeacher(Teacher):
         return max(delay, min(retry_after, max(self.retry_max_s, 1.0) * 5)) if retry_after is not None else delay
 
     def _post(self, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-        last = "no attempt"
-        for attempt in range(self.max_retries + 1):
+        """The request, retried up to ``max_retries`` times with backoff. An attempt whose endpoint is down
+        afterwards moves to another endpoint that is up at once, without counting as a retry (at most twice per
+        endpoint, so a call always ends)."""
+        last, attempts, retried, moved = "no attempt", 0, 0, 0
+        avoid: Endpoint | None = None
+        while True:
+            attempts += 1
             try:
-                return self._post_once(body), attempt + 1
+                return self._attempt(body, avoid)[0], attempts
             except RetryableError as exc:
-                last = str(exc)
-                if attempt == self.max_retries:
+                avoid = getattr(exc, "endpoint", None)
+                several = len(self.endpoints) > 1
+                last = f"{exc} (at {avoid.label})" if several and avoid is not None else str(exc)
+                if avoid is not None and avoid.down and moved < 2 * len(self.endpoints) \
+                        and self._router.another_is_up(avoid):
+                    moved += 1
+                    self.moves += 1
+                    continue
+                if retried == self.max_retries:
                     break
+                retried += 1
                 self.retries += 1
-                if self._sleep(self._backoff(attempt, exc.retry_after)) is True:  # CancelToken.wait: cancelled
+                if self._sleep(self._backoff(retried - 1, exc.retry_after)) is True:  # CancelToken.wait: cancelled
                     raise Cancelled() from None
-        raise TeacherCallError(f"teacher failed after {self.max_retries + 1} attempts: {last}")
+        raise TeacherCallError(f"teacher failed after {attempts} attempts: {last}")
 
     # ----- structured-output support ---------------------------------------------------------
     def _resolve_mode(self, messages, schema, max_tokens, temperature, seed) -> tuple[dict, int] | None:
@@ -405,4 +363,9 @@ class ApiTeacher(Teacher):
         return fixed
 
     def close(self) -> None:
-        self._client.close()
+        self._router.close()
+
+
+def _for(value: Any, url: str) -> Any:
+    """The value of a per-endpoint setting for ``url``: the mapping's entry, or the one value for all."""
+    return value.get(url) if isinstance(value, Mapping) else value

@@ -34,7 +34,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Sequence
 
-from doctune.core.chat.prompt import with_closed_book_system
+from doctune.core.chat import with_closed_book_system
 from doctune.core.items import TrainingItem
 
 IGNORE = -100

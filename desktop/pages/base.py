@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QScrollArea, QVBoxLayout, QWidget
 
 from doctune.desktop.jobs import Job, JobRunner
@@ -27,6 +27,9 @@ class Page(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        # Not a Tab stop of its own: it showed no focus ring, so the first Tab after the sidebar seemed lost. It still
+        # scrolls to whichever of its widgets takes the focus.
+        scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         content = QWidget()
         scroll.setWidget(content)
         outer.addWidget(scroll)

@@ -178,3 +178,53 @@ def test_the_teacher_page_offers_recommended_models_that_fit_this_computer(make_
     assert teacher.teacher.model_path == "" and teacher.privacy.allow_remote_teacher is False
     assert RECOMMENDED[0].hf_file in page.model_path.placeholderText()
     job.cancel()
+
+
+def test_recent_projects_show_the_folder_name_and_a_short_place(tmp_path):
+    from doctune.desktop.welcome import recent_label
+
+    home = tmp_path / "home"
+    assert recent_label(str(home / "work" / "Notes"), home) == "Notes   —   ~/work"
+    assert recent_label(str(home / "Notes"), home) == "Notes   —   ~"
+    assert recent_label("/srv/projects/Notes", home) == "Notes   —   /srv/projects"
+
+
+def test_the_sample_asks_where_it_is_created(make_window, qtbot, monkeypatch, tmp_path):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QFileDialog
+
+    window = make_window()
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args: str(tmp_path))
+
+    def answer(button_text: str) -> None:
+        box = window.sample_question
+        [button] = [b for b in box.buttons() if b.text() == button_text]
+        button.click()
+
+    window.sample_question = None
+    QTimer.singleShot(0, lambda: answer("Cancel"))
+    window._start_sample(True)
+    assert window.runner.running() == []  # cancelled: nothing created
+    QTimer.singleShot(0, lambda: answer("Choose another folder…"))
+    window._start_sample(True)
+    [job] = window.runner.running()
+    command = job.record.command
+    assert command[command.index("sample") + 1] == str(tmp_path / "DocTune offline check")
+    assert "--offline-check" in command
+    job.cancel()
+
+
+def test_the_first_tab_after_the_sidebar_reaches_a_control_of_the_page(make_window, qtbot, project):
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QApplication, QScrollArea
+
+    window = make_window()
+    window.open_project(project.root)
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    for index, page in enumerate(window.pages):
+        window.show_page(index)
+        window.sidebar.setFocus()
+        qtbot.keyClick(window.sidebar, Qt.Key.Key_Tab)
+        focused = QApplication.focusWidget()
+        assert not isinstance(focused, QScrollArea) and page.isAncestorOf(focused), (page.key, focused)

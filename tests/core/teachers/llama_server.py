@@ -1,4 +1,4 @@
-"""Start and stop a real ``python -m llama_cpp.server`` on 127.0.0.1 for tests and the benchmark."""
+"""Start and stop real ``python -m llama_cpp.server`` processes on 127.0.0.1 for tests and the benchmark."""
 from __future__ import annotations
 
 import socket
@@ -6,7 +6,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -19,8 +19,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def llama_server(model: Path, n_ctx: int = 2048, threads: int = 2, timeout_s: float = 90) -> Iterator[str]:
-    """Yield the server's base URL (``http://127.0.0.1:PORT/v1``); SIGTERM it afterwards."""
+def llama_server_process(model: Path, n_ctx: int = 2048, threads: int = 2,
+                         timeout_s: float = 90) -> Iterator[tuple[str, subprocess.Popen]]:
+    """Yield the server's base URL (``http://127.0.0.1:PORT/v1``) and its process (a test may kill it);
+    SIGTERM it afterwards."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
@@ -41,7 +43,7 @@ def llama_server(model: Path, n_ctx: int = 2048, threads: int = 2, timeout_s: fl
             if time.monotonic() > deadline:
                 raise RuntimeError("llama_cpp.server did not start in time")
             time.sleep(0.2)
-        yield base_url
+        yield base_url, process
     finally:
         process.terminate()
         try:
@@ -50,3 +52,17 @@ def llama_server(model: Path, n_ctx: int = 2048, threads: int = 2, timeout_s: fl
             process.kill()
             process.wait()
         process.stderr.close()
+
+
+@contextmanager
+def llama_server(model: Path, n_ctx: int = 2048, threads: int = 2, timeout_s: float = 90) -> Iterator[str]:
+    """Yield the server's base URL (``http://127.0.0.1:PORT/v1``); SIGTERM it afterwards."""
+    with llama_server_process(model, n_ctx, threads, timeout_s) as (base_url, _process):
+        yield base_url
+
+
+@contextmanager
+def llama_servers(model: Path, count: int, **options) -> Iterator[list[tuple[str, subprocess.Popen]]]:
+    """``count`` servers of the same model, each on its own port: [(base URL, process), …]."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(llama_server_process(model, **options)) for _ in range(count)]
