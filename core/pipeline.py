@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from doctune.core.errors import UserError
 from doctune.core.events import CancelToken, Events
+from doctune.core.records import RunConfig
 
 STEPS = ("ingest", "index", "synthesize", "questions", "train", "export", "evaluate", "report")
 
@@ -111,22 +113,16 @@ def _training_identity(project) -> dict[str, Any]:
             "train": project.config.train.model_dump(mode="json")}
 
 
-def _run_identity(config: dict[str, Any]) -> dict[str, Any]:
-    return {"items_fingerprint": (config.get("data") or {}).get("items_fingerprint"),
-            "student": config.get("student"), "train": config.get("train")}
-
-
-def _interrupted_runs(project) -> list[tuple[Path, dict]]:
+def _interrupted_runs(project) -> list[tuple[Path, RunConfig]]:
     """Runs that can be resumed (``core.runs.run_state``), with their configs, newest first (run ids begin
     with their start time). A run whose config cannot be read is left out: it cannot be resumed.
     """
-    from doctune.core.fsio import read_json_or_none
-    from doctune.core.runs import INTERRUPTED, run_folders, run_state
+    from doctune.core.runs import INTERRUPTED, load_run_config, run_folders, run_state
 
     interrupted = []
     for run_dir in reversed(run_folders(project.runs_dir)):
-        config = read_json_or_none(run_dir / "config.json") if run_state(run_dir) == INTERRUPTED else None
-        if isinstance(config, dict):
+        config = load_run_config(run_dir) if run_state(run_dir) == INTERRUPTED else None
+        if config is not None:
             interrupted.append((run_dir, config))
     return interrupted
 
@@ -137,12 +133,11 @@ def _up_to_date_run(project, wanted: dict[str, Any]) -> Path | None:
     Only the latest counts: export, chat and evaluation use the latest run, so an older run with the same
     settings (settings changed, then changed back) must not stand in for it.
     """
-    from doctune.core.fsio import read_json_or_none
-    from doctune.core.runs import latest_complete_run
+    from doctune.core.runs import latest_complete_run, load_run_config
 
     latest = latest_complete_run(project)
-    config = read_json_or_none(latest / "config.json") if latest is not None else None
-    return latest if isinstance(config, dict) and _run_identity(config) == wanted else None
+    config = load_run_config(latest) if latest is not None else None
+    return latest if config is not None and config.identity() == wanted else None
 
 
 def step_train(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
@@ -150,7 +145,7 @@ def step_train(project, params: PipelineParams, events: Events, cancel: CancelTo
     current = _up_to_date_run(project, wanted)
     if current is not None:
         return "skipped", f"run {current.name} is up to date"
-    resume = next((run_dir.name for run_dir, config in _interrupted_runs(project) if _run_identity(config) == wanted),
+    resume = next((run_dir.name for run_dir, config in _interrupted_runs(project) if config.identity() == wanted),
                   None)
     result = _run_step("doctune.core.train", "TrainParams", events, cancel, project_dir=project.root, resume=resume)
     return "done", f"run {result.run_id}" + (" (resumed)" if resume else "")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from doctune.core import runs
+from doctune.core.records import ProjectLayout, RunLayout
 
 DONE, STALE, NOT_STARTED = "done", "stale", "not started"
 STEPS = ("documents", "teacher", "synthesize", "train", "export", "compare", "evaluate")
@@ -32,16 +33,16 @@ def _mtime(path: Path) -> float | None:
 
 def latest_run(root: Path) -> tuple[Path, dict] | None:
     """(folder, summary) of the project's most recently finished complete training run."""
-    return runs.latest_complete(root / "runs")
+    return runs.latest_complete(ProjectLayout(root).runs)
 
 
 def latest_manifest(root: Path) -> Path | None:
     """The manifest of the project's most recent export."""
-    return runs.latest_manifest(root / "runs")
+    return runs.latest_manifest(ProjectLayout(root).runs)
 
 
 def latest_eval_summary(root: Path) -> Path | None:
-    found = sorted((root / "eval").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    found = sorted(ProjectLayout(root).eval_summaries(), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
 
 
@@ -50,10 +51,11 @@ def _after(newer: float | None, older: float | None) -> bool:
 
 
 def project_states(root: Path, teacher_configured: bool) -> dict[str, StepState]:
-    docs = _mtime(root / "lancedb" / "documents.lance")
-    items = _mtime(root / "synth" / "items.jsonl")
+    layout = ProjectLayout(root)
+    docs = _mtime(layout.documents_table)
+    items = _mtime(layout.items)
     run = latest_run(root)
-    run_time = _mtime(run[0] / "summary.json") if run else None
+    run_time = _mtime(RunLayout(run[0]).summary) if run else None
     manifest = latest_manifest(root)
     manifest_time = _mtime(manifest) if manifest else None
     evaluation = latest_eval_summary(root)

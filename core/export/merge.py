@@ -17,41 +17,39 @@ from typing import Any
 
 from doctune.core.events import CancelToken, Events
 from doctune.core.export.errors import ExportError, disk_errors, safetensors_bytes
-from doctune.core.fsio import atomic_write_text, read_json_or_none
+from doctune.core.fsio import atomic_write_text
+from doctune.core.records import RunConfig, RunLayout, RunSummary
 
 COMPLETE = ".complete"
 DTYPES = {"float32", "bfloat16", "float16"}
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The run's ``summary.json`` and ``config.json``; a clear error when the run is not finished."""
-    summary = read_json_or_none(run_dir / "summary.json")
-    if not summary or summary.get("status") != "complete":
-        raise ExportError(f"Training run {run_dir.name} has not finished (no complete summary.json).",
+def read_run(run_dir: Path) -> tuple[RunSummary, RunConfig]:
+    """The run's summary and configuration; a clear error when the run is not finished."""
+    layout = RunLayout(run_dir)
+    summary = RunSummary.load_or_none(layout.summary)
+    if summary is None or not summary.complete:
+        raise ExportError(f"Training run {run_dir.name} has not finished (no complete {layout.summary.name}).",
                           f"Finish it first (doctune train --resume {run_dir.name}) or export another run.")
-    config = read_json_or_none(run_dir / "config.json")
-    if config is None:
-        config = {}
-    adapter = run_dir / "adapter"
-    if not (adapter / "adapter_config.json").is_file():
+    config = RunConfig.load_or_none(layout.config) or RunConfig()
+    if not (layout.adapter / "adapter_config.json").is_file():
         raise ExportError(f"Training run {run_dir.name} has no adapter (adapter/adapter_config.json is missing).",
                           "Train the run again; its adapter folder was removed or never written.")
     return summary, config
 
 
-def base_folder(summary: dict[str, Any], config: dict[str, Any], offline: bool, events: Events,
-                current_student=None) -> Path:
+def base_folder(summary: RunSummary, config: RunConfig, offline: bool, events: Events,
+                current_student: Any = None) -> Path:
     """The base student the adapter was trained on, as a local folder. Its own code may run only when
     ``current_student`` (the project's [student] settings now) trusts that very student, never because the run's
     files say so."""
     from doctune.core.train import resolve_student, trusted_now
 
-    recorded = summary.get("student_folder") or config.get("student_folder")
-    if recorded and (Path(recorded) / "config.json").is_file():
+    recorded = summary.student_folder or config.student_folder
+    if recorded and (Path(recorded) / "config.json").is_file():  # the Hugging Face folder's own config
         return Path(recorded)
-    student = config.get("student") or {}
-    name = summary.get("base_model") or student.get("model") or ""
-    revision = str(student.get("revision") or "")
+    name = summary.base_model or config.student.get("model") or ""
+    revision = str(config.student.get("revision") or "")
     trusted = current_student is not None and trusted_now(name, revision, current_student)
     return resolve_student(name, revision=revision, offline=offline, trust_remote_code=trusted, events=events)
 
@@ -89,7 +87,7 @@ def merge_run(run_dir: Path, out_dir: Path, *, merge_dtype: str = "auto", offlin
     cancel = cancel or CancelToken()
     if base_dir is None:
         base_dir = base_folder(*read_run(run_dir), offline, events)
-    adapter_dir = run_dir / "adapter"
+    adapter_dir = RunLayout(run_dir).adapter
     fingerprint = adapter_fingerprint(adapter_dir, base_dir)
     if (out_dir / COMPLETE).is_file() and (out_dir / COMPLETE).read_text(encoding="utf-8") == fingerprint:
         events.log(f"Merged model of {run_dir.name} already saved; reused")

@@ -2,7 +2,7 @@
 
 ``export_folder`` writes the F16 file, quantizes it to each requested format
 in process, verifies every file against the folder's transformers model and
-keeps ``manifest.json`` up to date: a file is listed ``"ready": true`` only
+keeps the manifest (``ExportManifest``) up to date: a file is listed ``"ready": true`` only
 after it is complete on disk and has passed verification. The manifest is
 rewritten atomically after each file, so an interrupted export leaves earlier
 verified files ready and nothing else; re-running skips files already ready
@@ -29,10 +29,10 @@ from doctune.core.export.gguf import safetensors_files, write_gguf
 from doctune.core.export.lora_gguf import write_lora_gguf
 from doctune.core.export.quantize import normalise_format, quantize_gguf
 from doctune.core.export.verify import Reference, build_reference, summary_text, verify_gguf
-from doctune.core.fsio import atomic_write_json, atomic_write_text
-from doctune.core.runs import MANIFEST, read_manifest, ready_file, ready_in  # noqa: F401 — public here too (readers shared with the window)
+from doctune.core.fsio import atomic_write_text
+from doctune.core.records import ExportedFile, ExportLayout, ExportManifest, VerificationReport
+from doctune.core.runs import load_manifest, read_manifest, ready_file, ready_in  # noqa: F401 — public here too (readers shared with the window)
 
-MANIFEST_SCHEMA_VERSION = 1
 LORA = "lora"
 
 
@@ -77,21 +77,21 @@ class _Manifest:
     """The manifest being built; every change is written atomically at once."""
 
     def __init__(self, out_dir: Path, source: Path, fingerprint: str, formats: list[str], extra: dict[str, Any]):
-        self.path = out_dir / MANIFEST
-        previous = read_manifest(out_dir)
-        kept = previous["files"] if previous and previous.get("source_fingerprint") == fingerprint else {}
-        self.data: dict[str, Any] = {
-            "schema_version": MANIFEST_SCHEMA_VERSION, "source": str(source), "source_fingerprint": fingerprint,
-            **extra, "formats": formats, "started_at": time.time(), "finished_at": None,
-            "files": {fmt: entry for fmt, entry in kept.items() if entry.get("ready")},
-        }
+        self.path = ExportLayout(out_dir).manifest
+        previous = load_manifest(out_dir)
+        kept = previous.files if previous and previous.source_fingerprint == fingerprint else {}
+        self.data = ExportManifest.model_validate({
+            "source": str(source), "source_fingerprint": fingerprint, **extra, "formats": formats,
+            "started_at": time.time(), "finished_at": None,
+            "files": {fmt: entry for fmt, entry in kept.items() if entry.ready},
+        })
         self.save()
 
     def save(self) -> None:
-        atomic_write_json(self.path, self.data)
+        self.data.save(self.path)
 
     def set(self, fmt: str, entry: dict[str, Any]) -> None:
-        self.data["files"][fmt] = entry
+        self.data.files[fmt] = ExportedFile.model_validate(entry)
         self.save()
 
 
@@ -106,7 +106,7 @@ def export_folder(
     cancel: CancelToken,
     extra: dict[str, Any] | None = None,
     lora: LoraSource | None = None,
-) -> dict[str, Any]:
+) -> ExportManifest:
     """Write, quantize and verify ``formats`` of ``model_dir`` into ``out_dir``; return the manifest.
 
     ``lora`` in ``formats`` (with ``lora`` given) also writes and verifies the
@@ -124,7 +124,7 @@ def export_folder(
 
 def _export_locked(model_dir: Path, out_dir: Path, formats: list[str], stem: str, settings: ExportSettings,
                    events: Events, cancel: CancelToken, extra: dict[str, Any] | None,
-                   lora: LoraSource | None) -> dict[str, Any]:
+                   lora: LoraSource | None) -> ExportManifest:
     fingerprint = source_fingerprint(model_dir)
     manifest = _Manifest(out_dir, model_dir, fingerprint, formats, extra or {})
     ready = ready_in(out_dir, manifest.data)
@@ -132,7 +132,7 @@ def _export_locked(model_dir: Path, out_dir: Path, formats: list[str], stem: str
     for fmt in formats:
         if fmt not in todo:
             events.log(f"{gguf_name(stem, fmt)} is already exported and verified; kept")
-    reports = [manifest.data["files"][fmt]["verification"] for fmt in formats if fmt not in todo]
+    reports = [manifest.data.files[fmt].verification or {} for fmt in formats if fmt not in todo]
     if todo:
         reference = build_reference(model_dir, settings.answer_budget, events.child("export.verify"))
         f16 = out_dir / gguf_name(stem, "f16")
@@ -150,13 +150,14 @@ def _export_locked(model_dir: Path, out_dir: Path, formats: list[str], stem: str
                          "verification": report}
             reports.append(entry["verification"])
             manifest.set(fmt, entry)
-        if "f16" not in manifest.data["files"]:  # an F16 file listed ready by an earlier export stays
+        if "f16" not in manifest.data.files:  # an F16 file listed ready by an earlier export stays
             f16.unlink(missing_ok=True)
             f16.with_suffix(".source").unlink(missing_ok=True)
     reports.sort(key=lambda r: formats.index(r["format"]))
-    atomic_write_json(out_dir / "verification.json", {"schema_version": MANIFEST_SCHEMA_VERSION, "files": reports})
-    atomic_write_text(out_dir / "verification.txt", summary_text(reports))
-    manifest.data["finished_at"] = time.time()
+    layout = ExportLayout(out_dir)
+    VerificationReport(files=reports).save(layout.verification)
+    atomic_write_text(layout.verification_text, summary_text(reports))
+    manifest.data.finished_at = time.time()
     manifest.save()
     return manifest.data
 
@@ -211,11 +212,12 @@ def _verify(path: Path, reference: Reference, fmt: str, settings: ExportSettings
     return report
 
 
-def require_ready(manifest: dict[str, Any], out_dir: Path, fmt: str) -> Path:
+def require_ready(manifest: ExportManifest, out_dir: Path, fmt: str) -> Path:
     path = ready_in(out_dir, manifest).get(fmt)
     if path is None:
-        problems = manifest.get("files", {}).get(fmt, {}).get("verification", {}).get("problems", [])
+        entry = manifest.files.get(fmt)
+        problems = ((entry.verification if entry else None) or {}).get("problems", [])
         raise VerificationError(f"The {fmt} GGUF in {out_dir} did not pass verification"
                           + (f": {'; '.join(problems)}" if problems else "."),
-                          f"See {out_dir / 'verification.txt'}.")
+                          f"See {ExportLayout(out_dir).verification_text}.")
     return path

@@ -18,6 +18,7 @@ from doctune.core.export.merge import base_folder, merge_run, read_run
 from doctune.core.export.modelfile import modelfile_text, usage_text
 from doctune.core.export.pipeline import LORA, LoraSource, export_folder, gguf_name, normalise_export_format
 from doctune.core.fsio import atomic_write_text
+from doctune.core.records import ExportLayout, ExportManifest, RunConfig, RunLayout, RunSummary
 from doctune.core.runs import RunIdError, adapter_base, ready_in, run_dir_of, run_folders
 
 PREFERRED_FOR_USE = ("q8_0", "q4_k_m", "f16")
@@ -100,7 +101,7 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
         export_dir.mkdir(parents=True, exist_ok=True)
     base_dir = base_folder(summary, config, project.config.privacy.offline, events.child("export.merge"),
                            current_student=project.config.student)
-    merged = merge_run(run_dir, export_dir / "merged", merge_dtype=settings.merge_dtype, events=events,
+    merged = merge_run(run_dir, ExportLayout(export_dir).merged, merge_dtype=settings.merge_dtype, events=events,
                        cancel=cancel, base_dir=base_dir)
     stem = f"doctune-{run_dir.name}"
     with disk_errors("GGUF files", export_dir, need_bytes=lambda: safetensors_bytes(merged) * len(formats)):
@@ -108,7 +109,7 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
                                  cancel=cancel, extra={"kind": "tuned", "run_id": run_dir.name},
                                  lora=(_lora_source(project, run_dir, summary, config, base_dir, events, cancel)
                                        if LORA in formats else None))
-    ready = {fmt: bool(manifest["files"].get(fmt, {}).get("ready")) for fmt in formats}
+    ready = {fmt: fmt in manifest.files and manifest.files[fmt].ready for fmt in formats}
     files = {fmt: export_dir / gguf_name(stem, fmt) for fmt in formats}
     modelfile, usage = _write_instructions(export_dir, merged, stem, manifest)
     seconds = time.monotonic() - started
@@ -121,23 +122,23 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
                         modelfile=modelfile, usage=usage)
 
 
-def _lora_source(project, run_dir: Path, summary: dict, config: dict, base_dir: Path, events: Events,
+def _lora_source(project, run_dir: Path, summary: RunSummary, config: RunConfig, base_dir: Path, events: Events,
                  cancel: CancelToken) -> LoraSource:
     """The run's adapter and the base model it was trained on (whose F16 GGUF is cached like ``base_gguf``'s)."""
-    student = config.get("student") or {}
-    name = summary.get("base_model") or student.get("model") or str(base_dir)
+    student = config.student
+    name = summary.base_model or student.get("model") or str(base_dir)
 
     def base_f16() -> Path:
         return cached_base_gguf(project, name, student.get("revision", ""), lambda: base_dir, "f16", events, cancel)
 
-    return LoraSource(adapter_dir=run_dir / "adapter", base_dir=base_dir, base_f16=base_f16)
+    return LoraSource(adapter_dir=RunLayout(run_dir).adapter, base_dir=base_dir, base_f16=base_f16)
 
 
 def _expressible_formats(run_dir: Path, formats: list[str], events: Events) -> list[str]:
     """``formats`` without ``lora`` when the run's adapter cannot be written as a GGUF adapter: the merged
     files are still exported (warned). Asked for the adapter alone, the refusal stands."""
     try:
-        check_adapter_expressible(run_dir / "adapter")
+        check_adapter_expressible(RunLayout(run_dir).adapter)
     except LoraAdapterUnsupported as exc:
         others = [fmt for fmt in formats if fmt != LORA]
         if not others:
@@ -147,7 +148,7 @@ def _expressible_formats(run_dir: Path, formats: list[str], events: Events) -> l
     return formats
 
 
-def _write_instructions(export_dir: Path, merged: Path, stem: str, manifest: dict) -> tuple[Path | None, str]:
+def _write_instructions(export_dir: Path, merged: Path, stem: str, manifest: ExportManifest) -> tuple[Path | None, str]:
     """Modelfile and USAGE.txt for the best ready file in the folder (also from an earlier export) and the ready
     LoRA adapter; none when nothing there passed."""
     ready = ready_in(export_dir, manifest)
@@ -155,17 +156,18 @@ def _write_instructions(export_dir: Path, merged: Path, stem: str, manifest: dic
     ordered = [fmt for fmt in PREFERRED_FOR_USE if fmt in models] + [f for f in models if f not in PREFERRED_FOR_USE]
     chosen = ready[ordered[0]] if ordered else None
     adapter = ready.get(LORA)
-    base = adapter_base(export_dir, manifest["files"][LORA]) if adapter is not None else None
-    modelfile = export_dir / "Modelfile"
+    base = adapter_base(export_dir, manifest.files[LORA]) if adapter is not None else None
+    layout = ExportLayout(export_dir)
+    modelfile = layout.modelfile
     if chosen is None:
         modelfile.unlink(missing_ok=True)
     if chosen is None and adapter is None:
-        (export_dir / "USAGE.txt").unlink(missing_ok=True)
-        return None, "No file passed verification; see verification.txt."
+        layout.usage.unlink(missing_ok=True)
+        return None, f"No file passed verification; see {layout.verification_text.name}."
     text, style = modelfile_text(chosen.name, merged) if chosen is not None else (None, None)
     usage = usage_text(stem, export_dir, chosen, style, lora=(adapter, base) if adapter and base else None)
     with disk_errors("Modelfile", export_dir):
         if text is not None:
             atomic_write_text(modelfile, text)
-        atomic_write_text(export_dir / "USAGE.txt", usage)
+        atomic_write_text(layout.usage, usage)
     return (modelfile if text is not None else None), usage

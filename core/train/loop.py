@@ -6,7 +6,6 @@ and events).
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -17,9 +16,20 @@ from typing import Any
 
 from doctune.core.config import StudentSettings, TrainSettings
 from doctune.core.events import Cancelled, CancelToken, Events
-from doctune.core.fsio import JsonlAppender, atomic_write_json, atomic_write_text, read_jsonl
+from doctune.core.fsio import JsonlAppender
 from doctune.core.items import LoadReport, TrainingItem, load_training_items_report, read_items_file
 from doctune.core.project import Project
+from doctune.core.records import (
+    COMPLETE,
+    MetricRecord,
+    RunConfig,
+    RunData,
+    RunLayout,
+    RunSummary,
+    append_records,
+    read_records,
+    write_records,
+)
 from doctune.core.train import data as packing
 from doctune.core.train import runs
 from doctune.core.train.device import Placement, check_qlora, choose_placement
@@ -110,7 +120,7 @@ def _load_items(project: Project, items_file: Path | None, events: Events) -> li
         source = str(items_file)
     else:
         report = load_training_items_report(project)
-        source = str(project.synth_dir / "items.jsonl")
+        source = str(project.layout.items)
     for problem in report.problems:
         events.warning(f"Skipped item {problem.id or '(no id)'} (line {problem.line}): {problem.reason}",
                        item=problem.id, path=source)
@@ -129,13 +139,13 @@ def _settings(project: Project, params: TrainParams) -> tuple[StudentSettings, T
     if params.resume:
         run_dir = runs.resume_dir(project, params.resume)
         saved = runs.read_run_config(run_dir)
-        if (runs.read_summary(run_dir) or {}).get("status") == "complete":
+        if (summary := runs.load_summary(run_dir)) is not None and summary.complete:
             raise TrainError(f"Run {params.resume} is already complete; there is nothing to resume.",
                              "Start a new run with 'doctune train'.",
                              window_hint="Press Train on the Train page to start a new run.")
-        items_file = Path(saved["items_file"]) if saved.get("items_file") else None
-        student = _trusted_as_now(StudentSettings.model_validate(saved["student"]), project.config.student)
-        return student, TrainSettings.model_validate(saved["train"]), params.resume, items_file
+        items_file = Path(saved.items_file) if saved.items_file else None
+        student = _trusted_as_now(StudentSettings.model_validate(saved.student), project.config.student)
+        return student, TrainSettings.model_validate(saved.train), params.resume, items_file
     student, train = resolve_settings(project.config.student, project.config.train, params)
     return student, train, runs.new_run_id(), params.items_file.resolve() if params.items_file else None
 
@@ -290,32 +300,31 @@ class Session:
     start_step: int
 
 
-def _run_config(setup: Setup, plan: packing.Plan) -> dict[str, Any]:
-    return {
-        "schema_version": runs.RUN_SCHEMA_VERSION, "run_id": setup.run_id, "created_at": time.time(),
-        "student": setup.student.model_dump(mode="json"), "train": setup.train.model_dump(mode="json"),
-        "base_model": setup.student.model, "student_folder": str(setup.student_folder),
-        "items_file": str(setup.items_file) if setup.items_file else None,
-        "data": {"items": len(setup.items), "items_fingerprint": packing.items_fingerprint(setup.items),
-                 "plan_fingerprint": plan.fingerprint(), "total_steps": plan.total_steps,
-                 "epochs_planned": plan.epochs_planned, "mix": plan.count_by_source()},
-        "device": setup.placement.device, "dtype": setup.placement.dtype, "world_size": setup.dist.world_size,
-        "versions": runs.library_versions(),
-    }
+def _run_config(setup: Setup, plan: packing.Plan) -> RunConfig:
+    return RunConfig(
+        run_id=setup.run_id, created_at=time.time(),
+        student=setup.student.model_dump(mode="json"), train=setup.train.model_dump(mode="json"),
+        base_model=setup.student.model, student_folder=str(setup.student_folder),
+        items_file=str(setup.items_file) if setup.items_file else None,
+        data=RunData(items=len(setup.items), items_fingerprint=packing.items_fingerprint(setup.items),
+                     plan_fingerprint=plan.fingerprint(), total_steps=plan.total_steps,
+                     epochs_planned=plan.epochs_planned, mix=plan.count_by_source()),
+        device=setup.placement.device, dtype=setup.placement.dtype, world_size=setup.dist.world_size,
+        versions=runs.library_versions(),
+    )
 
 
-def _check_same_data(saved: dict[str, Any], items: list[TrainingItem], plan: packing.Plan) -> None:
-    if saved["data"]["items_fingerprint"] != packing.items_fingerprint(items) or \
-            saved["data"]["plan_fingerprint"] != plan.fingerprint():
-        raise TrainError(f"The training items changed since run {saved['run_id']} started, so it cannot resume "
+def _check_same_data(saved: RunConfig, items: list[TrainingItem], plan: packing.Plan) -> None:
+    if saved.data.items_fingerprint != packing.items_fingerprint(items) or \
+            saved.data.plan_fingerprint != plan.fingerprint():
+        raise TrainError(f"The training items changed since run {saved.run_id} started, so it cannot resume "
                          "with the same data order.", "Start a new run with 'doctune train'.",
                          window_hint="Press Train on the Train page to start a new run.")
 
 
 def _truncate_metrics(path: Path, up_to_step: int) -> None:
     """Drop metric lines written after the checkpoint being resumed (those steps are redone)."""
-    kept = [record for record in read_jsonl(path) if record.get("step", 0) <= up_to_step]
-    atomic_write_text(path, "".join(json.dumps(record) + "\n" for record in kept))
+    write_records(path, [record for record in read_records(MetricRecord, path) if record.step <= up_to_step])
 
 
 def run(params: TrainParams, *, events: Events, cancel: CancelToken) -> TrainResult:
@@ -397,7 +406,7 @@ def _prepare(setup: Setup) -> Session:
         _check_same_data(runs.read_run_config(setup.run_dir), setup.items, plan)
     elif dist.main:
         with runs.disk_errors("run configuration", setup.run_dir):
-            atomic_write_json(setup.run_dir / "config.json", _run_config(setup, plan))
+            runs.write_run_config(setup.run_dir, _run_config(setup, plan))
     _seed(train.seed)
     model = _lora(model, train)
     optimizer, scheduler = _optimizer(model, train, plan.total_steps)
@@ -424,7 +433,7 @@ def _restore(setup: Setup, model, optimizer, scheduler, scaler) -> int:
         start_step = runs.load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
         setup.events.log(f"Resuming run {setup.run_id} from step {start_step}")
     if setup.dist.main:
-        _truncate_metrics(setup.run_dir / "metrics.jsonl", start_step)
+        _truncate_metrics(RunLayout(setup.run_dir).metrics, start_step)
     return start_step
 
 
@@ -481,7 +490,7 @@ def _steps(setup: Setup, session: Session) -> TrainResult:
     tokens_seen = 0
     loss = float("nan")
     session.trained.train()
-    metrics = JsonlAppender(setup.run_dir / "metrics.jsonl") if setup.dist.main else None
+    metrics = JsonlAppender(RunLayout(setup.run_dir).metrics) if setup.dist.main else None
     try:
         for step in range(start_step, total):
             if setup.dist.any_true(setup.cancel.cancelled):
@@ -496,7 +505,7 @@ def _steps(setup: Setup, session: Session) -> TrainResult:
                       "eta_s": round(eta, 1), "tokens": tokens_seen}
             if metrics:
                 with runs.disk_errors("training metrics", setup.run_dir, session.model):
-                    metrics.append({"schema_version": runs.RUN_SCHEMA_VERSION, "time": time.time(), **record})
+                    append_records(metrics, [MetricRecord(time=time.time(), **record)])
             events.metric(**record)
             tracker.update(step + 1, message=f"loss {loss:.4f}")
             if (step + 1) % setup.train.checkpoint_every == 0 and step + 1 < total:
@@ -508,7 +517,7 @@ def _steps(setup: Setup, session: Session) -> TrainResult:
     _finish(setup, session, loss, tokens_seen, seconds)
     events.done(f"Trained {setup.run_id}: {total} steps, final loss {loss:.4f}", run_id=setup.run_id,
                 run_dir=str(setup.run_dir))
-    return TrainResult(run_id=setup.run_id, run_dir=setup.run_dir, adapter_dir=setup.run_dir / "adapter",
+    return TrainResult(run_id=setup.run_id, run_dir=setup.run_dir, adapter_dir=RunLayout(setup.run_dir).adapter,
                        steps=total, final_loss=loss, tokens=tokens_seen, seconds=seconds)
 
 
@@ -517,10 +526,10 @@ def _finish(setup: Setup, session: Session, loss: float, tokens: int, seconds: f
     if setup.dist.main:
         with runs.disk_errors("adapter", setup.run_dir, session.model):
             runs.save_adapter(setup.run_dir, session.model, session.tokenizer)
-            runs.write_summary(setup.run_dir, {
-                "status": "complete", "run_id": setup.run_id, "base_model": setup.student.model,
-                "student_folder": str(setup.student_folder), "steps": session.plan.total_steps,
-                "final_loss": loss, "tokens": session.plan.total_tokens, "tokens_this_session": tokens,
-                "seconds_this_session": round(seconds, 2),
-                "world_size": setup.dist.world_size, "adapter": "adapter", "finished_at": time.time()})
+            runs.write_summary(setup.run_dir, RunSummary(
+                status=COMPLETE, run_id=setup.run_id, base_model=setup.student.model,
+                student_folder=str(setup.student_folder), steps=session.plan.total_steps,
+                final_loss=loss, tokens=session.plan.total_tokens, tokens_this_session=tokens,
+                seconds_this_session=round(seconds, 2), world_size=setup.dist.world_size,
+                adapter=RunLayout(setup.run_dir).adapter.name, finished_at=time.time()))
     setup.dist.barrier()

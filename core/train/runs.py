@@ -1,22 +1,19 @@
 """Run folders and resumable checkpoints.
 
-``runs/<run_id>/``::
-
-    config.json      every resolved parameter, data fingerprints, library versions
-    metrics.jsonl    one record per step (step, loss, lr, tokens/s, …)
-    checkpoints/     step-NNNNNNNN/ (trainable weights, optimizer, scheduler, RNG) + latest.json
-    adapter/         the final LoRA adapter (peft safetensors) and the tokenizer files
-    summary.json     written last; "status": "complete" only when the adapter is in place
+A run folder (``core.records.RunLayout``) holds its ``RunConfig`` (every
+resolved parameter, data fingerprints, library versions), one ``MetricRecord``
+per step, checkpoints (trainable weights, optimizer, scheduler, RNG, and a
+``CheckpointStep``), the final LoRA adapter with the tokenizer files, and the
+``RunSummary``, written last: "complete" only when the adapter is in place.
 
 A checkpoint is written into a hidden temporary folder and renamed into place
-only when complete; ``latest.json`` (written atomically) then points at it. A
-crash, a full disk or a cancel during the write leaves the previous checkpoint
-as the latest valid one.
+only when complete; the ``CheckpointPointer`` (written atomically) then points
+at it. A crash, a full disk or a cancel during the write leaves the previous
+checkpoint as the latest valid one.
 """
 from __future__ import annotations
 
 import io
-import json
 import os
 import platform
 import random
@@ -27,13 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from doctune.core.errors import disk_errors as write_errors
-from doctune.core.fsio import atomic_write_json, read_json
-from doctune.core.runs import SUMMARY, RunIdError, latest_complete_run, read_summary, run_dir_of  # noqa: F401
+from doctune.core.records import (
+    CheckpointPointer,
+    CheckpointStep,
+    RecordError,
+    RunConfig,
+    RunLayout,
+    RunSummary,
+    checkpoint_step,
+)
+from doctune.core.runs import RunIdError, latest_complete_run, load_summary, read_summary, run_dir_of  # noqa: F401
 from doctune.core.train.errors import TrainError
-
-RUN_SCHEMA_VERSION = 1
-CHECKPOINTS = "checkpoints"
-LATEST = "latest.json"
 
 
 def new_run_id() -> str:
@@ -108,11 +109,12 @@ def _step_dir_name(step: int) -> str:
 
 
 def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, scaler=None, keep: int = 1) -> Path:
-    """Write a complete checkpoint for ``step``, then point ``latest.json`` at it."""
+    """Write a complete checkpoint for ``step``, then point the ``CheckpointPointer`` at it."""
     import torch
     from safetensors.torch import save_file
 
-    root = run_dir / CHECKPOINTS
+    layout = RunLayout(run_dir)
+    root = layout.checkpoints
     root.mkdir(parents=True, exist_ok=True)
     final = root / _step_dir_name(step)
     tmp = root / f".tmp-{_step_dir_name(step)}-{os.getpid()}"
@@ -127,11 +129,10 @@ def save_checkpoint(run_dir: Path, step: int, model, optimizer, scheduler, scale
             handle.write(state.getbuffer())
             handle.flush()
             os.fsync(handle.fileno())
-        atomic_write_json(tmp / "step.json", {"schema_version": RUN_SCHEMA_VERSION, "step": step})
+        CheckpointStep(step=step).save(checkpoint_step(tmp))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        atomic_write_json(root / LATEST, {"schema_version": RUN_SCHEMA_VERSION, "step": step,
-                                          "folder": final.name})
+        CheckpointPointer(step=step, folder=final.name).save(layout.latest_checkpoint)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -147,16 +148,13 @@ def _prune(root: Path, keep_newest: int, current: Path) -> None:
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint ``latest.json`` names, else the newest complete one."""
-    root = run_dir / CHECKPOINTS
-    try:
-        pointer = read_json(root / LATEST)
-        folder = root / pointer["folder"]
-        if (folder / "step.json").is_file():
-            return folder
-    except (OSError, ValueError, KeyError):
-        pass
-    complete = sorted(p for p in root.glob("step-*") if (p / "step.json").is_file())
+    """The checkpoint the pointer names, else the newest complete one."""
+    layout = RunLayout(run_dir)
+    root = layout.checkpoints
+    pointer = CheckpointPointer.load_or_none(layout.latest_checkpoint)
+    if pointer is not None and checkpoint_step(root / pointer.folder).is_file():
+        return root / pointer.folder
+    complete = sorted(p for p in root.glob("step-*") if checkpoint_step(p).is_file())
     return complete[-1] if complete else None
 
 
@@ -180,7 +178,7 @@ def load_checkpoint(folder: Path, model, optimizer, scheduler, scaler=None) -> i
     if scaler is not None and state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     restore_rng(state["rng"])
-    return int(read_json(folder / "step.json")["step"])
+    return CheckpointStep.load(checkpoint_step(folder)).step
 
 
 def _training_state(path: Path) -> dict[str, Any]:
@@ -210,7 +208,7 @@ def _training_state(path: Path) -> dict[str, Any]:
 
 def save_adapter(run_dir: Path, model, tokenizer) -> Path:
     """The final adapter (peft safetensors) with the tokenizer files, renamed into place when complete."""
-    final = run_dir / "adapter"
+    final = RunLayout(run_dir).adapter
     tmp = run_dir / f".tmp-adapter-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -224,8 +222,12 @@ def save_adapter(run_dir: Path, model, tokenizer) -> Path:
     return final
 
 
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    atomic_write_json(run_dir / SUMMARY, {"schema_version": RUN_SCHEMA_VERSION, **summary})
+def write_summary(run_dir: Path, summary: RunSummary) -> None:
+    summary.save(RunLayout(run_dir).summary)
+
+
+def write_run_config(run_dir: Path, config: RunConfig) -> None:
+    config.save(RunLayout(run_dir).config)
 
 
 def resume_dir(project, run_id: str) -> Path:
@@ -236,11 +238,12 @@ def resume_dir(project, run_id: str) -> Path:
         raise TrainError(f"Cannot resume: {exc}.", "Pass the name of a folder under runs/ to --resume.") from None
 
 
-def read_run_config(run_dir: Path) -> dict[str, Any]:
+def read_run_config(run_dir: Path) -> RunConfig:
+    path = RunLayout(run_dir).config
     try:
-        return read_json(run_dir / "config.json")
+        return RunConfig.load(path)
     except FileNotFoundError:
-        raise TrainError(f"There is no run {run_dir.name} to resume (no {run_dir / 'config.json'}).",
+        raise TrainError(f"There is no run {run_dir.name} to resume (no {path}).",
                          "List the runs in the project's runs/ folder; pass one of their names to --resume.") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise TrainError(f"The run configuration {run_dir / 'config.json'} cannot be read: {exc}.") from None
+    except RecordError as exc:
+        raise TrainError(str(exc)) from None

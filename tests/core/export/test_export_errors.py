@@ -126,7 +126,7 @@ def test_a_format_that_crashes_llama_cpp_fails_alone_with_a_plain_reason(tiny_mo
     recorder = []
     manifest = export_folder(tiny_model("qwen2"), tmp_path / "out", ["f16", "q8_0", "q4_k_m"], stem="tiny",
                              settings=ExportSettings(), events=Events(recorder.append), cancel=CancelToken())
-    files = manifest["files"]
+    files = manifest.to_data()["files"]
     assert files["f16"]["ready"] is True
     for fmt in ("q8_0", "q4_k_m"):
         assert files[fmt]["ready"] is False and files[fmt]["verification"]["crashed"] is True
