@@ -155,7 +155,7 @@ class StudentSettings(Section):
 class TrainSettings(Section):
     qa_to_document_ratio: float = Field(1.0, gt=0, description="Tokens of QA items per token of document items.")
     replay_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of training tokens from replay answers.")
-    replay_prompts: int = Field(200, ge=1, le=10000, description="Bundled general prompts the base student answers for replay.")
+    replay_prompts: int = Field(200, ge=1, le=10000, description="Most bundled general prompts the base student answers for replay (only as many as the replay share of the mix needs are answered).")
     replay_max_new_tokens: int = Field(160, ge=8, le=2048, description="Longest replay answer, in tokens.")
     lora_rank: int = Field(16, ge=1, le=1024, description="LoRA rank.")
     lora_alpha: float = Field(32.0, gt=0, description="LoRA alpha (scaling = alpha / rank).")

@@ -172,6 +172,18 @@ def _take_tokens(pool: list[Example], tokens: int, rng: random.Random) -> list[E
     return taken
 
 
+def replay_tokens_per_epoch(qa: Sequence[Example], documents: Sequence[Example], *, qa_to_document_ratio: float,
+                            replay_fraction: float) -> int:
+    """The replay tokens one epoch of ``epoch_mix`` takes: how many replay answers are worth generating."""
+    qa_tokens, doc_tokens = _tokens(qa), _tokens(documents)
+    if qa and documents:
+        wanted_qa = qa_to_document_ratio * doc_tokens
+        core = wanted_qa + doc_tokens if qa_tokens < wanted_qa else qa_tokens + qa_tokens / qa_to_document_ratio
+    else:
+        core = qa_tokens + doc_tokens
+    return round(replay_fraction / (1 - replay_fraction) * core)
+
+
 def epoch_mix(qa: list[Example], documents: list[Example], replay: list[Example], *,
               qa_to_document_ratio: float, replay_fraction: float, rng: random.Random) -> list[Example]:
     """One epoch: QA and documents in the token ratio, replay at its fraction, shuffled."""

@@ -233,9 +233,8 @@ def _optimizer(model, train: TrainSettings, total_steps: int):
 
 # ----- data --------------------------------------------------------------------
 
-def _examples(items: list[TrainingItem], replay: list[TrainingItem], tokenizer, train: TrainSettings, events: Events):
-    report = packing.tokenize_items(tokenizer, items + replay, train.max_seq_len,
-                                    source_of=lambda item: "replay" if item.recipe == "replay" else item.kind)
+def _examples(items: list[TrainingItem], tokenizer, train: TrainSettings, events: Events):
+    report = packing.tokenize_items(tokenizer, items, train.max_seq_len)
     if report.truncated:
         events.warning(f"{len(report.truncated)} sequence(s) were longer than max_seq_len={train.max_seq_len} "
                        "tokens and were truncated", truncated=len(report.truncated))
@@ -249,6 +248,16 @@ def _examples(items: list[TrainingItem], replay: list[TrainingItem], tokenizer, 
         raise TrainError("No training item fits in max_seq_len with something left to learn.",
                          "Raise [train] max_seq_len.")
     return by_source, report
+
+
+def _replay_examples(setup: Setup, model, tokenizer, by_source) -> list[packing.Example]:
+    """Replay answers for the replay share of one epoch of this mix, tokenized like the items."""
+    train = setup.train
+    wanted = packing.replay_tokens_per_epoch(by_source["qa"], by_source["document"],
+                                             qa_to_document_ratio=train.qa_to_document_ratio,
+                                             replay_fraction=train.replay_fraction)
+    replay = _replay(setup, model, tokenizer, wanted)
+    return packing.tokenize_items(tokenizer, replay, train.max_seq_len, source_of=lambda item: "replay").examples
 
 
 def _plan(by_source, train: TrainSettings, dist: Dist) -> packing.Plan:
@@ -371,13 +380,13 @@ def _mention_interrupted(project: Project, events: Events) -> None:
                        run_id=run_dir.name, interrupted=True)
 
 
-def _replay(setup: Setup, model, tokenizer) -> list[TrainingItem]:
+def _replay(setup: Setup, model, tokenizer, tokens_wanted: int) -> list[TrainingItem]:
     train, dist = setup.train, setup.dist
-    if train.replay_fraction <= 0:
+    if train.replay_fraction <= 0 or tokens_wanted <= 0:
         return []
     kwargs = dict(student_folder=setup.student_folder, cache_dir=setup.project.cache_dir,
                   prompts=train.replay_prompts, max_new_tokens=train.replay_max_new_tokens, events=setup.events,
-                  cancel=setup.cancel)
+                  cancel=setup.cancel, tokens_wanted=tokens_wanted)
     if dist.main:
         model.eval()
         replay = replay_items(model, tokenizer, **kwargs)
@@ -398,7 +407,8 @@ def _prepare(setup: Setup) -> Session:
         torch.set_num_threads(train.cpu_threads)
     _seed(train.seed)
     model, tokenizer = _load_model(setup.student_folder, setup.student, train, placement)
-    by_source, _ = _examples(setup.items, _replay(setup, model, tokenizer), tokenizer, train, events)
+    by_source, _ = _examples(setup.items, tokenizer, train, events)
+    by_source["replay"] = _replay_examples(setup, model, tokenizer, by_source)
     plan = _plan(by_source, train, dist)
     if plan.total_steps == 0:
         raise TrainError("The training mix is too small for the number of processes.", "Run with fewer processes.")

@@ -4,8 +4,9 @@ Training on a few documents makes a small model forget how to answer anything
 else. Replaying its own answers to varied general prompts (bundled in
 ``resources/replay_prompts.txt``) holds that behaviour in place without any
 outside data. The answers are generated once per student and cached in the
-project (``cache/replay/<key>.jsonl``, append-only, so an interrupted
-generation resumes where it stopped).
+project (``cache/replay/<key>.jsonl``, keyed by the student's fingerprint and
+the answer length; append-only, so an interrupted generation resumes where it
+stopped), in batches, and only as many as the mix's replay share needs.
 """
 from __future__ import annotations
 
@@ -77,31 +78,74 @@ def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, cancel:
     return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
+def _item(record: dict) -> TrainingItem:
+    return TrainingItem(id=f"replay-{record['id']}", kind="qa", recipe="replay",
+                        messages=[{"role": "user", "content": record["prompt"]},
+                                  {"role": "assistant", "content": record["answer"]}])
+
+
+def _cached_prefix(wanted: list[str], cached: dict[str, dict], tokens_of) -> tuple[list[TrainingItem], int, int]:
+    """Items of the cached answers in prompt order up to the first prompt not answered yet; their tokens; and
+    where that first unanswered prompt is (``len(wanted)`` when all are)."""
+    items, tokens = [], 0
+    for index, prompt in enumerate(wanted):
+        record = cached.get(_prompt_id(prompt))
+        if record is None:
+            return items, tokens, index
+        if record["answer"]:
+            items.append(_item(record))
+            tokens += tokens_of(items[-1])
+    return items, tokens, len(wanted)
+
+
 def replay_items(model, tokenizer, *, student_folder: Path, cache_dir: Path, prompts: int, max_new_tokens: int,
-                 events: Events, cancel: CancelToken) -> list[TrainingItem]:
-    """Replay items for this student, generating (and caching) the answers not cached yet."""
+                 events: Events, cancel: CancelToken, tokens_wanted: int | None = None) -> list[TrainingItem]:
+    """Replay items for this student, generating (and caching) the answers not cached yet.
+
+    With ``tokens_wanted`` (the replay tokens one epoch of the mix takes) only as many prompts are answered as
+    that needs, in the bundled order, at most ``prompts``: a small project no longer waits for 200 answers
+    (~12 minutes on a CPU) to replay a few hundred tokens. A bigger mix later answers more, reusing the cache.
+    """
+    from doctune.core.train.data import tokenize_qa
+
+    counted: dict[str, int] = {}
+
+    def tokens_of(item: TrainingItem) -> int:
+        if item.id not in counted:
+            counted[item.id] = tokenize_qa(tokenizer, item, "replay").n_tokens
+        return counted[item.id]
+
     path = cache_file(cache_dir, student_folder, max_new_tokens)
     wanted = bundled_prompts(prompts)
     cached = {record["id"]: record for record in read_jsonl(path)}
-    missing = [p for p in wanted if _prompt_id(p) not in cached]
-    if missing:
-        events.log(f"Generating replay answers from the base student for {len(missing)} prompts (once per student)")
-        tracker = events.tracker(len(missing), unit="prompts", stage="train.replay")
-        with JsonlAppender(path) as log:
-            for start in range(0, len(missing), GENERATION_BATCH):
-                cancel.raise_if_cancelled()
-                chunk = missing[start:start + GENERATION_BATCH]
-                answers = _generate(model, tokenizer, chunk, max_new_tokens, cancel)
-                records = [{"schema_version": REPLAY_SCHEMA_VERSION, "id": _prompt_id(p), "prompt": p, "answer": a}
-                           for p, a in zip(chunk, answers)]
-                log.append_many(records)
-                cached.update({r["id"]: r for r in records})
-                tracker.advance(len(chunk))
-    items = []
-    for prompt in wanted:
-        record = cached[_prompt_id(prompt)]
-        if record["answer"]:
-            items.append(TrainingItem(id=f"replay-{record['id']}", kind="qa", recipe="replay",
-                                      messages=[{"role": "user", "content": prompt},
-                                                {"role": "assistant", "content": record["answer"]}]))
+    items, tokens, first_missing = _cached_prefix(wanted, cached, tokens_of)
+    needed = tokens_wanted if tokens_wanted is not None else float("inf")
+    if tokens >= needed or first_missing == len(wanted):
+        return _enough(items, needed, tokens_of)
+    guess = len(wanted) - first_missing
+    if tokens_wanted is not None:  # an answer of about half its token limit, plus its prompt
+        guess = min(guess, max(1, -(-(tokens_wanted - tokens) // (max_new_tokens // 2 + 24))))
+    events.log(f"Generating replay answers from the base student (once per student, about {guess} prompts)")
+    tracker = events.tracker(guess, unit="prompts", stage="train.replay")
+    with JsonlAppender(path) as log:
+        while tokens < needed and first_missing < len(wanted):
+            cancel.raise_if_cancelled()
+            chunk = [p for p in wanted[first_missing:] if _prompt_id(p) not in cached][:GENERATION_BATCH]
+            answers = _generate(model, tokenizer, chunk, max_new_tokens, cancel)
+            records = [{"schema_version": REPLAY_SCHEMA_VERSION, "id": _prompt_id(p), "prompt": p, "answer": a}
+                       for p, a in zip(chunk, answers)]
+            log.append_many(records)
+            cached.update({r["id"]: r for r in records})
+            tracker.advance(min(len(chunk), max(0, guess - tracker.done)))
+            items, tokens, first_missing = _cached_prefix(wanted, cached, tokens_of)
+    return _enough(items, needed, tokens_of)
+
+
+def _enough(items: list[TrainingItem], needed: float, tokens_of) -> list[TrainingItem]:
+    """The shortest prefix of ``items`` with ``needed`` tokens (all of them when they have fewer)."""
+    total = 0
+    for count, item in enumerate(items, 1):
+        total += tokens_of(item)
+        if total >= needed:
+            return items[:count]
     return items
