@@ -142,7 +142,8 @@ def assemble(
             kept_sources.append(hit)
             continue
         cut = _largest_fitting_cut(
-            hit.text, lambda text: measure((), [*kept_sources, _with_text(hit, text)]) <= budget, counter, min_source_tokens
+            hit.text, lambda text, hit=hit: measure((), [*kept_sources, _with_text(hit, text)]) <= budget, counter,
+            min_source_tokens,
         )
         if cut:
             kept_sources.append(_with_text(hit, cut))

@@ -38,9 +38,10 @@ import json
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable
+from functools import cache
+from typing import Any
 
 from doctune.core.config import SynthSettings
 from doctune.core.evaluate.judge import JUDGE_SYSTEM
@@ -98,7 +99,7 @@ class Request:
 
 # ----- recognising the request ---------------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _user_pattern(template: str) -> re.Pattern[str]:
     """The user template as a regular expression whose groups read its values back."""
     parts, seen, position = [], set(), 0
@@ -134,7 +135,7 @@ def recognise(messages: list[dict[str, str]], schema: dict[str, Any] | None = No
 
 # ----- reading the facts of a passage --------------------------------------------------------------------------
 
-@lru_cache(maxsize=None)
+@cache
 def _fact_patterns(attribute: str) -> list[re.Pattern[str]]:
     """One pattern per sentence template of ``attribute``: any subject, the value from its vocabulary."""
     spec = ATTRIBUTES[attribute]

@@ -41,8 +41,9 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 Kind = Literal["person", "town", "company"]
 Family = Literal["train", "heldout"]
@@ -279,7 +280,7 @@ def _name(kind: Kind, rng: random.Random) -> str:
     return f"{_word(rng, 2, 2)} {rng.choice(_COMPANY_ENDINGS)}"
 
 
-def make_world(seed: int, n_entities: int, *, avoid: "World | Iterable[str] | None" = None,
+def make_world(seed: int, n_entities: int, *, avoid: World | Iterable[str] | None = None,
                kinds: Sequence[Kind] = KINDS) -> World:
     """``n_entities`` entities, kinds in turn, each attribute's value drawn uniformly from its vocabulary.
 

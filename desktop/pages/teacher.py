@@ -1,19 +1,29 @@
 """Teacher: a local GGUF file (default) or an OpenAI-compatible endpoint, with a Test button."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import urlparse
 
-import json
-
 from PySide6.QtCore import QProcess, Qt
 from PySide6.QtWidgets import (
-    QButtonGroup, QCheckBox, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-    QPushButton, QRadioButton, QVBoxLayout,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QRadioButton,
+    QVBoxLayout,
 )
 
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, explanation, show_error
+
 
 def is_local_url(url: str) -> bool:
     """This computer: a loopback address, or a name the hosts file maps only to loopback (no DNS lookup:

@@ -116,7 +116,7 @@ def test_a_read_only_project_can_be_read_and_says_why_it_cannot_be_changed(tmp_p
         removed = _doctune_unprivileged("remove", "--all", "-p", str(root))
         assert removed.returncode == 1 and "Traceback" not in removed.stderr and "writable" in removed.stderr
     finally:
-        for folder, dirs, _files in os.walk(root):
+        for folder, _dirs, _files in os.walk(root):
             os.chmod(folder, 0o755)
 
 

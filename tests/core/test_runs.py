@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 
-
 from doctune.core import runs
 from doctune.core.fsio import atomic_write_json
 

@@ -9,7 +9,6 @@ import pytest
 from qt_helpers import SAMPLE_DOCS
 
 
-
 @pytest.fixture
 def screenshot_dir(tmp_path) -> Path:
     """Where page screenshots go: ``$DOCTUNE_SCREENSHOTS`` if set (to refresh the README's), else a temp folder."""
@@ -28,9 +27,10 @@ def settings(tmp_path):
 @pytest.fixture
 def make_window(qtbot, settings):
     """``make_window()`` → a shown main window; closed at the end, its jobs cancelled without asking."""
+    from PySide6.QtWidgets import QApplication
+
     from doctune.desktop.theme import apply_theme
     from doctune.desktop.window import MainWindow
-    from PySide6.QtWidgets import QApplication
 
     apply_theme(QApplication.instance())
     windows = []

@@ -1,8 +1,9 @@
 """Errors in the window speak the window's words (page and button), not the command line's."""
 from __future__ import annotations
 
-from doctune.desktop.jobs import FAILED
 from qt_helpers import wait_for_job
+
+from doctune.desktop.jobs import FAILED
 
 
 def test_a_failed_train_job_names_the_synthesize_page_not_the_command(qtbot, make_window, project):

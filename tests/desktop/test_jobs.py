@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import time
 
+from qt_helpers import SAMPLE_DOCS, wait_for_event, wait_for_job
+
 from doctune.desktop.jobs import CANCELLED, FAILED, JobRunner
 from doctune.desktop.responsiveness import StallProbe
-from qt_helpers import SAMPLE_DOCS, wait_for_event, wait_for_job
 
 MAX_STALL_S = 0.100
 

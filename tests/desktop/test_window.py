@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from qt_helpers import wait_for_job
+
 from doctune.desktop.jobs import PARTIAL
 from doctune.desktop.widgets import LazyPlot
-from qt_helpers import wait_for_job
 
 
 def _open_with_documents(make_window, qtbot, project, documents):

@@ -5,7 +5,6 @@ import json
 import math
 
 import pytest
-
 from run_folders import finished_run
 
 from doctune.core.chat import ModelFileError, NoBaseModel, QuestionTooLong, open_system

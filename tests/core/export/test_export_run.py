@@ -6,7 +6,7 @@ import json
 import pytest
 
 from doctune.core.cli import main
-from doctune.core.events import CancelToken, Cancelled, Events, RecordingSink
+from doctune.core.events import Cancelled, CancelToken, Events, RecordingSink
 from doctune.core.export import ExportParams, ready_gguf, run
 from doctune.core.export.pipeline import read_manifest
 

@@ -22,7 +22,8 @@ def _items_file(path):
 
 
 def test_core_train_run_exports(project, tiny_model, tmp_path):
-    from doctune.core.train import TrainParams, run as train
+    from doctune.core.train import TrainParams
+    from doctune.core.train import run as train
 
     project.config.student.model = str(tiny_model("qwen2"))
     project.config.train.replay_fraction = 0.0

@@ -51,8 +51,9 @@ def test_vocabulary_is_written_as_sentencepiece(spm_model, spm_gguf):
 
 
 def test_llama_cpp_tokenizes_like_transformers(spm_model, spm_gguf):
-    from doctune.core.llamacpp import load_llama
     from transformers import AutoTokenizer
+
+    from doctune.core.llamacpp import load_llama
 
     tokenizer = AutoTokenizer.from_pretrained(spm_model)
     llm = load_llama(spm_gguf, n_ctx=256, vocab_only=True)

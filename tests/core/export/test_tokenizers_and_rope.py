@@ -36,8 +36,9 @@ def _edit_json(path, change):
 
 @pytest.mark.parametrize("name", sorted(PRE_TOKENIZERS))
 def test_pre_tokenizer_is_detected_and_llama_cpp_splits_the_same(name, tiny_model, tmp_path):
-    from doctune.core.llamacpp import load_llama
     from transformers import AutoTokenizer
+
+    from doctune.core.llamacpp import load_llama
 
     folder = _llama_copy(tiny_model, tmp_path)
     _edit_json(folder / "tokenizer.json", lambda d: d.update(pre_tokenizer=PRE_TOKENIZERS[name]))
@@ -50,9 +51,10 @@ def test_pre_tokenizer_is_detected_and_llama_cpp_splits_the_same(name, tiny_mode
 
 
 def test_llama3_rope_scaling_matches_transformers(tiny_model, tmp_path):
-    from doctune.core.llamacpp import load_llama
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from doctune.core.llamacpp import load_llama
 
     folder = _llama_copy(tiny_model, tmp_path)
     rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,

@@ -3,7 +3,13 @@ import random
 from collections import Counter
 
 from doctune.core.lab.world import (
-    ATTRIBUTES, KIND_ATTRIBUTES, make_world, multiple_choice, question, render_document, render_sentences,
+    ATTRIBUTES,
+    KIND_ATTRIBUTES,
+    make_world,
+    multiple_choice,
+    question,
+    render_document,
+    render_sentences,
 )
 
 

@@ -5,7 +5,6 @@ import json
 import time
 
 import pytest
-
 from project_helpers import ingest
 from synth_helpers import sample_docs, use_endpoint
 

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from llama_server import llama_server
 from project_helpers import ingest
 from synth_helpers import sample_docs, use_endpoint
-from llama_server import llama_server
 
 from doctune.core.events import CancelToken, Events
 from doctune.core.items import load_training_items

@@ -1,7 +1,6 @@
 """Planning, filters, leakage, token budget and cancel of the synthesis pipeline."""
 from __future__ import annotations
 
-
 import pytest
 from project_helpers import ingest
 from synth_helpers import sample_docs, use_endpoint

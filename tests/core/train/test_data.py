@@ -8,7 +8,15 @@ import torch
 
 from doctune.core.items import TrainingItem
 from doctune.core.train.data import (
-    IGNORE, Example, build_plan, collate, epoch_mix, pack, tokenize_document, tokenize_items, tokenize_qa,
+    IGNORE,
+    Example,
+    build_plan,
+    collate,
+    epoch_mix,
+    pack,
+    tokenize_document,
+    tokenize_items,
+    tokenize_qa,
 )
 
 

@@ -6,13 +6,12 @@ import json
 
 import pytest
 import torch
+from train_helpers import qa_item, sample_qa, write_items
 
 from doctune.core.events import Cancelled, CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_json, read_jsonl
 from doctune.core.train import TrainError, TrainParams, latest_complete_run, run
 from doctune.core.train.runs import latest_checkpoint
-
-from train_helpers import qa_item, sample_qa, write_items
 
 FAST = {"max_steps": 6, "batch_tokens": 256, "learning_rate": 3e-3, "checkpoint_every": 2}
 
