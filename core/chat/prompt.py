@@ -141,9 +141,9 @@ def assemble(
         if measure((), [*kept_sources, hit]) <= budget:
             kept_sources.append(hit)
             continue
-        cut = _largest_fitting_cut(
-            hit.text, lambda text, hit=hit: measure((), [*kept_sources, _with_text(hit, text)]) <= budget, counter,
-            min_source_tokens,
+        cut = _largest_fitting_cut(  # the lambda runs within this iteration, which ends the loop
+            hit.text, lambda text: measure((), [*kept_sources, _with_text(hit, text)]) <= budget,  # noqa: B023
+            counter, min_source_tokens,
         )
         if cut:
             kept_sources.append(_with_text(hit, cut))
