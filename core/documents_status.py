@@ -11,25 +11,21 @@ table and writes a fresh snapshot.
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from doctune.core.fsio import atomic_write_text
+from doctune.core.records import DocumentsSnapshot
 
 if TYPE_CHECKING:  # pragma: no cover
     from doctune.core.project import Project
 
-SNAPSHOT_SCHEMA_VERSION = 1
-SNAPSHOT_NAME = "documents.json"
-TABLE_DIR = "documents.lance"
 _U64_MAX = 2**64 - 1
 _MANIFEST = re.compile(r"^(\d+)\.manifest$")
 
 
 def snapshot_path(project: Project) -> Path:
-    return project.cache_dir / SNAPSHOT_NAME
+    return project.layout.documents_snapshot
 
 
 def table_version_on_disk(table_dir: Path) -> int | None:
@@ -49,25 +45,20 @@ def table_version_on_disk(table_dir: Path) -> int | None:
 
 def read_snapshot(project: Project) -> list[dict[str, Any]] | None:
     """The rows of the snapshot if it describes the table as it is now; else None."""
-    current = table_version_on_disk(project.lancedb_dir / TABLE_DIR)
+    current = table_version_on_disk(project.layout.documents_table)
     if current is None:
         return None
-    try:
-        data = json.loads(snapshot_path(project).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    snapshot = DocumentsSnapshot.load_or_none(snapshot_path(project))
+    if snapshot is None or snapshot.schema_version != DocumentsSnapshot.VERSION or snapshot.table_version != current:
         return None
-    if data.get("schema_version") != SNAPSHOT_SCHEMA_VERSION or data.get("table_version") != current:
-        return None
-    rows = data.get("rows")
-    return rows if isinstance(rows, list) else None
+    return snapshot.rows
 
 
 def write_snapshot(project: Project, table_version: int, rows: list[dict[str, Any]]) -> None:
     """Record ``rows`` as the table's content at ``table_version`` (a read-only project keeps no snapshot)."""
-    payload = {"schema_version": SNAPSHOT_SCHEMA_VERSION, "table_version": table_version, "rows": rows}
     try:
         project.cache_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(snapshot_path(project), json.dumps(payload, ensure_ascii=False, default=str))
+        DocumentsSnapshot(table_version=table_version, rows=rows).save(snapshot_path(project))
     except OSError:
         pass
 
@@ -77,7 +68,7 @@ def document_rows(project: Project) -> list[dict[str, Any]]:
     rows = read_snapshot(project)
     if rows is not None:
         return rows
-    if not (project.lancedb_dir / TABLE_DIR).exists():
+    if not project.layout.documents_table.exists():
         return []
     return refresh_snapshot(project)
 
@@ -89,6 +80,6 @@ def refresh_snapshot(project: Project) -> list[dict[str, Any]]:
     store = Store(project)
     rows = store.documents_by_path()
     version = store.documents.version  # the opened table stays at the version it was opened at
-    if version == table_version_on_disk(project.lancedb_dir / TABLE_DIR):  # else another process wrote meanwhile
+    if version == table_version_on_disk(project.layout.documents_table):  # else another process wrote meanwhile
         write_snapshot(project, version, rows)
     return rows

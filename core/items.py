@@ -1,11 +1,12 @@
 """Training items and held-out evaluation questions: the schemas every step shares.
 
-Project files (all append-only JSONL, one JSON object per line):
+Project files (all append-only JSONL, one JSON object per line; where they
+are is ``core.records.ProjectLayout``'s to say):
 
-- ``synth/items.jsonl``     ``TrainingItem`` records written by synthesis.
-- ``synth/failures.jsonl``  failed generations (free form; synthesis owns it).
-- ``synth/deleted.jsonl``   ``{"id": ...}`` records of items the user deleted.
-- ``eval/questions.jsonl``  ``EvalQuestion`` records, never trained on.
+- the items: ``TrainingItem`` records written by synthesis;
+- their outcomes: generations that wrote no item (``core.records.SynthOutcome``);
+- the deleted items: ``{"id": ...}`` records of items the user deleted (``core.records.DeletedItem``);
+- the held-out questions: ``EvalQuestion`` records, never trained on.
 
 A ``TrainingItem`` is either
 
@@ -31,14 +32,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from doctune.core.fsio import read_jsonl
+from doctune.core.records import ProjectLayout, read_deleted_ids
 
 ITEMS_SCHEMA_VERSION = 1
 EVAL_SCHEMA_VERSION = 1
 
-ITEMS_FILE = "items.jsonl"
-FAILURES_FILE = "failures.jsonl"
-DELETED_FILE = "deleted.jsonl"
-QUESTIONS_FILE = "questions.jsonl"
 
 Role = Literal["system", "user", "assistant"]
 
@@ -164,23 +162,23 @@ def _load(path: Path, model: type[BaseModel], skip_ids: set[str] = frozenset()) 
 
 
 def items_path(project) -> Path:
-    return Path(project.synth_dir) / ITEMS_FILE
+    return ProjectLayout(Path(project.root)).items
 
 
 def deleted_path(project) -> Path:
-    return Path(project.synth_dir) / DELETED_FILE
+    return ProjectLayout(Path(project.root)).deleted_items
 
 
 def failures_path(project) -> Path:
-    return Path(project.synth_dir) / FAILURES_FILE
+    return ProjectLayout(Path(project.root)).item_outcomes
 
 
 def questions_path(project) -> Path:
-    return Path(project.eval_dir) / QUESTIONS_FILE
+    return ProjectLayout(Path(project.root)).questions
 
 
 def deleted_ids(project) -> set[str]:
-    return {str(record["id"]) for record in read_jsonl(deleted_path(project)) if "id" in record}
+    return read_deleted_ids(ProjectLayout(Path(project.root)))
 
 
 def read_items_file(path: str | Path, skip_ids: set[str] = frozenset()) -> LoadReport:

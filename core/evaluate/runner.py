@@ -6,12 +6,12 @@ Order of work (each part resumable):
    question it has not answered yet: generate an answer through the system
    (multiple choice: the options are listed and a letter is asked for), score
    it, and — for multiple choice — compute the likelihood of each option's
-   text as the answer. One flushed line per question × system goes to
-   ``answers.jsonl``.
-2. **Judge.** Each open answer without a verdict goes to the teacher
-   (``judgments.jsonl``); failures after retries are recorded as unjudged.
-3. **Summarize.** ``results.jsonl`` (answers joined with verdicts, in question ×
-   system order) and ``summary.json`` are rebuilt from the two logs.
+   text as the answer. One flushed line per question × system goes to the
+   answers log (``core.records.EvalAnswer``).
+2. **Judge.** Each open answer without a verdict goes to the teacher (the
+   verdicts log, ``EvalJudgment``); failures after retries are recorded as unjudged.
+3. **Summarize.** The results (answers joined with verdicts, in question ×
+   system order) and the ``EvalSummary`` are rebuilt from the two logs.
 
 A system whose model is missing is skipped with its reason; the others run.
 """
@@ -34,8 +34,8 @@ from doctune.core.evaluate.store import EvalStore, create_eval, find_eval, now_i
 from doctune.core.evaluate.summary import summarize
 from doctune.core.events import Cancelled, CancelToken, Events
 from doctune.core.isolation import ChildCrashed
+from doctune.core.records import EvalAnswer, EvalJudgment, EvalLayout
 
-RECORD_VERSION = 1
 PROMPT_VERSION = 1  # part of the fingerprint: changing prompts starts a new evaluation
 NAMED_SYSTEMS = ("base", "base+rag", "tuned", "tuned+rag")
 FINGERPRINT_RAG_SETTINGS = ("k", "n_ctx", "max_answer_tokens", "temperature", "gguf_format", "embedder", "reranker")
@@ -90,7 +90,7 @@ class EvalResult:
 
     @property
     def results_path(self) -> Path:
-        return self.folder / "results.jsonl"
+        return EvalLayout(self.folder).results
 
 
 # ----- the systems ----------------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ def answer_question(system, spec: SystemSpec, question, cancel: CancelToken, max
     if max_tokens is not None:
         system.max_answer_tokens = max_tokens
     record: dict[str, Any] = {
-        "schema_version": RECORD_VERSION, "question_id": question.id, "system": spec.name, "kind": question.kind,
+        "schema_version": EvalAnswer.VERSION, "question_id": question.id, "system": spec.name, "kind": question.kind,
         "doc_id": question.doc_id, "chunk_id": question.chunk_id,
     }
     prompt = mc_prompt(question) if question.kind == "mc" else question.question
@@ -354,7 +354,7 @@ def _judge_pending(teacher, store: EvalStore, pending: list[dict], by_id: dict, 
                                     max_tokens=settings.judge_max_tokens, cancel=cancel)
             if judgment.verdict is None:
                 events.warning(f"Unjudged: {record['system']} on {question.id}: {judgment.reason}", item=question.id)
-            log.append({"schema_version": RECORD_VERSION, "question_id": question.id, "system": record["system"],
+            log.append({"schema_version": EvalJudgment.VERSION, "question_id": question.id, "system": record["system"],
                         **judgment.as_record(), "judged_at": now_iso()})
             tracker.advance(message=f"{record['system']}: {question.id}")
 
@@ -401,7 +401,7 @@ def write_outputs(project, store: EvalStore, questions: list, system_names: list
     comparisons = [tuple(pair.split(":", 1)) for pair in project.config.eval.compare]
     summary = summarize(merged, eval_id=store.eval_id, systems=system_names,
                         question_ids=[q.id for q in questions], skipped=skipped, comparisons=comparisons,
-                        extra={"created_at": store.meta().get("created_at"), "updated_at": now_iso(),
+                        extra={"created_at": store.meta().created_at, "updated_at": now_iso(),
                                "complete": not skipped and len(merged) == len(questions) * len(system_names)})
     store.write_summary(summary)
     return summary

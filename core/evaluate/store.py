@@ -1,18 +1,16 @@
-"""Where an evaluation lives: ``eval/<eval-id>/`` in the project.
+"""Where an evaluation lives: ``eval/<eval-id>/`` in the project (``core.records.EvalLayout``).
 
-::
-
-    eval/<eval-id>/
-      meta.json        what was evaluated (systems, questions fingerprint), schema version
-      answers.jsonl    append-only: one record per question × system as it is answered
-      judgments.jsonl  append-only: the judge's verdict on each open answer
-      results.jsonl    answers joined with verdicts, in question × system order (rewritten atomically)
-      summary.json     the scoreboard and statistics (rewritten atomically)
+Its files are records of ``core.records``: ``EvalMeta`` (what was evaluated:
+systems, questions fingerprint), the append-only logs of ``EvalAnswer`` (one
+per question × system as it is answered) and ``EvalJudgment`` (the judge's
+verdict on each open answer), the results (answers joined with verdicts, in
+question × system order, rewritten atomically) and the ``EvalSummary`` (the
+scoreboard and statistics, rewritten atomically).
 
 The two append-only logs are the ground truth, written one flushed line at a
 time, so a run killed at any point loses at most the line being written and a
-re-run continues where it stopped. ``results.jsonl`` and ``summary.json`` are
-derived from them and can always be rebuilt.
+re-run continues where it stopped. The results and the summary are derived
+from them and can always be rebuilt.
 """
 from __future__ import annotations
 
@@ -23,10 +21,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from doctune.core.fsio import JsonlAppender, atomic_write_json, atomic_write_text, read_json, read_jsonl
+from doctune.core.fsio import JsonlAppender
+from doctune.core.records import (
+    EvalAnswer,
+    EvalJudgment,
+    EvalLayout,
+    EvalMeta,
+    EvalSummary,
+    read_records,
+    write_records,
+)
 
-SCHEMA_VERSION = 1
-QUESTIONS_FILE = "questions.jsonl"
 _EVAL_ID = re.compile(r"^\d{8}-\d{6}(-\d+)?$")
 
 Key = tuple[str, str]  # (question id, system)
@@ -47,39 +52,43 @@ class EvalStore:
         return self.folder.name
 
     @property
+    def layout(self) -> EvalLayout:
+        return EvalLayout(self.folder)
+
+    @property
     def meta_path(self) -> Path:
-        return self.folder / "meta.json"
+        return self.layout.meta
 
     @property
     def answers_path(self) -> Path:
-        return self.folder / "answers.jsonl"
+        return self.layout.answers
 
     @property
     def judgments_path(self) -> Path:
-        return self.folder / "judgments.jsonl"
+        return self.layout.judgments
 
     @property
     def results_path(self) -> Path:
-        return self.folder / "results.jsonl"
+        return self.layout.results
 
     @property
     def summary_path(self) -> Path:
-        return self.folder / "summary.json"
+        return self.layout.summary
 
-    def meta(self) -> dict[str, Any]:
-        return read_json(self.meta_path)
+    def meta(self) -> EvalMeta:
+        return EvalMeta.load(self.meta_path)
 
     def answers(self) -> dict[Key, dict]:
         """Answered pairs; the first record of a pair wins, so a duplicate can never count twice."""
         found: dict[Key, dict] = {}
-        for record in read_jsonl(self.answers_path):
-            found.setdefault((record["question_id"], record["system"]), record)
+        for record in read_records(EvalAnswer, self.answers_path):
+            found.setdefault((record.question_id, record.system), record.to_data())
         return found
 
     def judgments(self) -> dict[Key, dict]:
         found: dict[Key, dict] = {}
-        for record in read_jsonl(self.judgments_path):
-            found.setdefault((record["question_id"], record["system"]), record)
+        for record in read_records(EvalJudgment, self.judgments_path):
+            found.setdefault((record.question_id, record.system), record.to_data())
         return found
 
     def answer_log(self) -> JsonlAppender:
@@ -89,19 +98,16 @@ class EvalStore:
         return JsonlAppender(self.judgments_path)
 
     def write_results(self, records: Iterable[dict]) -> None:
-        import json
-
-        lines = [json.dumps(record, ensure_ascii=False, default=str) + "\n" for record in records]
-        atomic_write_text(self.results_path, "".join(lines))
+        write_records(self.results_path, [EvalAnswer.from_data(record, self.results_path) for record in records])
 
     def results(self) -> list[dict]:
-        return list(read_jsonl(self.results_path))
+        return [record.to_data() for record in read_records(EvalAnswer, self.results_path)]
 
     def write_summary(self, summary: dict) -> None:
-        atomic_write_json(self.summary_path, summary)
+        EvalSummary.from_data(summary, self.summary_path).save(self.summary_path)
 
     def summary(self) -> dict | None:
-        return read_json(self.summary_path) if self.summary_path.exists() else None
+        return EvalSummary.load(self.summary_path).to_data() if self.summary_path.exists() else None
 
 
 def evals_root(project) -> Path:
@@ -114,13 +120,13 @@ def list_evals(project) -> list[EvalStore]:
     if not root.is_dir():
         return []
     return [EvalStore(folder) for folder in sorted(root.iterdir())
-            if folder.is_dir() and _EVAL_ID.match(folder.name) and (folder / "meta.json").exists()]
+            if folder.is_dir() and _EVAL_ID.match(folder.name) and EvalLayout(folder).meta.exists()]
 
 
 def find_eval(project, fingerprint: str) -> EvalStore | None:
     """The latest evaluation made from the same questions, systems and models."""
     for store in reversed(list_evals(project)):
-        if store.meta().get("fingerprint") == fingerprint:
+        if store.meta().fingerprint == fingerprint:
             return store
     return None
 
@@ -144,5 +150,5 @@ def create_eval(project, meta: dict[str, Any]) -> EvalStore:
     folder = root / name
     folder.mkdir(parents=True)
     store = EvalStore(folder)
-    atomic_write_json(store.meta_path, {"schema_version": SCHEMA_VERSION, "eval_id": name, "created_at": now_iso(), **meta})
+    EvalMeta.model_validate({"eval_id": name, "created_at": now_iso(), **meta}).save(store.meta_path)
     return store

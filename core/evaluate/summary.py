@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from doctune.core.evaluate.stats import mcnemar_exact, mean_interval, paired_bootstrap, wilson_interval
+from doctune.core.records import EvalSummary
 
-SCHEMA_VERSION = 1
 BINARY_METRICS = ("mc_likelihood", "mc_letter", "open_judge")
 METRICS = (*BINARY_METRICS, "open_f1")
 METRIC_LABELS = {
@@ -157,7 +157,7 @@ def summarize(
     by_key = {(r["question_id"], r["system"]): r for r in records}
     kinds = {r["question_id"]: r.get("kind") for r in records}
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": EvalSummary.VERSION,
         "eval_id": eval_id,
         "systems": scored,
         "skipped": skipped,

@@ -32,7 +32,7 @@ def export_items(project, fmt: str, out: str | Path | None = None) -> tuple[Path
     """Write the items in ``fmt``; returns the file and how many records it holds."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
-    target = Path(out) if out else Path(project.synth_dir) / f"export-{fmt}.jsonl"
+    target = Path(out) if out else project.layout.synth_export(fmt)
     items = load_training_items(project)
     with AtomicFile(target) as tmp, open(tmp, "w", encoding="utf-8") as handle:
         for item in items:

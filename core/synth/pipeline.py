@@ -1,9 +1,9 @@
 """``synth.run``: plan tasks from the chunks, ask the teacher, filter, append to ``synth/`` (or ``eval/``).
 
 Crash safety and resuming: every finished task leaves exactly one record,
-appended (flushed, fsynced) by the single writer thread: an item in
-``synth/items.jsonl`` (``eval/questions.jsonl``), or an outcome in
-``synth/failures.jsonl`` (``eval/failures.jsonl``) that says ``failed`` or
+appended (flushed, fsynced) by the single writer thread: an item in the
+project's items (held-out questions), or a ``SynthOutcome`` in their outcomes
+log (``core.records.ProjectLayout`` says where) that says ``failed`` or
 ``filtered`` and why. A re-run skips tasks with an item or a ``filtered``
 outcome and retries the ``failed`` ones; a SIGKILL loses only the tasks in
 flight, and the torn last line it may leave is cut off on the next run.
@@ -29,20 +29,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from doctune.core.errors import UserError, disk_errors, write_failure_reason
 from doctune.core.events import Cancelled, CancelToken, Events
-from doctune.core.fsio import JsonlAppender, atomic_write_json, read_json_or_none, read_jsonl
+from doctune.core.fsio import JsonlAppender, read_jsonl
 from doctune.core.items import (
     EvalQuestion, TrainingItem, failures_path, items_path, questions_path,
 )
+from doctune.core.records import ProjectLayout, SynthOutcome, TeacherSpeed
 from doctune.core.synth import filters, schemas
 from doctune.core.synth.prompts import load_prompt
 from doctune.core.synth.recipes import REGISTRY, TRAIN_RECIPES, EntityCache, plan_eval_tasks, plan_tasks
 from doctune.core.synth.tasks import UNUSABLE, Draft, GenerationContext, InvalidOutput, Task, Usage, letter_index
 from doctune.core.teachers import Teacher, TeacherCallError, estimate_tokens
 
-OUTCOME_VERSION = 1
 SCHEMA = "schema"  # the reason of a reply that is not the record's shape: a failed call, never a filter
-SPEED_FILE = "teacher-speed.json"
-EVAL_FAILURES_FILE = "failures.jsonl"
 EXPECTED_OUTPUT_SHARE = 0.6  # replies use about this share of the longest reply their schema allows
 
 
@@ -146,7 +144,7 @@ class Outputs:
         self.mode = mode
         if mode == "eval":
             self.items_file = questions_path(project)
-            self.outcomes_file = Path(project.eval_dir) / EVAL_FAILURES_FILE
+            self.outcomes_file = ProjectLayout(Path(project.root)).question_outcomes
         else:
             self.items_file = items_path(project)
             self.outcomes_file = failures_path(project)
@@ -346,7 +344,7 @@ class Run:
             duplicates.check_and_add(*_dedupe_key(record))
         self.finisher = Finisher(settings, teacher.name, duplicates,
                                  _leakage_index(project, mode, settings.leakage_threshold))
-        self.entities = EntityCache(Path(project.synth_dir) / "entities.jsonl")
+        self.entities = EntityCache(ProjectLayout(Path(project.root)).entities)
         self.ctx = GenerationContext(teacher, settings, self.entities)
         self.teacher_seconds = 0.0
 
@@ -449,11 +447,10 @@ class Run:
             self.result.failed += 1
         else:
             self.result.filtered += 1
-        self.outputs.append_outcome({
-            "schema_version": OUTCOME_VERSION, "id": task.id, "outcome": outcome, "reason": category,
-            "detail": reason[:500], "recipe": task.recipe, "chunk_id": task.source.chunk_ids[0],
-            "doc_id": task.source.doc_id, "teacher": self.teacher.name, "time": time.time(),
-        })
+        self.outputs.append_outcome(SynthOutcome(
+            id=task.id, outcome=outcome, reason=category, detail=reason[:500], recipe=task.recipe,
+            chunk_id=task.source.chunk_ids[0], doc_id=task.source.doc_id, teacher=self.teacher.name, time=time.time(),
+        ).to_data())
 
     def close(self) -> None:
         self.entities.close()
@@ -463,20 +460,18 @@ class Run:
 # ----- estimates and measured speed ---------------------------------------------------------------
 
 def speed_path(project) -> Path:
-    return Path(project.cache_dir) / SPEED_FILE
+    return ProjectLayout(Path(project.root)).teacher_speed
 
 
 def save_speed(project, teacher_name: str, completion_tokens: int, seconds: float, calls: int) -> None:
     if completion_tokens <= 0 or seconds <= 0 or calls <= 0:
         return
-    atomic_write_json(speed_path(project), {
-        "schema_version": 1, "teacher": teacher_name, "tokens_per_s": completion_tokens / seconds,
-        "seconds_per_call": seconds / calls, "measured_at": time.time(),
-    })
+    TeacherSpeed(teacher=teacher_name, tokens_per_s=completion_tokens / seconds, seconds_per_call=seconds / calls,
+                 measured_at=time.time()).save(speed_path(project))
 
 
-def load_speed(project) -> dict[str, Any] | None:
-    return read_json_or_none(speed_path(project))
+def load_speed(project) -> TeacherSpeed | None:
+    return TeacherSpeed.load_or_none(speed_path(project))
 
 
 def estimate(project, pending: list[Task]) -> dict[str, Any]:
@@ -500,8 +495,8 @@ def estimate(project, pending: list[Task]) -> dict[str, Any]:
     speed = load_speed(project)
     concurrency = teacher.concurrency if teacher.kind == "openai" else 1
     seconds = None
-    if speed and speed.get("seconds_per_call") and speed.get("tokens_per_s"):
-        per_call = max(speed["seconds_per_call"], output_expected / max(calls, 1) / speed["tokens_per_s"])
+    if speed and speed.seconds_per_call and speed.tokens_per_s:
+        per_call = max(speed.seconds_per_call, output_expected / max(calls, 1) / speed.tokens_per_s)
         seconds = round(per_call * calls / concurrency, 1)
     cost = (prompt_tokens * teacher.price_in_per_mtok + output_expected * teacher.price_out_per_mtok) / 1e6
     return {"items": len(pending), "calls": calls, "prompt_tokens": prompt_tokens,
@@ -594,7 +589,8 @@ def _generate(project, mode: str, tasks: list[Task], params: SynthParams, events
     events.metric(items_per_s=result.items_per_s, generated=result.generated, failed=result.failed,
                   filtered=result.filtered, prompt_tokens=result.prompt_tokens,
                   completion_tokens=result.completion_tokens)
-    target = "eval/questions.jsonl" if params.eval else "synth/items.jsonl"
+    layout = ProjectLayout(Path(project.root))
+    target = (layout.questions if params.eval else layout.items).relative_to(layout.root).as_posix()
     events.done(f"{result.generated} written to {target}, {result.filtered} filtered, {result.failed} failed.",
                 **result.as_dict())
     return result

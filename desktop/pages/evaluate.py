@@ -8,11 +8,20 @@ from pathlib import Path
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QHBoxLayout, QHeaderView, QLabel, QPushButton, QSpinBox, QSplitter, QTableWidget,
-    QTableWidgetItem, QTextBrowser,
+    QAbstractItemView,
+    QCheckBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
 )
 
-from doctune.core.fsio import read_json_or_none
+from doctune.core.records import EvalSummary, ProjectLayout
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_eval_summary
 from doctune.desktop.widgets import JobProgress, LazyPlot, explanation, open_in_system
@@ -167,7 +176,7 @@ class EvaluatePage(Page):
         def opened(state: str) -> None:
             folder = job.record.last_event or {}
             path = folder.get("path") or folder.get("report")
-            reports = sorted((self.project / "reports").glob("*.html"), key=lambda p: p.stat().st_mtime)
+            reports = sorted(ProjectLayout(self.project).reports.glob("*.html"), key=lambda p: p.stat().st_mtime)
             target = Path(path) if path else (reports[-1] if reports else None)
             if state == "succeeded" and target is not None:
                 open_in_system(self, target, "HTML report")
@@ -178,7 +187,8 @@ class EvaluatePage(Page):
     # ----- showing ------------------------------------------------------------------
     def refresh(self) -> None:
         path = latest_eval_summary(self.project)
-        summary = read_json_or_none(path) if path is not None else None
+        record = EvalSummary.load_or_none(path) if path is not None else None
+        summary = record.to_data() if record is not None else None
         self.report_button.setEnabled(summary is not None)
         if summary is None:
             self.verdict.setText("")
@@ -234,12 +244,12 @@ class EvaluatePage(Page):
         chart.getAxis("bottom").setTicks([[(i, CHART_LABELS.get(s, s)) for i, s in enumerate(systems)]])
 
     def _load_records(self, folder: Path) -> None:
-        from doctune.core.fsio import read_jsonl
         from doctune.core.items import load_eval_questions
+        from doctune.core.records import EvalAnswer, EvalLayout, read_records
 
         self.records = defaultdict(list)
-        for record in read_jsonl(folder / "results.jsonl"):
-            self.records[record["question_id"]].append(record)
+        for record in read_records(EvalAnswer, EvalLayout(folder).results):
+            self.records[record.question_id].append(record.to_data())
         self.question_list = [q for q in load_eval_questions(self.open_config()) if q.id in self.records]
         self.questions.setRowCount(len(self.question_list))
         for row, question in enumerate(self.question_list):

@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QPushButton, QTextBrowser
 
+from doctune.core.records import ExportLayout
 from doctune.core.runs import read_manifest, ready_files
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_manifest, latest_run
@@ -109,7 +110,7 @@ class ExportPage(Page):
         ready = self.ready_file()
         for button in (self.open_button, self.copy_ollama, self.copy_llama):
             button.setEnabled(found is not None)
-        details = found[0].parent / "verification.txt" if found else None
+        details = ExportLayout(found[0].parent).verification_text if found else None
         technical = (f"<pre>{html.escape(details.read_text(encoding='utf-8'))}</pre>"
                      if details is not None and details.exists() else "")
         self.report.setHtml(describe_manifest(found[1]) + technical if found else "No export yet.")
@@ -127,7 +128,7 @@ class ExportPage(Page):
         ready = self.ready_file()
         if ready is None:
             return {}
-        modelfile = ready.parent / "Modelfile"
+        modelfile = ExportLayout(ready.parent).modelfile
         name = shlex.quote("doctune-" + (self.project.name if self.project else "model").lower().replace(" ", "-"))
         return {  # every name and path quoted: a folder name must never become shell syntax
             "ollama": f"ollama create {name} -f {shlex.quote(str(modelfile))}" if modelfile.exists()

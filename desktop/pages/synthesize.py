@@ -6,8 +6,20 @@ from collections import Counter
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QDialog, QDoubleSpinBox, QGridLayout, QHBoxLayout, QHeaderView, QLabel,
-    QPlainTextEdit, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDoubleSpinBox,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
 )
 
 from doctune.core.synth.recipes import REGISTRY, TRAIN_RECIPES
@@ -113,15 +125,15 @@ class SynthesizePage(Page):
 
     # ----- items ---------------------------------------------------------------------
     def refresh(self) -> None:
-        from doctune.core.fsio import read_jsonl
-        from doctune.core.items import failures_path, load_training_items
+        from doctune.core.items import load_training_items
+        from doctune.core.records import ProjectLayout, outcome_count
 
         project = self.open_config()
         for name, (box, weight) in self.recipe_boxes.items():
             box.setChecked(name in project.config.synth.recipes)
             weight.setValue(project.config.synth.recipes.get(name, 1.0))
         self.items = load_training_items(project)
-        self.failures = sum(1 for _ in read_jsonl(failures_path(project)))
+        self.failures = outcome_count(ProjectLayout(project.root))
         self._show_items()
         run_cli_json(self, ["status", "--json", "-p", str(self.project)], self._with_documents)
 
@@ -138,7 +150,7 @@ class SynthesizePage(Page):
         for name in self.documents.values():
             counts.setdefault(name, 0)
         parts = [f"{doc}: {n}" if n else f"{doc}: none yet" for doc, n in sorted(counts.items())]
-        failed = f" {self.failures} teacher call(s) failed (kept in synth/failures.jsonl; re-running retries them)." \
+        failed = f" {self.failures} teacher call(s) failed (Generate again retries them)." \
             if self.failures else ""
         self.coverage.setText((f"{len(self.items)} item(s). Items per document — " + "; ".join(parts) + "." + failed)
                               if counts else "No training material yet.")
@@ -186,13 +198,11 @@ class SynthesizePage(Page):
             dialog.open()
 
     def delete_selected(self) -> None:
-        from doctune.core.fsio import JsonlAppender
-        from doctune.core.items import deleted_path
+        from doctune.core.records import ProjectLayout, mark_deleted
 
         chosen = self._selected_items()
         if not chosen:
             return
-        with JsonlAppender(deleted_path(self.open_config())) as log:
-            log.append_many({"id": item.id} for item in chosen)
+        mark_deleted(ProjectLayout(self.project), [item.id for item in chosen])
         self.refresh()
         self.changed.emit()
