@@ -19,7 +19,8 @@ PROBE_MESSAGES = [
 
 def register(sub) -> None:
     parser = add_command(sub, "teacher", cmd_teacher,
-                         "Check the configured teacher (latency, tokens/s) or store its API key in the OS keyring.")
+                         "Check the configured teacher (latency, tokens/s; each server when there are "
+                         "several) or store its API key in the OS keyring.")
     parser.add_argument("action", choices=["test", "set-key"],
                         help="test: one small structured request; set-key: read a key from stdin into the keyring")
 
@@ -34,6 +35,8 @@ def cmd_teacher(ctx: CommandContext) -> int:
     started = time.perf_counter()
     teacher = open_teacher(project, events=ctx.events)
     load_s = time.perf_counter() - started
+    if len(getattr(teacher, "endpoints", ())) > 1:
+        return _test_each_server(ctx, project, teacher)
     try:
         reply = teacher.complete(PROBE_MESSAGES, schema=PROBE_SCHEMA, max_tokens=128, temperature=0.0)
     except TeacherCallError as exc:
@@ -41,7 +44,7 @@ def cmd_teacher(ctx: CommandContext) -> int:
     finally:
         teacher.close()
     tokens_per_s = reply.completion_tokens / reply.seconds if reply.seconds > 0 else 0.0
-    valid = isinstance(reply.data, dict) and all(key in reply.data for key in PROBE_SCHEMA["required"])
+    valid = _valid(reply)
     save_speed(project, teacher.name, reply.completion_tokens, reply.seconds, 1)
     ctx.events.metric(latency_s=round(reply.seconds, 3), tokens_per_s=round(tokens_per_s, 1),
                       completion_tokens=reply.completion_tokens, prompt_tokens=reply.prompt_tokens,
@@ -54,12 +57,58 @@ def cmd_teacher(ctx: CommandContext) -> int:
     return 0 if valid else 2
 
 
-def _call_failed(project, exc: Exception):
+def _valid(reply) -> bool:
+    return isinstance(reply.data, dict) and all(key in reply.data for key in PROBE_SCHEMA["required"])
+
+
+def _test_each_server(ctx: CommandContext, project, teacher) -> int:
+    """The probe request on each server of the teacher alone: latency, tokens/s and valid JSON per server; a
+    server that does not answer is named with what to do, after the others' figures."""
+    from doctune.core.synth.pipeline import save_speed
+    from doctune.core.teachers import TeacherCallError
+
+    lines, failures, tokens, seconds, valid_all = [], [], 0, 0.0, True
+    teacher.close()
+    for alone in teacher.one_per_endpoint():
+        where = alone.endpoints[0].label
+        try:
+            reply = alone.complete(PROBE_MESSAGES, schema=PROBE_SCHEMA, max_tokens=128, temperature=0.0)
+        except TeacherCallError as exc:
+            failures.append((alone.endpoints[0].url, exc))
+            lines.append(f"{where}: no answer ({str(exc)[:160]})")
+            ctx.events.metric(endpoint=alone.endpoints[0].url, answered=False)
+            continue
+        finally:
+            alone.close()
+        tokens_per_s = reply.completion_tokens / reply.seconds if reply.seconds > 0 else 0.0
+        valid = _valid(reply)
+        valid_all = valid_all and valid
+        tokens, seconds = tokens + reply.completion_tokens, seconds + reply.seconds
+        ctx.events.metric(endpoint=alone.endpoints[0].url, answered=True, latency_s=round(reply.seconds, 3),
+                          tokens_per_s=round(tokens_per_s, 1), completion_tokens=reply.completion_tokens,
+                          valid_json=valid)
+        lines.append(f"{where}: {reply.seconds:.2f} s, {tokens_per_s:.1f} tokens/s, "
+                     + ("valid JSON" if valid else "no valid JSON object"))
+    answered = len(lines) - len(failures)
+    save_speed(project, teacher.name, tokens, seconds, answered)
+    summary = f"{teacher.name}: " + "; ".join(lines)
+    if failures:
+        url, exc = failures[0]
+        first = _call_failed(project, exc, url)
+        from doctune.core.teachers import TeacherError
+
+        raise TeacherError(f"{len(failures)} of {len(lines)} teacher servers did not answer. {summary}.",
+                           first.hint, first.window_hint)
+    ctx.events.done(summary, teacher=teacher.name, servers=len(lines), valid_json=valid_all)
+    return 0 if valid_all else 2
+
+
+def _call_failed(project, exc: Exception, where: str = ""):
     """The failed probe request in plain words: what the server said and what to do."""
     from doctune.core.teachers import TeacherError
 
     settings = project.config.teacher
-    where = settings.base_url or "the local teacher"
+    where = where or settings.base_url or "the local teacher"
     text = str(exc)
     if "HTTP 401" in text or "HTTP 403" in text:
         hint = ("Store the right key with 'doctune teacher set-key', or put it in an environment variable and name "
@@ -96,14 +145,16 @@ def _set_key(ctx: CommandContext) -> int:
     from doctune.core.teachers.keys import store_api_key
 
     project = ctx.project()
-    base_url = project.config.teacher.base_url
-    if not base_url:
-        raise UsageError("Set teacher.base_url in doctune.toml first; the key is stored for that endpoint.")
+    urls = project.config.teacher.endpoint_urls()
+    if not urls:
+        raise UsageError("Set teacher.base_url (or teacher.base_urls) in doctune.toml first; the key is stored for "
+                         "each of those servers.")
     key = (getpass.getpass("API key: ") if sys.stdin.isatty() else sys.stdin.readline()).strip()
     if not key:
         raise UsageError("No key given.")
     try:
-        store_api_key(base_url, key)
+        for url in urls:  # one keyring entry per server; the same key for each
+            store_api_key(url, key)
     except Exception as exc:  # keyring's errors: no backend (headless Linux), a locked or refusing keyring
         from doctune.core.teachers import TeacherError
 
@@ -111,5 +162,5 @@ def _set_key(ctx: CommandContext) -> int:
                            "Put the key in an environment variable instead (e.g. export DOCTUNE_API_KEY=…) and "
                            "set teacher.api_key_env = \"DOCTUNE_API_KEY\" in doctune.toml; the key then never "
                            "touches the project folder.") from None
-    ctx.events.done(f"Key stored in the OS keyring for {base_url} (not in the project folder).")
+    ctx.events.done(f"Key stored in the OS keyring for {', '.join(urls)} (not in the project folder).")
     return 0

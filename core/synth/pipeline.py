@@ -493,7 +493,7 @@ def estimate(project, pending: list[Task]) -> dict[str, Any]:
             output_max += sum(schemas.output_tokens(schema) for schema in setup_schemas)
     output_expected = int(output_max * EXPECTED_OUTPUT_SHARE)
     speed = load_speed(project)
-    concurrency = teacher.concurrency if teacher.kind == "openai" else 1
+    concurrency = teacher.concurrency * max(1, len(teacher.endpoint_urls())) if teacher.kind == "openai" else 1
     seconds = None
     if speed and speed.seconds_per_call and speed.tokens_per_s:
         per_call = max(speed.seconds_per_call, output_expected / max(calls, 1) / speed.tokens_per_s)

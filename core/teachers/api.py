@@ -211,6 +211,13 @@ class ApiTeacher(Teacher):
         self._mode_lock = threading.Lock()
         self.retries = 0  # requests repeated after a transient failure (all threads)
         self.moves = 0  # requests sent to another endpoint after theirs went down (all threads)
+        self._options: dict[str, Any] = {
+            "concurrency": concurrency, "timeout_s": timeout_s, "max_retries": max_retries,
+            "retry_base_s": retry_base_s, "retry_max_s": retry_max_s, "temperature": temperature,
+            "max_tokens": max_tokens, "sleep": sleep, "warn": warn, "cancel": cancel,
+            "down_after": down_after, "probe_after_s": probe_after_s,
+        }
+        self._per_url = {url: (_for(api_key, url), _for(connect_url, url)) for url in urls}
 
     @property  # type: ignore[override]
     def concurrency(self) -> int:
@@ -225,6 +232,11 @@ class ApiTeacher(Teacher):
     @property
     def endpoints(self) -> list[Endpoint]:
         return self._router.endpoints
+
+    def one_per_endpoint(self) -> list[ApiTeacher]:
+        """A teacher for each endpoint alone, with the same settings (``doctune teacher test`` probes each)."""
+        return [ApiTeacher(url, self.model, api_key=key, connect_url=connect, structured_output=self.structured_output,
+                           **self._options) for url, (key, connect) in self._per_url.items()]
 
     def endpoint_stats(self) -> list[EndpointStats]:
         """Per endpoint: replies served, failed attempts, times it went down, and whether it is up now."""

@@ -283,7 +283,10 @@ class Router:
             if isinstance(error, RetryableError) and error.endpoint_failed:
                 endpoint.failed += 1
                 endpoint.failures_in_a_row += 1
-                if was_probe or error.kind == "connection" or endpoint.failures_in_a_row >= self.down_after:
+                failing = was_probe or error.kind == "connection" or endpoint.failures_in_a_row >= self.down_after
+                # a request sent before it went down says nothing new: only a probe, or a retry once its time out
+                # is over (every endpoint down), takes it out again (for longer)
+                if failing and (was_probe or endpoint.down_until <= time.monotonic()):
                     self._take_out(endpoint, str(error))
             elif isinstance(error, Cancelled) or (isinstance(error, RetryableError) and error.kind == "moved"):
                 pass  # says nothing about the server

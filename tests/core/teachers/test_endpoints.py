@@ -1,6 +1,7 @@
 """An endpoint teacher over several real loopback servers: spreading, health, failover, probing, privacy."""
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -173,3 +174,37 @@ def test_open_teacher_uses_every_server_with_the_key_for_each(project, monkeypat
             ask_all(teacher, 6)
     assert a.auth_headers and b.auth_headers
     assert set(a.auth_headers) | set(b.auth_headers) == {"Bearer sk-abc123"}
+
+
+def _doctune(*args: str):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "doctune.core", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "COLUMNS": "200"})
+
+
+def _servers_project(project, urls: list[str]):
+    settings = project.config.teacher
+    settings.kind, settings.model, settings.base_url, settings.base_urls = "openai", "test", "", urls
+    settings.max_retries, settings.timeout_s, settings.structured_output = 0, 5.0, "llama_cpp"
+    project.save()
+
+
+def test_teacher_test_reports_each_server_and_names_the_one_that_does_not_answer(project):
+    with FaultServer() as a, FaultServer(delay_s=0.2) as b:
+        _servers_project(project, [a.base_url, b.base_url])
+        both = _doctune("teacher", "test", "-p", str(project.root), "--events", "jsonl")
+        assert both.returncode == 0, both.stderr
+        metrics = [e for e in map(json.loads, both.stdout.splitlines()) if e.get("event") == "metric"]
+        assert [m["endpoint"] for m in metrics] == [a.base_url, b.base_url]
+        assert all(m["valid_json"] and m["tokens_per_s"] > 0 for m in metrics)
+        assert metrics[1]["latency_s"] >= 0.2 > metrics[0]["latency_s"]
+        missing = dead_url()
+        _servers_project(project, [a.base_url, missing])
+        one_dead = _doctune("teacher", "test", "-p", str(project.root))
+    assert one_dead.returncode == 1 and "Traceback" not in one_dead.stderr, one_dead.stderr
+    text = " ".join(one_dead.stderr.split())
+    assert "1 of 2 teacher servers did not answer" in text and "tokens/s, valid JSON" in text
+    assert f"{missing.split('/')[2]}: no answer (" in text and "Start the server" in text
