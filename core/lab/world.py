@@ -363,5 +363,5 @@ def multiple_choice(entity: Entity, attribute: str, rng: random.Random, family: 
     value = entity.fact(attribute).value
     distractors = rng.sample([v for v in ATTRIBUTES[attribute].values if v != value], 3)
     index = rng.randrange(4)
-    options = distractors[:index] + [value] + distractors[index:]
-    return MultipleChoice(question(entity, attribute, family, rng), tuple(options), LETTERS[index], index, attribute)
+    a, b, c, d = distractors[:index] + [value] + distractors[index:]
+    return MultipleChoice(question(entity, attribute, family, rng), (a, b, c, d), LETTERS[index], index, attribute)

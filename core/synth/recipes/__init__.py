@@ -54,7 +54,12 @@ def plan_eval_tasks(chunks: Sequence[dict[str, Any]], settings: Any) -> list[Tas
     return [make_task(name, source, i, settings.seed)
             for source in chunk_sources(chunks)
             for name in EVAL_RECIPES
-            for i in range(REGISTRY[name].count(settings) if REGISTRY[name].count else 0)]
+            for i in range(_eval_count(REGISTRY[name], settings))]
+
+
+def _eval_count(recipe: Recipe, settings: Any) -> int:
+    """How many tasks of a held-out recipe each chunk gets (0 for a recipe without a count)."""
+    return recipe.count(settings) if recipe.count else 0
 
 
 __all__ = ["REGISTRY", "TRAIN_RECIPES", "EVAL_RECIPES", "Recipe", "plan_tasks", "plan_eval_tasks", "EntityCache",

@@ -35,9 +35,9 @@ def entity_combinations(entities: list[str], window_id: str, seed: int, triples:
     """Pairs (then triples) of entities in a reproducible random order for this window and seed."""
     unique = list(dict.fromkeys(entity.strip() for entity in entities if entity.strip()))
     rng = random.Random(content_hash(window_id, seed))
-    pairs = list(itertools.combinations(unique, 2))
+    pairs: list[tuple[str, ...]] = list(itertools.combinations(unique, 2))
     rng.shuffle(pairs)
-    more = list(itertools.combinations(unique, 3)) if triples else []
+    more: list[tuple[str, ...]] = list(itertools.combinations(unique, 3)) if triples else []
     rng.shuffle(more)
     return pairs + more
 
