@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QRadioButton,
     QVBoxLayout,
@@ -31,6 +32,23 @@ def is_local_url(url: str) -> bool:
     from doctune.core.teachers.api import is_loopback
 
     return is_loopback(url, offline=True)
+
+
+def address_lines(text: str) -> list[str]:
+    """The addresses typed in the Address box: one per line, blank lines and repeats left out."""
+    return list(dict.fromkeys(line.strip().rstrip("/") for line in text.splitlines() if line.strip()))
+
+
+def bad_address(urls: list[str]) -> str | None:
+    """The first address that is not an http(s) address with a host, or None."""
+    from doctune.core.config import check_http_url
+
+    for url in urls:
+        try:
+            check_http_url(url)
+        except ValueError:
+            return url
+    return None
 
 
 class TeacherPage(Page):
@@ -80,20 +98,27 @@ class TeacherPage(Page):
         self.body.addWidget(self.endpoint_radio)
         endpoint_box = QGroupBox()
         form = QFormLayout(endpoint_box)
-        self.base_url = QLineEdit()
-        self.base_url.setPlaceholderText("http://127.0.0.1:11434/v1")
+        self.addresses = QPlainTextEdit()
+        self.addresses.setTabChangesFocus(True)
+        self.addresses.setPlaceholderText("http://127.0.0.1:11434/v1\n(several servers of the same model: one "
+                                          "address per line)")
+        self.addresses.setToolTip("The server's address. For a large collection of documents, run the same model "
+                                  "on several servers (vLLM or llama.cpp, on other GPUs or computers) and enter "
+                                  "one address per line: the requests are spread over them, and a server that "
+                                  "stops answering is left out while the others take its work.")
+        self.addresses.setFixedHeight(self.addresses.fontMetrics().lineSpacing() * 4 + 12)
         self.model_name = QLineEdit()
         self.model_name.setPlaceholderText("e.g. qwen2.5:7b-instruct")
         self.api_key = QLineEdit()
         self.api_key.setEchoMode(QLineEdit.EchoMode.Password)
         self.api_key.setPlaceholderText("stored in the system keyring, never in the project folder")
-        form.addRow("Address", self.base_url)
+        form.addRow("Address", self.addresses)
         form.addRow("Model", self.model_name)
         form.addRow("API key", self.api_key)
         self.remote_warning = QLabel("")
         self.remote_warning.setWordWrap(True)
         self.remote_warning.setObjectName("warning")
-        self.remote_opt_in = QCheckBox("I understand, and allow sending my documents to this server")
+        self.remote_opt_in = QCheckBox("I understand, and allow sending my documents to these servers")
         form.addRow(self.remote_warning)
         form.addRow(self.remote_opt_in)
         self.body.addWidget(endpoint_box)
@@ -111,7 +136,7 @@ class TeacherPage(Page):
         self.body.addWidget(self.result)
         self.body.addStretch(1)
         self.local_radio.toggled.connect(lambda local: (local_box.setEnabled(local), endpoint_box.setEnabled(not local)))
-        self.base_url.textChanged.connect(self._update_warning)
+        self.addresses.textChanged.connect(self._update_warning)
         self.save_button.clicked.connect(self.save)
         self.test_button.clicked.connect(self.test)
         self.local_radio.setChecked(True)
@@ -195,12 +220,13 @@ class TeacherPage(Page):
             self.model_path.setText(path)
 
     def _update_warning(self) -> None:
-        url = self.base_url.text().strip()
-        remote = bool(url) and not is_local_url(url)
-        host = urlparse(url).hostname or url
+        remote = list(dict.fromkeys(urlparse(url).hostname or url for url in address_lines(self.addresses.toPlainText())
+                                    if not is_local_url(url)))
+        one = len(remote) == 1
         self.remote_warning.setText(
-            f"⚠ {host} is not on this computer: the text of your documents will be sent to it." if remote else "")
-        self.remote_opt_in.setVisible(remote)
+            f"⚠ {', '.join(remote)} {'is' if one else 'are'} not on this computer: the text of your documents will be "
+            f"sent to {'it' if one else 'them'}." if remote else "")
+        self.remote_opt_in.setVisible(bool(remote))
 
     def refresh(self) -> None:
         teacher = self.open_config().config.teacher
@@ -209,7 +235,7 @@ class TeacherPage(Page):
         self.model_path.setText(teacher.model_path)
         self.model_path.setPlaceholderText(f"{teacher.hf_file} from {teacher.hf_repo} (downloaded when first used)"
                                            if teacher.hf_repo and teacher.hf_file else "/path/to/teacher.gguf")
-        self.base_url.setText(teacher.base_url)
+        self.addresses.setPlainText("\n".join(teacher.endpoint_urls()))
         self.model_name.setText(teacher.model)
         self.remote_opt_in.setChecked(privacy.allow_remote_teacher)
 
@@ -221,19 +247,27 @@ class TeacherPage(Page):
             teacher.model_path = self.model_path.text().strip()
             project.config.privacy.allow_remote_teacher = False  # local again: nothing may be sent anywhere
         else:
-            url = self.base_url.text().strip()
-            if url and not is_local_url(url) and not self.remote_opt_in.isChecked():
-                show_error(self, "This server is not on this computer. Tick the box to allow sending your documents "
+            urls = address_lines(self.addresses.toPlainText())
+            wrong = bad_address(urls)
+            if wrong is not None:
+                show_error(self, f"'{wrong}' is not a server address. Enter each address in full, one per line, "
+                                 "for example http://127.0.0.1:11434/v1.")
+                return False
+            remote = any(not is_local_url(url) for url in urls)
+            if remote and not self.remote_opt_in.isChecked():
+                show_error(self, "A server is not on this computer. Tick the box to allow sending your documents "
                                  "to it, or choose a local model.")
                 return False
             teacher.kind = "openai"
-            teacher.base_url = url
+            teacher.base_url = urls[0] if urls else ""
+            teacher.base_urls = urls if len(urls) > 1 else []
             teacher.model = self.model_name.text().strip()
-            project.config.privacy.allow_remote_teacher = bool(url) and not is_local_url(url)
+            project.config.privacy.allow_remote_teacher = remote
             if self.api_key.text():
                 from doctune.core.teachers.keys import store_api_key
 
-                store_api_key(url, self.api_key.text())
+                for url in urls:  # one keyring entry per server, the same key for each
+                    store_api_key(url, self.api_key.text())
                 self.api_key.clear()
         project.save()
         self.result.setText("Saved.")
