@@ -1,0 +1,165 @@
+"""Does a student tuned by DocTune know new documents? The knowledge lab's scoreboard.
+
+The lab's "user documents" are new entities of the lab world (never in the
+reader's pretraining), one Markdown file each. DocTune's real pipeline runs on
+them in a temporary project — ingest → index → synthesize (lab teacher) →
+held-out questions → train → export → evaluate — with the lab reader as the
+student, built on first use and cached (``doctune.core.lab.reader``). The
+evaluation scores the four systems and the exported Q8_0 file on held-out
+multiple-choice questions (phrasings never used for training), by DocTune's
+headline metric (the option's likelihood), with 95% intervals.
+
+``tuned`` is the F16 GGUF, which export verifies against the transformers
+model (top-1 agreement ≥ 99%), so ``tuned_q8_0`` against it is the
+quantisation's cost.
+
+Targets (issue 13): base ≤ 35%, base + RAG ≥ 80%, tuned ≥ 60% and ≥ base + 30
+points, tuned + RAG ≥ base + RAG, Q8_0 within 3 points of tuned.
+
+Usage: ``python bench/knowledge.py --quick`` (the default point only; the
+sweep over data amount, recipe mix, epochs, rank and replay is to come:
+``SWEEP`` holds its points, ``run_point`` runs one). The last line is JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGETS = {"base_max": 0.35, "base_rag_min": 0.80, "tuned_min": 0.60, "tuned_over_base_min": 0.30,
+           "q8_0_within": 0.03}
+N_ENTITIES = 30
+WORLD_SEED = 2
+
+DEFAULT_POINT: dict[str, Any] = {"name": "default", "synth": {}, "train": {}}
+"""The project's own defaults; a sweep point overrides [synth] / [train] settings."""
+SWEEP: list[dict[str, Any]] = [DEFAULT_POINT]
+"""The sweep's points (amount of synthetic data, recipe mix, epochs, LoRA rank, replay): later work."""
+
+MEASUREMENT = {"eval_mc_per_chunk": 3, "eval_open_per_chunk": 0}
+"""How the lab measures (not how DocTune trains): three held-out multiple-choice questions per document, so the
+intervals are narrow enough to read; no open questions (they need the judge and long answers, and say less)."""
+
+
+def cache_root() -> Path:
+    """The tests' cache of tiny models (git-ignored), where the reader is built once per machine."""
+    return ROOT / "tests" / ".artifacts" / "tiny"
+
+
+def write_documents(folder: Path, seed: int, n: int) -> list:
+    """The new entities' Markdown files; names never in the reader's pretraining world."""
+    from doctune.core.lab import reader
+    from doctune.core.lab.world import READER_WORLD_SEED, make_world, render_document
+
+    pretraining = make_world(READER_WORLD_SEED, reader.WORLD_ENTITIES)
+    world = make_world(seed, n, avoid=pretraining)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    for entity in world.entities:
+        (folder / entity.file_name).write_text(render_document(entity, rng), encoding="utf-8")
+    return world.entities
+
+
+def make_project(root: Path, student: Path, point: dict[str, Any]):
+    from doctune.core.project import Project
+
+    project = Project.create(root / "project", name=f"Knowledge lab ({point['name']})")
+    config = project.config
+    config.teacher.kind = "lab"
+    config.student.model = str(student)
+    for name, value in MEASUREMENT.items():
+        setattr(config.synth, name, value)
+    for section in ("synth", "train"):
+        for name, value in point[section].items():
+            setattr(getattr(config, section), name, value)
+    config.export.formats = ["f16", "q8_0"]
+    config.rag.gguf_format = "f16"
+    project.save()
+    return project
+
+
+def run_point(point: dict[str, Any], student: Path, work: Path, *, seed: int = WORLD_SEED,
+              n_entities: int = N_ENTITIES) -> dict[str, Any]:
+    """One full pipeline run on new documents; the scores of base, base+rag, tuned, tuned+rag and the Q8_0 file."""
+    from doctune.core.evaluate.runner import EvalParams
+    from doctune.core.evaluate.runner import run as evaluate
+    from doctune.core.events import CancelToken, Events
+    from doctune.core.export import ready_gguf
+    from doctune.core.pipeline import PipelineParams
+    from doctune.core.pipeline import run as pipeline
+
+    docs = work / "docs"
+    write_documents(docs, seed, n_entities)
+    project = make_project(work, student, point)
+    events, cancel = Events(), CancelToken()
+    started = time.perf_counter()
+    steps = pipeline(PipelineParams(project_dir=project.root, add=[docs], until="export"), events=events, cancel=cancel)
+    q8_0 = ready_gguf(project, fmt="q8_0")
+    systems = ["base", "base+rag", "tuned", "tuned+rag"] + ([str(q8_0)] if q8_0 else [])
+    result = evaluate(EvalParams(project_dir=project.root, systems=systems, judge=False), events=events, cancel=cancel)
+    scores = {name.replace("+rag", "_rag").replace(str(q8_0), "tuned_q8_0"): figures["mc_likelihood"]
+              for name, figures in result.summary["scores"].items()}
+    return {"point": point["name"], "scores": scores, "steps": steps.as_dict(),
+            "seconds": round(time.perf_counter() - started, 1)}
+
+
+def verdict(scores: dict[str, dict[str, Any]]) -> dict[str, bool]:
+    accuracy = {name: figures.get("accuracy") or 0.0 for name, figures in scores.items()}
+    base, base_rag, tuned = accuracy.get("base", 0.0), accuracy.get("base_rag", 0.0), accuracy.get("tuned", 0.0)
+    return {
+        "base_at_chance": base <= TARGETS["base_max"],
+        "base_rag_reads": base_rag >= TARGETS["base_rag_min"],
+        "tuned_knows": tuned >= TARGETS["tuned_min"] and tuned >= base + TARGETS["tuned_over_base_min"],
+        "tuned_rag_not_worse": accuracy.get("tuned_rag", 0.0) >= base_rag,
+        "q8_0_close": abs(accuracy.get("tuned_q8_0", 0.0) - tuned) <= TARGETS["q8_0_within"],
+    }
+
+
+def print_scoreboard(outcome: dict[str, Any]) -> None:
+    print(f"\nPoint: {outcome['point']}  ({outcome['seconds']} s)")
+    print(f"{'system':<12} {'accuracy':>8}  {'95% interval':<16} n")
+    for name, figures in outcome["scores"].items():
+        low, high = figures.get("ci95") or (None, None)
+        interval = f"[{low:.2f}, {high:.2f}]" if low is not None else "-"
+        print(f"{name:<12} {figures.get('accuracy') or 0.0:>8.2f}  {interval:<16} {figures.get('n')}")
+    for step in outcome["steps"]:
+        print(f"  {step['step']:<11} {step['status']:<8} {step['seconds']:>7.1f} s  {step['note']}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Run the default point only.")
+    parser.add_argument("--entities", type=int, default=N_ENTITIES, help="New entities (documents).")
+    parser.add_argument("--reader", type=Path, help="A built reader folder (default: build or reuse the cached one).")
+    args = parser.parse_args(argv)
+
+    from doctune.core.lab.reader import ensure_reader
+
+    started = time.perf_counter()
+    student = args.reader or ensure_reader(cache_root(), report=lambda r: print(json.dumps(r), file=sys.stderr))
+    reader_s = round(time.perf_counter() - started, 1)
+    points = [DEFAULT_POINT] if args.quick else SWEEP
+    outcomes = []
+    for point in points:
+        with tempfile.TemporaryDirectory(prefix=f"doctune-bench-knowledge-{point['name']}-") as tmp:
+            outcomes.append(run_point(point, student, Path(tmp), n_entities=args.entities))
+        print_scoreboard(outcomes[-1])
+    default = outcomes[0]
+    figures: dict[str, Any] = {"bench": "knowledge", "point": default["point"], "entities": args.entities}
+    figures |= {name: figures_["accuracy"] for name, figures_ in default["scores"].items()}
+    figures |= {f"{name}_ci95": figures_.get("ci95") for name, figures_ in default["scores"].items()}
+    checks = verdict(default["scores"])
+    figures |= {"targets": TARGETS, "checks": checks, "meets_target": all(checks.values()),
+                "reader_s": reader_s, "pipeline_s": default["seconds"],
+                "steps_s": {step["step"]: step["seconds"] for step in default["steps"]}}
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

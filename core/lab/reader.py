@@ -1,0 +1,399 @@
+"""The lab's reader student: a small Qwen2 model pretrained from scratch, offline, on the lab world.
+
+Why it exists: DocTune's claim is that a student tuned on synthetic data about
+documents knows them. Random tiny models cannot show it and no real model can
+be downloaded here, so the lab builds a student that behaves like a small
+pretrained LM in the one way that matters: it **can read** (with a passage in
+its context, asked in DocTune's own RAG prompt, it answers from the passage)
+and it **can store facts** (it was taught closed-book question answering about
+entities it read about), but it **cannot know** a new entity's facts.
+
+What it is trained on, every example in the chat format DocTune asks with
+(``core/chat/prompt.py``'s system prompts and source blocks, the evaluation's
+multiple-choice prompt):
+
+- documents of the pretraining world (``world.READER_WORLD_SEED``) in varied
+  templates, as plain text;
+- reading comprehension on **fresh** entities drawn for each example (so
+  nothing can be answered from memory): the entity's passage among distractor
+  passages, as retrieval returns them, then a question in any phrasing; the
+  answer is the value and the source's number (``Velmora [2]``), or a letter
+  for a multiple-choice prompt;
+- closed-book questions about half of the pretraining entities, every phrasing,
+  with and without DocTune's system prompt (knowledge augmentation: Physics of
+  Language Models 3.1 found facts become extractable only so), and closed-book
+  multiple choice on them.
+
+Chat examples carry loss on the answer only; documents on every token.
+Sequences are packed into rows with positions restarting per sequence (no
+attention across examples). The folder it saves is an ordinary Hugging Face
+model (safetensors, tokenizer, ChatML template) that ``core/train/student.py``
+takes as a local student; ``ensure_reader`` builds it once per machine under
+the tiny models' cache root, in a folder named by a fingerprint of this
+builder, the world and DocTune's prompts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from doctune.core.fsio import atomic_write_text
+from doctune.core.lab import world as lab_world
+from doctune.core.lab.world import KIND_ATTRIBUTES, World, make_world, multiple_choice, question, render_document
+
+BUILDER_VERSION = 1
+READER_SIZES = {"hidden": 256, "layers": 4, "heads": 4, "kv_heads": 2, "ffn": 768}
+CONTEXT = 1024
+"""Model context: DocTune's chat keeps half for the answer, so a RAG prompt has 512 tokens."""
+PROMPT_TOKENS = 512
+VOCAB_TARGET = 4096
+WORLD_ENTITIES = 150
+ROW_TOKENS = 512
+ROWS_PER_STEP = 4
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """How much pretraining: tokens seen in all, the peak learning rate, the mix of example kinds."""
+
+    tokens: int = 2_000_000
+    learning_rate: float = 2e-3
+    seed: int = 0
+    tokenizer_examples: int = 2000
+    """Examples of every kind the tokenizer learns its merges from."""
+    mix: tuple[tuple[str, float], ...] = (
+        ("document", 0.15), ("read", 0.45), ("read_mc", 0.10), ("recall", 0.22), ("recall_mc", 0.08),
+    )
+
+
+@dataclass
+class Example:
+    """Either plain text (``answer`` empty: every token is learned) or a chat prompt and its answer."""
+
+    prompt: str
+    answer: str = ""
+    kind: str = "document"
+
+
+def source_text(entity, rng: random.Random) -> str:
+    """How an entity's document looks as a chunk: the Markdown heading becomes a plain title block."""
+    return render_document(entity, rng).replace("# ", "", 1).strip()
+
+
+class ExampleMaker:
+    """Draws training examples; fresh entities for reading come from an endless sequence of new worlds."""
+
+    def __init__(self, tokenizer, world: World, seed: int, budget: int = PROMPT_TOKENS) -> None:
+        self.tokenizer = tokenizer
+        self.world = world
+        self.rng = random.Random(f"reader-examples-{seed}")
+        self.known = world.entities[: len(world.entities) // 2]
+        self.counter = _counter(tokenizer, self.render)
+        self.budget = budget
+        self._fresh: list = []
+        self._fresh_seed = 10_000 + seed * 1_000_000
+
+    def fresh(self):
+        if not self._fresh:
+            self._fresh_seed += 1
+            self._fresh = list(make_world(self._fresh_seed, 60, avoid=self.world).entities)
+            self.rng.shuffle(self._fresh)
+        return self._fresh.pop()
+
+    def make(self, kind: str) -> Example:
+        return getattr(self, f"_{kind}")()
+
+    def _document(self) -> Example:
+        return Example(render_document(self.rng.choice(self.world.entities), self.rng) + "<|endoftext|>")
+
+    def _hits(self, target) -> tuple[list, int]:
+        """The target's passage among 0–5 distractors, as retrieval returns them; and its source number."""
+        from doctune.core.rag.hits import Hit
+
+        others = [self.fresh() for _ in range(self.rng.choice((0, 1, 1, 2, 2, 3, 3, 4, 5)))]
+        position = 0 if self.rng.random() < 0.5 else self.rng.randrange(len(others) + 1)
+        entities = others[:position] + [target] + others[position:]
+        hits = [Hit(f"c{i}", e.id, None, e.name, None, None, source_text(e, self.rng), 0.0) for i, e in enumerate(entities)]
+        return hits, position + 1
+
+    def messages(self, asked: str, hits: list | None = None, system: bool = True) -> list[dict]:
+        """DocTune's own prompt for ``asked`` (``assemble``: system prompt, sources cut to the prompt budget)."""
+        from doctune.core.chat.prompt import assemble
+
+        prompt = assemble(asked, budget=self.budget, counter=self.counter, sources=hits or (), rag=hits is not None)
+        return prompt.messages if system else prompt.messages[1:]
+
+    def render(self, messages: list[dict]) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def _question(self, entity) -> tuple[str, str]:
+        attribute = self.rng.choice(KIND_ATTRIBUTES[entity.kind])
+        family = self.rng.choice(("train", "heldout"))
+        return question(entity, attribute, family, self.rng), entity.fact(attribute).value
+
+    def _mc(self, entity) -> tuple[str, str]:
+        from doctune.core.evaluate.runner import mc_prompt
+
+        attribute = self.rng.choice(KIND_ATTRIBUTES[entity.kind])
+        mc = multiple_choice(entity, attribute, self.rng, self.rng.choice(("train", "heldout")))
+        return mc_prompt(_McView(mc.question, list(mc.options))), mc.answer
+
+    def _read(self) -> Example:
+        target = self.fresh()
+        hits, number = self._hits(target)
+        asked, value = self._question(target)
+        return Example(self.render(self.messages(asked, hits)), f"{value} [{number}]", "read")
+
+    def _read_mc(self) -> Example:
+        target = self.fresh()
+        hits, _ = self._hits(target)
+        asked, letter = self._mc(target)
+        return Example(self.render(self.messages(asked, hits)), letter, "read_mc")
+
+    def _recall(self) -> Example:
+        asked, value = self._question(self.rng.choice(self.known))
+        return Example(self.render(self.messages(asked, system=self.rng.random() < 0.7)), value, "recall")
+
+    def _recall_mc(self) -> Example:
+        asked, letter = self._mc(self.rng.choice(self.known))
+        return Example(self.render(self.messages(asked)), letter, "recall_mc")
+
+
+@dataclass
+class _McView:
+    """The two fields of a held-out question that ``mc_prompt`` reads."""
+
+    question: str
+    options: list[str]
+
+
+def _counter(tokenizer, render: Callable[[list[dict]], str]):
+    """DocTune's prompt ``Counter`` on a Hugging Face tokenizer, as llama.cpp counts on the exported model."""
+    from doctune.core.chat.prompt import Counter
+
+    def ids(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    return Counter(count=lambda messages: len(ids(render(messages))), tokens=lambda text: len(ids(text)),
+                   truncate=lambda text, n: tokenizer.decode(ids(text)[: max(n, 0)]))
+
+
+def tokenizer_texts(n: int = 2000, seed: int = 0) -> Iterator[str]:
+    """Text the reader's tokenizer learns from: the world's documents and every kind of example."""
+    from jinja2 import Template
+
+    from doctune.core.tiny import CHATML_TEMPLATE
+
+    chatml = Template(CHATML_TEMPLATE)
+
+    class _Plain:  # renders ChatML and counts bytes (more than tokens: safe) before a tokenizer exists
+        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+            return chatml.render(messages=messages, add_generation_prompt=add_generation_prompt)
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": list(text.encode())}
+
+        def decode(self, ids):
+            return bytes(ids).decode(errors="ignore")
+
+    world = make_world(lab_world.READER_WORLD_SEED, WORLD_ENTITIES)
+    maker = ExampleMaker(_Plain(), world, seed, budget=PROMPT_TOKENS * 4)
+    kinds = [kind for kind, _ in BuildSettings().mix]
+    for index in range(n):
+        example = maker.make(kinds[index % len(kinds)])
+        yield example.prompt + example.answer
+
+
+def build_tokenizer(out_dir: Path, examples: int = 2000) -> Path:
+    """Byte-level BPE (GGUF pre-tokenizer ``gpt-2``) with ChatML specials, trained on the lab's text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from doctune.core.tiny import CHATML_TEMPLATE, SPECIAL_TOKENS
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=VOCAB_TARGET, special_tokens=SPECIAL_TOKENS, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(tokenizer_texts(examples), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   unk_token=None, bos_token=None, model_max_length=CONTEXT,
+                                   clean_up_tokenization_spaces=False)
+    fast.chat_template = CHATML_TEMPLATE
+    fast.save_pretrained(out_dir)
+    return out_dir
+
+
+def encode(tokenizer, example: Example) -> tuple[list[int], list[bool]]:
+    """Token ids and which of them carry loss; prompt and answer are tokenized apart, as DocTune scores options."""
+    prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
+    if not example.answer:
+        return prompt_ids, [True] * len(prompt_ids)
+    answer_ids = tokenizer(example.answer + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    return prompt_ids + answer_ids, [False] * len(prompt_ids) + [True] * len(answer_ids)
+
+
+def _rows(tokenizer, maker: ExampleMaker, settings: BuildSettings, rng: random.Random):
+    """Endless packed rows: (ids, loss mask, position ids), each at most ``ROW_TOKENS`` long."""
+    kinds, weights = zip(*settings.mix)
+    pending: tuple[list[int], list[bool]] | None = None
+    while True:
+        ids: list[int] = []
+        mask: list[bool] = []
+        positions: list[int] = []
+        while True:
+            if pending is None:
+                pending = encode(tokenizer, maker.make(rng.choices(kinds, weights)[0]))
+                pending = (pending[0][:ROW_TOKENS], pending[1][:ROW_TOKENS])
+            if ids and len(ids) + len(pending[0]) > ROW_TOKENS:
+                break
+            ids += pending[0]
+            mask += pending[1]
+            positions += list(range(len(pending[0])))
+            pending = None
+        yield ids, mask, positions
+
+
+def _batch(rows: list[tuple[list[int], list[bool], list[int]]], pad_id: int):
+    import torch
+
+    width = max(len(ids) for ids, _, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, (ids, mask, pos) in enumerate(rows):
+        n = len(ids)
+        input_ids[row, :n] = torch.tensor(ids)
+        positions[row, :n] = torch.tensor(pos)
+        positions[row, n:] = torch.arange(width - n)
+        wanted = torch.tensor(ids)
+        wanted[~torch.tensor(mask)] = -100
+        labels[row, :n] = wanted
+        starts = [i for i, p in enumerate(pos) if p == 0]
+        labels[row, starts] = -100  # a sequence's first token is never predicted from the one before
+    return input_ids, labels, positions
+
+
+def pretrain(model_dir: Path, tokenizer_dir: Path, settings: BuildSettings,
+             report: Callable[[dict], None] | None = None) -> dict:
+    """Pretrain the reader from scratch and save it; returns timings and the final loss."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from doctune.core.tiny import padded_vocab_size, tiny_config
+
+    started = time.perf_counter()
+    torch.set_num_threads(2)
+    torch.manual_seed(settings.seed)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    config = tiny_config("qwen2", padded_vocab_size(len(tokenizer)), eos_id, pad_id, sizes=READER_SIZES)
+    config.max_position_embeddings = CONTEXT
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="sdpa")
+    model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=None)
+    world = make_world(lab_world.READER_WORLD_SEED, WORLD_ENTITIES)
+    rows = _rows(tokenizer, ExampleMaker(tokenizer, world, settings.seed), settings, random.Random(settings.seed))
+    steps = max(1, settings.tokens // (ROW_TOKENS * ROWS_PER_STEP))
+    warmup = max(1, steps // 20)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, betas=(0.9, 0.95), weight_decay=0.1)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
+        0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))))
+    model.train()
+    seen = 0
+    loss_value = float("nan")
+    for step in range(steps):
+        input_ids, labels, positions = _batch([next(rows) for _ in range(ROWS_PER_STEP)], pad_id)
+        logits = model(input_ids=input_ids, position_ids=positions).logits
+        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
+                                                 ignore_index=-100)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        seen += int(input_ids.numel())
+        loss_value = 0.9 * loss_value + 0.1 * float(loss) if step else float(loss)
+        if report is not None and (step % 25 == 0 or step == steps - 1):
+            report({"step": step + 1, "steps": steps, "loss": round(loss_value, 4), "tokens": seen,
+                    "elapsed_s": round(time.perf_counter() - started, 1)})
+    model.eval()
+    model.save_pretrained(model_dir, safe_serialization=True)
+    tokenizer.save_pretrained(model_dir)
+    return {"steps": steps, "tokens": seen, "loss": round(loss_value, 4), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def fingerprint(settings: BuildSettings) -> str:
+    """Changes whenever the builder, the world, DocTune's prompts or the settings change."""
+    from doctune.core.chat import prompt
+    from doctune.core.evaluate import runner
+
+    digest = hashlib.sha256()
+    for part in (BUILDER_VERSION, READER_SIZES, CONTEXT, VOCAB_TARGET, WORLD_ENTITIES, ROW_TOKENS, ROWS_PER_STEP,
+                 settings, prompt.PLAIN_SYSTEM, prompt.RAG_SYSTEM, runner.MC_INSTRUCTION):
+        digest.update(repr(part).encode())
+    for module in (lab_world, __import__(__name__, fromlist=["_"])):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def ensure_reader(cache_root: str | Path, settings: BuildSettings | None = None,
+                  report: Callable[[dict], None] | None = None) -> Path:
+    """The reader's model folder under ``cache_root``, built once (minutes on a CPU) and reused after."""
+    settings = settings or BuildSettings()
+    root = Path(cache_root)
+    folder = root / f"lab-reader-{fingerprint(settings)}"
+    if (folder / ".complete").exists():
+        return folder
+    tokenizer_dir = root / f"lab-reader-{fingerprint(settings)}-tokenizer"
+    build_tokenizer(tokenizer_dir, settings.tokenizer_examples)
+    stats = pretrain(folder, tokenizer_dir, settings, report)
+    atomic_write_text(folder / ".complete", json.dumps(stats))
+    return folder
+
+
+def option_scores(model, tokenizer, prompt: str, options: list[str]) -> list[float]:
+    """Mean log-probability per token of each option as the answer (DocTune's likelihood scoring)."""
+    import torch
+
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    scores = []
+    for option in options:
+        option_ids = tokenizer(option, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([prompt_ids + option_ids])
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1], dim=-1)
+        scores.append(float(logprobs[torch.arange(len(option_ids)), torch.tensor(option_ids)].mean()))
+    return scores
+
+
+def reading_check(model_dir: str | Path, n: int = 60, seed: int = 7) -> dict[str, float]:
+    """Held-out multiple choice on new entities, in transformers: ``read`` with the passage among distractors
+    (DocTune's RAG prompt), ``guess`` closed book (DocTune's plain prompt). Quick, in process, no index."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(2)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    maker = ExampleMaker(tokenizer, make_world(lab_world.READER_WORLD_SEED, WORLD_ENTITIES), seed)
+    rng = random.Random(seed)
+    new = make_world(900_000 + seed, n, avoid=maker.world).entities
+    right = {"read": 0, "guess": 0}
+    for entity in new:
+        mc = multiple_choice(entity, rng.choice(KIND_ATTRIBUTES[entity.kind]), rng, "heldout")
+        hits, _ = maker._hits(entity)
+        prompts = {"read": maker.render(maker.messages(mc.question, hits)),
+                   "guess": maker.render(maker.messages(mc.question))}
+        for name, prompt in prompts.items():
+            scores = option_scores(model, tokenizer, prompt, list(mc.options))
+            right[name] += int(max(range(4), key=scores.__getitem__) == mc.answer_index)
+    return {name: round(count / len(new), 3) for name, count in right.items()}

@@ -1,0 +1,64 @@
+"""The reader student's builder: examples in DocTune's own prompts, a folder DocTune takes as a student.
+
+Only the machinery is tested here (a few training steps); whether the built reader reads and cannot guess is
+measured by bench/knowledge.py, on the full build.
+"""
+
+import pytest
+
+from doctune.core.chat.prompt import PLAIN_SYSTEM, RAG_SYSTEM
+from doctune.core.evaluate.runner import MC_INSTRUCTION
+from doctune.core.lab import reader
+from doctune.core.lab.world import make_world
+
+TINY_BUILD = reader.BuildSettings(tokens=2 * reader.ROW_TOKENS * reader.ROWS_PER_STEP, tokenizer_examples=150)
+
+
+@pytest.fixture(scope="module")
+def small_reader(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab-cache")
+    return reader.ensure_reader(root, TINY_BUILD)
+
+
+@pytest.fixture(scope="module")
+def maker(small_reader):
+    from transformers import AutoTokenizer
+
+    world = make_world(reader.lab_world.READER_WORLD_SEED, reader.WORLD_ENTITIES)
+    return reader.ExampleMaker(AutoTokenizer.from_pretrained(small_reader), world, seed=3)
+
+
+def test_reading_examples_are_doctune_rag_prompts_with_the_answer_and_its_source_number(maker):
+    for _ in range(20):
+        example = maker.make("read")
+        assert example.prompt.startswith(f"<|im_start|>system\n{RAG_SYSTEM}<|im_end|>\n<|im_start|>user\nSources:\n\n[1] ")
+        assert example.prompt.endswith("<|im_start|>assistant\n")
+        value, number = example.answer.rsplit(" ", 1)
+        assert f"[{number[1:-1]}] " in example.prompt and value in example.prompt
+        assert maker.counter.count([{"role": "user", "content": example.prompt}]) <= reader.PROMPT_TOKENS + 40
+
+
+def test_recall_and_multiple_choice_examples_use_doctune_plain_prompt_and_mc_instruction(maker):
+    recalls = [maker.make("recall") for _ in range(30)]
+    assert any(PLAIN_SYSTEM in r.prompt for r in recalls) and any("<|im_start|>system" not in r.prompt for r in recalls)
+    known_names = {e.name for e in maker.known}
+    assert all(any(name in r.prompt for name in known_names) for r in recalls)
+    mc = maker.make("read_mc")
+    assert MC_INSTRUCTION in mc.prompt and mc.answer in "ABCD"
+
+
+def test_built_reader_is_a_local_student_folder_with_chat_template(small_reader):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from doctune.core.train.student import check_student_folder
+
+    check_student_folder(small_reader)
+    tokenizer = AutoTokenizer.from_pretrained(small_reader)
+    model = AutoModelForCausalLM.from_pretrained(small_reader)
+    assert model.config.model_type == "qwen2" and model.config.max_position_embeddings == reader.CONTEXT
+    assert tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False,
+                                         add_generation_prompt=True) == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    assert (small_reader / ".complete").exists()
+    assert reader.ensure_reader(small_reader.parent, TINY_BUILD) == small_reader
+    scores = reader.option_scores(model, tokenizer, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", ["a", "b c"])
+    assert len(scores) == 2 and all(s < 0 for s in scores)
