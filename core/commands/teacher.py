@@ -93,8 +93,7 @@ def _test_each_server(ctx: CommandContext, project, teacher) -> int:
     save_speed(project, teacher.name, tokens, seconds, answered)
     summary = f"{teacher.name}: " + "; ".join(lines)
     if failures:
-        url, exc = failures[0]
-        first = _call_failed(project, exc, url)
+        first = _call_failed(project, failures[0][1], failures[0][0])
         from doctune.core.teachers import TeacherError
 
         raise TeacherError(f"{len(failures)} of {len(lines)} teacher servers did not answer. {summary}.",

@@ -219,7 +219,7 @@ class ApiTeacher(Teacher):
         }
         self._per_url = {url: (_for(api_key, url), _for(connect_url, url)) for url in urls}
 
-    @property  # type: ignore[override]
+    @property
     def concurrency(self) -> int:
         """Requests in flight at once: the sum over the endpoints that are up (the synthesis pool's size)."""
         return self._router.concurrency
