@@ -7,20 +7,32 @@ import sys
 from PySide6.QtCore import QProcess, Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-    QSpinBox, QToolButton,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
 )
 
+from doctune.core.records import ProjectLayout
 from doctune.core.runs import INTERRUPTED, run_folders, run_state
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_run
 from doctune.desktop.widgets import JobProgress, LazyPlot, explanation, whole_number_axis
 
-PRESETS = {
+PRESETS = {  # passed to the training job as options: choosing one never changes the project's settings
     "Quick": {"epochs": 1.0, "lora_rank": 8, "learning_rate": 3e-4},
     "Balanced": {"epochs": 3.0, "lora_rank": 16, "learning_rate": 2e-4},
     "Thorough": {"epochs": 5.0, "lora_rank": 32, "learning_rate": 1e-4},
 }
+TRAIN_OPTIONS = {"epochs": "--epochs", "lora_rank": "--lora-rank", "learning_rate": "--lr", "max_steps": "--max-steps",
+                 "checkpoint_every": "--checkpoint-every", "device": "--device"}
 PRESET_HELP = {
     "Quick": "one pass over the material: minutes, a first impression",
     "Balanced": "three passes: the usual choice",
@@ -155,7 +167,7 @@ class TrainPage(Page):
         cannot be read is not offered, its state being unknown)."""
         if self.project is None:
             return None
-        for run_dir in reversed(run_folders(self.project / "runs")):  # run ids begin with their start time
+        for run_dir in reversed(run_folders(ProjectLayout(self.project).runs)):  # run ids begin with their start time
             if run_state(run_dir) == INTERRUPTED:
                 return run_dir.name
         return None
@@ -169,21 +181,27 @@ class TrainPage(Page):
             f"Last finished run: {found[0].name} — final loss {_loss_text(found[1].get('final_loss'))}, "
             f"{found[1].get('steps', '—')} steps." if found else "No finished training run yet.")
 
-    def _save_settings(self) -> None:
+    def _save_student(self) -> None:
+        """A student typed here is the project's student from now on (export, chat and evaluation use it too);
+        the project's settings are written only when it changed."""
         project = self.open_config()
-        project.config.student.model = self.student.text().strip()
-        preset = dict(PRESETS[self.preset.currentData()])
+        student = self.student.text().strip()
+        if student != project.config.student.model:
+            project.config.student.model = student
+            project.save()
+
+    def train_options(self) -> list[str]:
+        """The preset and the advanced settings, as options of this one training job."""
+        chosen = dict(PRESETS[self.preset.currentData()])
         if self.learning_rate.value() > 0:
-            preset["learning_rate"] = self.learning_rate.value()
-        preset.update(max_steps=self.max_steps.value(), checkpoint_every=self.checkpoint_every.value(),
+            chosen["learning_rate"] = self.learning_rate.value()
+        chosen.update(max_steps=self.max_steps.value(), checkpoint_every=self.checkpoint_every.value(),
                       device=self.device_choice.currentText())
-        for name, value in preset.items():
-            setattr(project.config.train, name, value)
-        project.save()
+        return [part for name, value in chosen.items() for part in (TRAIN_OPTIONS[name], str(value))]
 
     def train(self):
-        self._save_settings()
-        return self._start(["train"], "Train the student")
+        self._save_student()
+        return self._start(["train", *self.train_options()], "Train the student")
 
     def resume(self):
         run_id = self._interrupted_run()

@@ -60,6 +60,21 @@ def test_cancel_keeps_a_checkpoint_and_resume_finishes(qtbot, make_window, train
     assert "Last finished run" in page.last_run.text()
 
 
+def test_a_preset_is_passed_to_the_job_and_leaves_the_settings_file_as_it_was(qtbot, make_window, training_project):
+    from doctune.core.records import RunConfig, RunLayout
+
+    before = training_project.config_path.read_bytes()
+    window, page = _train_page(make_window, training_project, max_steps=2, checkpoint_every=100)
+    page.preset.setCurrentIndex(page.preset.findData("Thorough"))
+    job = page.train()
+    assert wait_for_job(qtbot, job, 600) == SUCCEEDED, job.record.log[-15:]
+    assert training_project.config_path.read_bytes() == before
+    [run_dir] = list(training_project.runs_dir.iterdir())
+    train = RunConfig.load(RunLayout(run_dir).config).train
+    assert (train["epochs"], train["lora_rank"], train["learning_rate"], train["max_steps"]) == (5.0, 32, 1e-4, 2)
+    assert train["batch_tokens"] == 256  # the project's own settings still apply where the preset says nothing
+
+
 def test_a_killed_training_job_shows_an_error(qtbot, make_window, training_project):
     window, page = _train_page(make_window, training_project, max_steps=200, checkpoint_every=100)
     job = page.train()
