@@ -49,11 +49,11 @@ class RecordingTeacher(ApiTeacher):
         self.bodies: list[dict] = []
         self.intervals: list[tuple[float, float]] = []
 
-    def _post_once(self, body):
+    def _post_once(self, body, avoid=None):
         self.bodies.append(body)
         started = time.perf_counter()
         try:
-            return super()._post_once(body)
+            return super()._post_once(body, avoid)
         finally:
             self.intervals.append((started, time.perf_counter()))
 

@@ -267,19 +267,17 @@ class ApiTeacher(Teacher):
 
     # ----- one HTTP request with retries, over the endpoints -----------------------------------
     def _post_once(self, body: dict[str, Any], avoid: Endpoint | None = None) -> dict[str, Any]:
-        """One attempt on the endpoint the router chooses (``_attempt`` without the endpoint)."""
-        return self._attempt(body, avoid)[0]
-
-    def _attempt(self, body: dict[str, Any], avoid: Endpoint | None = None) -> tuple[dict[str, Any], Endpoint]:
+        """One attempt on the endpoint the router chooses; a failure carries the endpoint (``exc.endpoint``), so
+        that the retry avoids it."""
         endpoint = self._router.acquire(avoid, self._cancel)
         try:
             payload = endpoint.post(body)
         except BaseException as exc:
             self._router.release(endpoint, exc)
-            exc.endpoint = endpoint  # type: ignore[attr-defined]  # which server failed: the retry avoids it
+            exc.endpoint = endpoint  # type: ignore[attr-defined]
             raise
         self._router.release(endpoint)
-        return payload, endpoint
+        return payload
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         ceiling = min(self.retry_max_s, self.retry_base_s * 2 ** attempt)
@@ -295,7 +293,7 @@ class ApiTeacher(Teacher):
         while True:
             attempts += 1
             try:
-                return self._attempt(body, avoid)[0], attempts
+                return self._post_once(body, avoid), attempts
             except RetryableError as exc:
                 avoid = getattr(exc, "endpoint", None)
                 several = len(self.endpoints) > 1
