@@ -278,7 +278,7 @@ def write_qa(request: Request, rng: random.Random) -> dict[str, Any]:
                     f"{entity.name}'s {fact.label} is given in the text as {fact.value}."]
     _, high = _limits(request.schema, "explanation")
     fitting = [e for e in explanations if high is None or len(e) <= high] or [sentence]
-    return {"question": phrasings[(rounds + offset) % len(phrasings)], "answer": fact.value,
+    return {"question": phrasings[(rounds + offset) % len(phrasings)], "answer": f"{fact.value}.",
             "explanation": _fit(rng.choice(fitting), high)}
 
 
