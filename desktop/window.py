@@ -284,7 +284,7 @@ class MainWindow(QMainWindow):
         from doctune.core.project import Project
 
         teacher = Project.open(self.project).config.teacher
-        states = project_states(self.project, bool(teacher.model_path or teacher.base_url or teacher.hf_repo))
+        states = project_states(self.project, bool(teacher.model_path or teacher.endpoint_urls() or teacher.hf_repo))
         for row, page in enumerate(self.pages):
             state = states[page.key]
             item = self.sidebar.item(row)
