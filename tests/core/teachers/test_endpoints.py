@@ -92,6 +92,17 @@ def test_server_errors_take_a_server_out_after_three_in_a_row():
     assert len(well.requests) == 12
 
 
+def test_a_busy_server_is_not_taken_out_its_requests_are_retried_elsewhere():
+    """429 means the server is there but full: a retry (with backoff, on another server), never a time out."""
+    with FaultServer(fault=lambda body, attempt: ("status", 429, {"Retry-After": "0"})) as busy, FaultServer() as idle, \
+            teacher_over([busy.base_url, idle.base_url], concurrency=1) as teacher:
+        replies = [teacher.complete(MESSAGES, schema=SCHEMA, seed=seed) for seed in range(8)]
+        stats = teacher.endpoint_stats()
+    assert all(reply.data for reply in replies) and len(idle.requests) == 8
+    assert stats[0].up and stats[0].times_down == 0 and len(busy.requests) == teacher.retries >= 3
+    assert teacher.moves == 0
+
+
 def test_requests_in_flight_on_a_server_that_goes_down_move_to_another():
     """Two requests hang on the first server; a third one's connection is dropped there: it is taken out, and
     the hanging two are abandoned and answered by the second server at once (it is slow enough that the six
