@@ -137,7 +137,7 @@ class Endpoint:
             if time.monotonic() > deadline + POLL_S:
                 raise RetryableError(f"timed out: no complete reply within timeout_s = {self.timeout_s:g} s",
                                      kind="timeout")
-            if self.epoch != epoch and self.abandon(self):
+            if self.down and self.epoch != epoch and self.abandon(self):
                 raise RetryableError(f"abandoned: the teacher at {self.label} stopped answering", kind="moved")
         if "error" in outcome:
             raise outcome["error"]
