@@ -19,6 +19,7 @@ def register(sub) -> None:
 
 def cmd_export(ctx: CommandContext) -> int:
     from doctune.core.export import ExportParams, run
+    from doctune.core.records import ExportLayout
 
     project = ctx.project()
     formats = [f.strip() for f in ctx.args.formats.split(",") if f.strip()] if ctx.args.formats else None
@@ -28,7 +29,7 @@ def cmd_export(ctx: CommandContext) -> int:
     result = run(params, events=ctx.events, cancel=ctx.cancel)
     if not ctx.jsonl:
         ctx.print(result.usage, markup=False, highlight=False)
-        ctx.print(f"Verification report: {result.export_dir / 'verification.txt'}", markup=False)
+        ctx.print(f"Verification report: {ExportLayout(result.export_dir).verification_text}", markup=False)
     return ExitCode.OK if result.all_ready else ExitCode.PARTIAL
 
 

@@ -23,7 +23,7 @@ def register(sub) -> None:
     parser = add_command(sub, "train", cmd_train,
                          "Train a LoRA adapter for the student on the project's training items (resumable).")
     parser.add_argument("--items", metavar="FILE", type=Path,
-                        help="JSONL of training items to use instead of the project's synth/items.jsonl")
+                        help="JSONL of training items to use instead of the project's generated items")
     parser.add_argument("--resume", metavar="RUN", help="continue run RUN (a folder name under runs/) from its last checkpoint")
     parser.add_argument("--student", metavar="MODEL", help="Hugging Face id or local folder (default: [student] model)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where to train (default: auto)")

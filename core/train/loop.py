@@ -152,7 +152,7 @@ def _settings(project: Project, params: TrainParams) -> tuple[StudentSettings, T
 
 def _trusted_as_now(saved: StudentSettings, current: StudentSettings) -> StudentSettings:
     """The resumed run's student, trusted to run its own code only when the user's current settings trust this
-    very student: a run folder's config.json is a file in the project (copied, downloaded, crafted), never the
+    very student: a run's configuration is a file in the project (copied, downloaded, crafted), never the
     user's consent."""
     return saved.model_copy(update={"trust_remote_code": trusted_now(saved.model, saved.revision, current)})
 

@@ -20,7 +20,7 @@ class TrainParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     project_dir: Path = Field(description="The project folder.")
-    items_file: Path | None = Field(None, description="A JSONL of training items instead of the project's synth/items.jsonl.")
+    items_file: Path | None = Field(None, description="A JSONL of training items instead of the project's generated items.")
     resume: str | None = Field(None, description="Run id to continue from its last checkpoint.")
     student: dict[str, Any] = Field(default_factory=dict, description="Overrides of [student] settings.")
     train: dict[str, Any] = Field(default_factory=dict, description="Overrides of [train] settings.")
