@@ -121,7 +121,14 @@ class SynthSettings(Section):
     recipes: dict[str, float] = Field(
         default_factory=lambda: {"qa": 1.0, "focal": 1.0}, description="Recipe name → weight."
     )
-    per_chunk: int = Field(2, ge=1, le=100, description="Items generated per chunk and recipe (before weighting).")
+    per_chunk: int = Field(2, ge=1, le=100, description="Items generated per chunk and recipe (before weighting), "
+                                                        "when no amplification is set.")
+    amplification: float = Field(
+        0.0, ge=0, le=10000,
+        description="Synthetic tokens to generate per source token, shared among the recipes by weight; planning "
+                    "turns it into items per chunk (0: per_chunk items per chunk and recipe). The papers DocTune "
+                    "follows needed ~100x or more to beat retrieval.",
+    )
     token_budget: int = Field(0, ge=0, description="Stop after this many teacher output tokens (0: no limit).")
     seed: int = Field(0, description="Seed for reproducible sampling.")
     eval_mc_per_chunk: int = Field(1, ge=0, description="Held-out multiple-choice questions per chunk.")

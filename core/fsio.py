@@ -186,3 +186,11 @@ class JsonlAppender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def describe_bytes(count: int) -> str:
+    """A size in words: ``1.5 GB``, ``12.0 MB``, ``3.2 kB``, ``512 bytes``."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count} bytes"

@@ -8,7 +8,8 @@ from doctune.core.synth.recipes import REGISTRY, TRAIN_RECIPES
 
 def _recipes_help() -> str:
     described = "; ".join(f"{name}: {REGISTRY[name].description}" for name in TRAIN_RECIPES)
-    return f"comma-separated recipes ({described}); default: the project's"
+    return (f"comma-separated recipes, each optionally with its weight, e.g. qa=1,focal=0.5 ({described}); "
+            "default: the project's")
 
 
 def register(sub) -> None:
@@ -18,6 +19,9 @@ def register(sub) -> None:
                         help="run (default): generate; export: write the items for other trainers")
     parser.add_argument("--recipes", metavar="NAMES",
                         help=_recipes_help())
+    parser.add_argument("--amplification", type=float, metavar="X",
+                        help="synthetic tokens to generate per source token, shared among the recipes by weight "
+                             "(0: per_chunk items per chunk and recipe); default: the project's [synth] amplification")
     parser.add_argument("--eval", action="store_true",
                         help="write held-out evaluation questions to eval/ (never trained on)")
     parser.add_argument("--dry-run", action="store_true",
@@ -34,9 +38,10 @@ def cmd_synth(ctx: CommandContext) -> int:
     from doctune.core.synth import SynthParams, run
 
     project = ctx.project()
-    recipes = [name.strip() for name in ctx.args.recipes.split(",") if name.strip()] if ctx.args.recipes else None
+    recipes = _recipe_weights(ctx.args.recipes) if ctx.args.recipes else None
     try:
-        params = SynthParams(project_dir=project.root, recipes=recipes, eval=ctx.args.eval, dry_run=ctx.args.dry_run)
+        params = SynthParams(project_dir=project.root, recipes=recipes, eval=ctx.args.eval, dry_run=ctx.args.dry_run,
+                             amplification=ctx.args.amplification)
     except ValidationError as exc:
         raise UsageError("; ".join(error["msg"] for error in exc.errors())) from None
     result = run(params, events=ctx.events.child("synth"), cancel=ctx.cancel)
@@ -51,6 +56,21 @@ def cmd_synth(ctx: CommandContext) -> int:
         if result.failed:
             ctx.print("Failed items are listed in failures.jsonl; re-run to retry them.")
     return ExitCode.PARTIAL if result.failed else ExitCode.OK
+
+
+def _recipe_weights(text: str) -> dict[str, float] | list[str]:
+    """``qa,focal`` (the project's weights) or ``qa=1,focal=0.5`` (these weights)."""
+    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
+    if not any("=" in entry for entry in entries):
+        return entries
+    weights: dict[str, float] = {}
+    for entry in entries:
+        name, _, weight = entry.partition("=")
+        try:
+            weights[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise UsageError(f"--recipes: '{entry}' is not NAME=WEIGHT with a number as the weight") from None
+    return weights
 
 
 def _print_estimate(ctx: CommandContext, result) -> None:

@@ -19,29 +19,42 @@ Counting: ``planned = already_done + generated + failed + filtered + deferred``
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from doctune.core.errors import UserError, disk_errors, write_failure_reason
 from doctune.core.events import Cancelled, CancelToken, Events
-from doctune.core.fsio import JsonlAppender, read_jsonl
+from doctune.core.fsio import JsonlAppender, describe_bytes, read_jsonl
 from doctune.core.items import (
-    EvalQuestion, TrainingItem, failures_path, items_path, questions_path,
+    EvalQuestion,
+    TrainingItem,
+    failures_path,
+    items_path,
+    questions_path,
 )
 from doctune.core.records import ProjectLayout, SynthOutcome, TeacherSpeed
 from doctune.core.synth import filters, schemas
 from doctune.core.synth.prompts import load_prompt
 from doctune.core.synth.recipes import REGISTRY, TRAIN_RECIPES, EntityCache, plan_eval_tasks, plan_tasks
-from doctune.core.synth.tasks import UNUSABLE, Draft, GenerationContext, InvalidOutput, Task, Usage, letter_index
+from doctune.core.synth.tasks import (
+    EXPECTED_OUTPUT_SHARE,
+    UNUSABLE,
+    Draft,
+    GenerationContext,
+    InvalidOutput,
+    Task,
+    Usage,
+    letter_index,
+)
 from doctune.core.teachers import Teacher, TeacherCallError, estimate_tokens
 
 SCHEMA = "schema"  # the reason of a reply that is not the record's shape: a failed call, never a filter
-EXPECTED_OUTPUT_SHARE = 0.6  # replies use about this share of the longest reply their schema allows
 
 
 class SynthInputError(UserError):
@@ -88,13 +101,20 @@ class SynthParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     project_dir: Path = Field(description="The project folder.")
-    recipes: list[str] | None = Field(None, description="Recipes to run (default: the project's [synth] recipes).")
+    recipes: dict[str, float] | list[str] | None = Field(
+        None, description="Recipes to run, with their weights (a list: the project's weights); default: the "
+                          "project's [synth] recipes.")
+    amplification: float | None = Field(
+        None, ge=0, le=10000, description="Synthetic tokens per source token for this run (default: the project's "
+                                          "[synth] amplification; 0: per_chunk items per chunk and recipe).")
     eval: bool = Field(False, description="Write held-out evaluation questions to eval/ instead of training items.")
     dry_run: bool = Field(False, description="Only plan and estimate: calls, tokens, time and cost.")
 
     @field_validator("recipes")
     @classmethod
-    def _known_recipes(cls, names: list[str] | None) -> list[str] | None:
+    def _known_recipes(cls, names: dict[str, float] | list[str] | None) -> dict[str, float] | list[str] | None:
+        if isinstance(names, dict) and any(weight <= 0 for weight in names.values()):
+            raise ValueError("a recipe's weight must be above 0")
         if names is not None:
             unknown = [name for name in names if name not in TRAIN_RECIPES]
             if unknown:
@@ -474,8 +494,11 @@ def load_speed(project) -> TeacherSpeed | None:
     return TeacherSpeed.load_or_none(speed_path(project))
 
 
-def estimate(project, pending: list[Task]) -> dict[str, Any]:
-    """Planned calls, tokens, time (from the teacher's last measured speed) and cost of ``pending``."""
+def estimate(project, pending: list[Task], *, planned: list[Task] | None = None,
+             chunks: list[dict[str, Any]] | None = None, amplification: float = 0.0) -> dict[str, Any]:
+    """Planned calls, tokens, time (from the teacher's last measured speed), cost and disk of ``pending``; with
+    all the ``planned`` tasks and the ``chunks``, also the amplification they amount to (synthetic tokens per
+    source token) beside the target."""
     settings, teacher = project.config.synth, project.config.teacher
     calls = prompt_tokens = output_max = 0
     sources_set_up: set[tuple[str, str]] = set()
@@ -502,7 +525,25 @@ def estimate(project, pending: list[Task]) -> dict[str, Any]:
     return {"items": len(pending), "calls": calls, "prompt_tokens": prompt_tokens,
             "completion_tokens": output_expected, "completion_tokens_max": output_max,
             "seconds": seconds, "speed_known": speed is not None, "cost": round(cost, 4),
-            "priced": bool(teacher.price_in_per_mtok or teacher.price_out_per_mtok)}
+            "priced": bool(teacher.price_in_per_mtok or teacher.price_out_per_mtok),
+            "disk_bytes": int(sum(_expected_tokens(task, settings) * 4 + RECORD_OVERHEAD_BYTES for task in pending)),
+            **_amplification(planned or [], chunks or [], settings, amplification)}
+
+
+RECORD_OVERHEAD_BYTES = 700  # an item's JSON line beyond its text: ids, recipe, teacher, usage, hashes
+
+
+def _expected_tokens(task: Task, settings) -> float:
+    return REGISTRY[task.recipe].expected_tokens(settings)
+
+
+def _amplification(planned: list[Task], chunks: list[dict[str, Any]], settings, target: float) -> dict[str, Any]:
+    """Synthetic tokens the planned items are expected to hold, per source token of the chunks, and the target."""
+    source_tokens = sum(int(chunk.get("n_tokens") or 0) for chunk in chunks)
+    synthetic = sum(_expected_tokens(task, settings) for task in planned)
+    return {"source_tokens": source_tokens, "synthetic_tokens": int(synthetic),
+            "amplification": round(synthetic / source_tokens, 2) if source_tokens else None,
+            "target_amplification": target or None}
 
 
 def describe_estimate(e: dict[str, Any]) -> str:
@@ -510,8 +551,15 @@ def describe_estimate(e: dict[str, Any]) -> str:
     time_text = (f"about {e['seconds'] / 60:.1f} min at the teacher's measured speed" if e["seconds"] is not None
                  else "time unknown until the teacher is tested")
     cost_text = f", about {e['cost']:.2f} at the configured prices" if e["priced"] else ""
+    amount = ""
+    if e.get("amplification") is not None:
+        target = f" (target {e['target_amplification']:g}×)" if e.get("target_amplification") else ""
+        amount = (f" All planned items hold ~{e['synthetic_tokens']} synthetic tokens: {e['amplification']:g}× the "
+                  f"{e['source_tokens']} source tokens{target}.")
+    disk = f"; about {describe_bytes(e['disk_bytes'])} on disk" if e.get("disk_bytes") is not None else ""
     return (f"{e['items']} item(s) to generate: {e['calls']} teacher calls, ~{e['prompt_tokens']} tokens in, "
-            f"~{e['completion_tokens']} out; {time_text}{cost_text}. Nothing was sent.")
+            f"~{e['completion_tokens']} out; {time_text}{cost_text}{disk}.{amount} Nothing was sent.")
+
 
 
 # ----- the step ----------------------------------------------------------------------------------
@@ -525,10 +573,12 @@ def _recipes(project, params: SynthParams) -> dict[str, float]:
                               "Tick the recipes you want on the Synthesize page, then press Generate.")
     if params.recipes is None:
         return dict(configured)
+    if isinstance(params.recipes, dict):
+        return dict(params.recipes)
     return {name: configured.get(name, 1.0) or 1.0 for name in params.recipes}
 
 
-def plan(project, params: SynthParams) -> list[Task]:
+def _chunks(project) -> list[dict[str, Any]]:
     from doctune.core.store import list_chunks
 
     chunks = list_chunks(project)
@@ -536,9 +586,24 @@ def plan(project, params: SynthParams) -> list[Task]:
         raise SynthInputError(f"The project {project.root} has no document chunks yet.",
                               f"Add documents first: doctune add FILES -p {project.root}",
                               "Add documents on the Documents page first (Add files… or Add folder…).")
+    return chunks
+
+
+def _settings(project, params: SynthParams):
+    """The project's [synth] settings with this run's amplification, if it names one."""
+    if params.amplification is None:
+        return project.config.synth
+    return project.config.synth.model_copy(update={"amplification": params.amplification})
+
+
+def _plan(project, params: SynthParams, chunks: list[dict[str, Any]]) -> list[Task]:
     if params.eval:
         return plan_eval_tasks(chunks, project.config.synth)
-    return plan_tasks(chunks, _recipes(project, params), project.config.synth)
+    return plan_tasks(chunks, _recipes(project, params), _settings(project, params))
+
+
+def plan(project, params: SynthParams) -> list[Task]:
+    return _plan(project, params, _chunks(project))
 
 
 def run(params: SynthParams, *, events: Events, cancel: CancelToken,
@@ -548,11 +613,13 @@ def run(params: SynthParams, *, events: Events, cancel: CancelToken,
 
     project = Project.open(params.project_dir)
     mode = "eval" if params.eval else "train"
-    tasks = plan(project, params)
+    chunks = _chunks(project)
+    tasks = _plan(project, params, chunks)
     if params.dry_run:
         pending = [task for task in tasks if task.id not in Outputs(project, mode).done_ids]
         result = SynthResult(mode=mode, planned=len(tasks), already_done=len(tasks) - len(pending),
-                             estimate=estimate(project, pending))
+                             estimate=estimate(project, pending, planned=tasks, chunks=chunks,
+                                               amplification=_settings(project, params).amplification))
         events.done(describe_estimate(result.estimate), **result.as_dict())
         return result
     folder = Path(project.eval_dir if params.eval else project.synth_dir)

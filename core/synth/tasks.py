@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from doctune.core.synth.recipes.entigraph import EntityCache
 
 LETTERS = "ABCD"
+EXPECTED_OUTPUT_SHARE = 0.6  # replies use about this share of the longest reply their schema allows
 
 
 REPLY_ATTEMPTS = 2  # a reply that is not the asked JSON is asked for once more (with another seed)
@@ -173,3 +174,10 @@ class Recipe:
 
     def calls_per_task(self, settings: Any) -> int:
         return len(self.call_schemas(settings))
+
+    def expected_tokens(self, settings: Any) -> float:
+        """Synthetic tokens one item is expected to hold: what its last call writes, at the share of the schema's
+        longest reply that replies use, and four characters per token. Settings alone decide it, so a plan (and
+        so which items a re-run skips) never depends on what was generated so far."""
+        longest_at_two_chars_per_token = schemas.output_tokens(self.call_schemas(settings)[-1])
+        return max(1.0, longest_at_two_chars_per_token / 2 * EXPECTED_OUTPUT_SHARE)

@@ -27,6 +27,9 @@ from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, explanation, run_cli_json
 
 ALL = "All"
+AMOUNT_EXPLANATION = ("More study material teaches the student more but takes the teacher longer: the studies DocTune "
+                      "follows needed about 100× the documents' text or more to beat searching them. Estimate shows "
+                      "the time and the disk it takes; a larger amount later adds to what exists.")
 
 
 class SynthesizePage(Page):
@@ -40,6 +43,7 @@ class SynthesizePage(Page):
         self.items: list = []
         self.documents: dict[str, str] = {}
         self.failures = 0
+        self.mix_shown_for = None  # the project whose settings the mix and amount were last set from
         grid = QGridLayout()
         self.recipe_boxes: dict[str, tuple[QCheckBox, QDoubleSpinBox]] = {}
         for row, name in enumerate(TRAIN_RECIPES):
@@ -57,6 +61,17 @@ class SynthesizePage(Page):
             self.recipe_boxes[name] = (box, weight)
         grid.setColumnStretch(2, 1)
         self.body.addLayout(grid)
+        amount = QHBoxLayout()
+        amount.addWidget(QLabel("Amount"))
+        self.amplification = QDoubleSpinBox()
+        self.amplification.setRange(0, 1000)
+        self.amplification.setDecimals(0)
+        self.amplification.setSingleStep(4)
+        self.amplification.setSuffix("× the documents' text")
+        self.amplification.setToolTip("Synthetic text to generate, as a multiple of the documents' text")
+        amount.addWidget(self.amplification)
+        amount.addWidget(explanation(AMOUNT_EXPLANATION), 1)
+        self.body.addLayout(amount)
         buttons = QHBoxLayout()
         self.estimate_button = QPushButton("Estimate")
         self.run_button = QPushButton("Generate")
@@ -110,13 +125,15 @@ class SynthesizePage(Page):
     def recipe_weights(self) -> dict[str, float]:
         return {name: weight.value() for name, (box, weight) in self.recipe_boxes.items() if box.isChecked()}
 
-    def run_synth(self, dry_run: bool):
-        project = self.open_config()
+    def synth_args(self) -> list[str]:
+        """The chosen mix and amount, passed to the job as options (the project's doctune.toml is left as it is)."""
         weights = self.recipe_weights()
-        if weights and weights != project.config.synth.recipes:
-            project.config.synth.recipes = weights
-            project.save()
-        args = ["synth", "--recipes", ",".join(weights)] if weights else ["synth"]
+        args = ["synth", "--amplification", f"{self.amplification.value():g}"]
+        return args + (["--recipes", ",".join(f"{name}={weight:g}" for name, weight in weights.items())] if weights
+                       else [])
+
+    def run_synth(self, dry_run: bool):
+        args = self.synth_args()
         if dry_run:
             job = self.start_job("Estimate synthesis", [*args, "--dry-run"])
             job.finished.connect(lambda _state: self.estimate.setText(job.record.message))
@@ -129,13 +146,20 @@ class SynthesizePage(Page):
         from doctune.core.records import ProjectLayout, outcome_count
 
         project = self.open_config()
-        for name, (box, weight) in self.recipe_boxes.items():
-            box.setChecked(name in project.config.synth.recipes)
-            weight.setValue(project.config.synth.recipes.get(name, 1.0))
+        if self.mix_shown_for != self.project:  # the project's settings first; then what the user chose stays
+            self.mix_shown_for = self.project
+            self._show_mix(project.config.synth)
         self.items = load_training_items(project)
         self.failures = outcome_count(ProjectLayout(project.root))
         self._show_items()
         run_cli_json(self, ["status", "--json", "-p", str(self.project)], self._with_documents)
+
+    def _show_mix(self, synth) -> None:
+        for name, (box, weight) in self.recipe_boxes.items():
+            box.setChecked(name in synth.recipes)
+            weight.setValue(synth.recipes.get(name, 1.0))
+        self.amplification.setSpecialValueText(f"{synth.per_chunk} per passage and kind")
+        self.amplification.setValue(synth.amplification)
 
     def _with_documents(self, data: dict | None, _error: str) -> None:
         if data is not None:

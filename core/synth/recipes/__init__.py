@@ -39,11 +39,26 @@ TRAIN_RECIPES: tuple[str, ...] = tuple(name for name, r in REGISTRY.items() if r
 EVAL_RECIPES: tuple[str, ...] = tuple(name for name, r in REGISTRY.items() if r.purpose == "eval")
 
 
+def items_per_chunk(name: str, recipes: dict[str, float], chunks: Sequence[dict[str, Any]], settings: Any) -> int:
+    """How many items of recipe ``name`` each chunk gets: with an amplification target, enough for the recipe's
+    share (by weight) of ``amplification`` × the source tokens, at the tokens one of its items is expected to hold;
+    else ``per_chunk`` × its weight."""
+    if not settings.amplification:
+        return round(settings.per_chunk * recipes[name])
+    share = recipes[name] / sum(recipes.values())
+    source_tokens = sum(int(chunk.get("n_tokens") or 0) for chunk in chunks)
+    wanted = settings.amplification * share * source_tokens / REGISTRY[name].expected_tokens(settings)
+    return max(1, round(wanted / max(1, len(chunks))))
+
+
 def plan_tasks(chunks: Sequence[dict[str, Any]], recipes: dict[str, float], settings: Any) -> list[Task]:
-    """Every task of a training run, in a stable order: recipe by recipe as weighted, each chunk by chunk."""
+    """Every task of a training run, in a stable order: recipe by recipe as weighted, each chunk by chunk.
+
+    Raising the amount (``per_chunk``, ``amplification``) only adds tasks: a task's id does not depend on how many
+    there are, so a later run extends a generation without redoing what exists."""
     tasks: list[Task] = []
-    for name, weight in recipes.items():
-        count = round(settings.per_chunk * weight)
+    for name in recipes:
+        count = items_per_chunk(name, recipes, chunks, settings)
         if count > 0:
             tasks += REGISTRY[name].plan(name, chunks, count, settings)
     return tasks

@@ -169,6 +169,40 @@ def test_dry_run_estimates_without_calling_the_teacher(tmp_path, fault_server):
     assert json.loads(out.splitlines()[-1])["estimate"]["seconds"] > 0
 
 
+def test_an_amplification_target_sets_the_amount_and_the_estimate_shows_it(tmp_path, fault_server):
+    server = fault_server()
+    project = qa_project(tmp_path / "p", server.base_url, docs=2, per_chunk=2)
+    toml = (project.root / "doctune.toml").read_bytes()
+
+    def estimate(*options: str) -> dict:
+        code, out, err = finish(doctune("synth", "-p", str(project.root), "--dry-run", "--events", "jsonl", *options))
+        assert code == 0, err
+        return json.loads(out.splitlines()[-1])["estimate"]
+
+    small = estimate("--amplification", "4", "--recipes", "qa=1,focal=1")
+    large = estimate("--amplification", "16", "--recipes", "qa=1,focal=1")
+    for figures, target in ((small, 4), (large, 16)):
+        assert figures["target_amplification"] == target and figures["source_tokens"] > 0
+        assert 0.5 * target <= figures["amplification"] <= 2 * target  # whole items per chunk: near, not exact
+        assert figures["disk_bytes"] > figures["synthetic_tokens"] * 3  # the text, and each record's fields
+    assert large["items"] > 2 * small["items"] and large["disk_bytes"] > small["disk_bytes"]
+    weighted = estimate("--amplification", "16", "--recipes", "qa=3,focal=1")
+    assert weighted["items"] != large["items"]  # the weights share the target out differently
+    assert (project.root / "doctune.toml").read_bytes() == toml  # options, not a rewritten project file
+    assert server.requests == []
+
+
+def test_raising_the_amplification_only_adds_tasks(tmp_path):
+    from doctune.core.config import SynthSettings
+    from doctune.core.synth.recipes import plan_tasks
+
+    chunks = [{"id": f"c{i}", "doc_id": "d", "ordinal": i, "text": "Some text. " * 40, "n_tokens": 120}
+              for i in range(4)]
+    low = plan_tasks(chunks, {"qa": 1.0, "focal": 1.0}, SynthSettings(amplification=4))
+    high = plan_tasks(chunks, {"qa": 1.0, "focal": 1.0}, SynthSettings(amplification=32))
+    assert {task.id for task in low} < {task.id for task in high}  # a later, larger target extends the first
+
+
 def test_export_formats(tmp_path, fault_server):
     server = fault_server()
     project = qa_project(tmp_path / "p", server.base_url, docs=2, per_chunk=1)
