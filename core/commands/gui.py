@@ -68,13 +68,15 @@ def _use_tiny_models(project, ctx: CommandContext) -> None:
     project.config.student.model = str(student)
     project.config.teacher.kind = "local"
     project.config.teacher.model_path = str(Path(teacher))
-    _keep_random_teacher_short(project.config)
+    random_teacher_settings(project.config)
     project.config.privacy.offline = True
 
 
-def _keep_random_teacher_short(config) -> None:
-    """A random teacher writes every string to its length limit: small limits keep its calls short and complete,
-    and its words come from nowhere, so grounding would filter every item."""
+def random_teacher_settings(config) -> None:
+    """The offline check's settings for its untrained teacher (tests of tiny teachers use the same): a random
+    teacher writes every string to its length limit, so small limits keep its calls short and complete; and its
+    words come from nowhere, so grounding would filter every item (the run stopped at Train with 96 of 100 items
+    dropped)."""
     config.teacher.n_ctx = 2048  # the judge reads a passage and an answer: 1024 overflowed
     config.teacher.max_tokens = 512
     synth = config.synth

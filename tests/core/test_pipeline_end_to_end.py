@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from doctune.core.commands.gui import random_teacher_settings
 from doctune.core.fsio import read_json, read_jsonl
 from doctune.core.pipeline import STEPS
 from doctune.core.resources import resource_path
@@ -44,11 +45,11 @@ def make_project(root: Path, student: Path, teacher: Path, *, max_steps: int, ch
         shutil.copy(resource_path("sample/docs") / name, docs / name)
     project = Project.create(root / "project", name="Pipeline end to end")
     config = project.config
-    config.teacher.kind, config.teacher.model_path, config.teacher.n_ctx = "local", str(teacher), 1024
+    config.teacher.kind, config.teacher.model_path = "local", str(teacher)
+    random_teacher_settings(config)  # the offline check's own settings for an untrained teacher
+    config.teacher.n_ctx = 1024
     config.synth.recipes = {"qa": 1.0}
-    config.synth.per_chunk = 1
     config.synth.max_question_chars = config.synth.max_answer_chars = 20
-    config.synth.grounding = "off"  # an untrained teacher's words come from nowhere
     config.student.model = str(student)
     config.train.replay_fraction = 0.0
     config.train.max_steps, config.train.checkpoint_every = max_steps, checkpoint_every
