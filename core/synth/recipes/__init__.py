@@ -21,6 +21,7 @@ import pkgutil
 from collections.abc import Sequence
 from typing import Any
 
+from doctune.core.config import SynthSettings
 from doctune.core.synth.recipes.entigraph import EntityCache, entity_combinations, window_sources
 from doctune.core.synth.tasks import Recipe, Task, chunk_sources, make_task
 
@@ -39,7 +40,8 @@ TRAIN_RECIPES: tuple[str, ...] = tuple(name for name, r in REGISTRY.items() if r
 EVAL_RECIPES: tuple[str, ...] = tuple(name for name, r in REGISTRY.items() if r.purpose == "eval")
 
 
-def items_per_chunk(name: str, recipes: dict[str, float], chunks: Sequence[dict[str, Any]], settings: Any) -> int:
+def items_per_chunk(name: str, recipes: dict[str, float], chunks: Sequence[dict[str, Any]],
+                    settings: SynthSettings) -> int:
     """How many items of recipe ``name`` each chunk gets: with an amplification target, enough for the recipe's
     share (by weight) of ``amplification`` × the source tokens, at the tokens one of its items is expected to hold;
     else ``per_chunk`` × its weight."""
@@ -51,7 +53,7 @@ def items_per_chunk(name: str, recipes: dict[str, float], chunks: Sequence[dict[
     return max(1, round(wanted / max(1, len(chunks))))
 
 
-def plan_tasks(chunks: Sequence[dict[str, Any]], recipes: dict[str, float], settings: Any) -> list[Task]:
+def plan_tasks(chunks: Sequence[dict[str, Any]], recipes: dict[str, float], settings: SynthSettings) -> list[Task]:
     """Every task of a training run, in a stable order: recipe by recipe as weighted, each chunk by chunk.
 
     Raising the amount (``per_chunk``, ``amplification``) only adds tasks: a task's id does not depend on how many
