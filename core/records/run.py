@@ -37,6 +37,9 @@ class RunConfig(Record):
     created_at: float | None = None
     student: dict[str, Any] = Field(default_factory=dict, description="The resolved [student] settings.")
     train: dict[str, Any] = Field(default_factory=dict, description="The resolved [train] settings.")
+    project_train: dict[str, Any] | None = Field(
+        None, description="The project's own [train] settings when the run started, before the run's options (a "
+                          "preset chosen in the window); None in runs written before it was recorded.")
     base_model: str | None = None
     student_folder: str | None = None
     items_file: str | None = None
@@ -47,9 +50,12 @@ class RunConfig(Record):
     versions: dict[str, str] = Field(default_factory=dict)
 
     def identity(self) -> dict[str, Any]:
-        """What makes a run up to date: the items it trained on and its settings."""
+        """What makes a run up to date: the items it trained on, its student and the project's [train] settings
+        it started from. A run given other settings as options (a preset in the window) is up to date while the
+        project's own settings stay as they were: ``doctune run`` does not train it again with those."""
+        train = self.project_train if self.project_train is not None else self.train
         return {"items_fingerprint": self.data.items_fingerprint, "student": self.student or None,
-                "train": self.train or None}
+                "train": train or None}
 
 
 class RunSummary(Record):

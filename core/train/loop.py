@@ -313,6 +313,7 @@ def _run_config(setup: Setup, plan: packing.Plan) -> RunConfig:
     return RunConfig(
         run_id=setup.run_id, created_at=time.time(),
         student=setup.student.model_dump(mode="json"), train=setup.train.model_dump(mode="json"),
+        project_train=setup.project.config.train.model_dump(mode="json"),
         base_model=setup.student.model, student_folder=str(setup.student_folder),
         items_file=str(setup.items_file) if setup.items_file else None,
         data=RunData(items=len(setup.items), items_fingerprint=packing.items_fingerprint(setup.items),

@@ -73,6 +73,11 @@ def test_a_preset_is_passed_to_the_job_and_leaves_the_settings_file_as_it_was(qt
     train = RunConfig.load(RunLayout(run_dir).config).train
     assert (train["epochs"], train["lora_rank"], train["learning_rate"], train["max_steps"]) == (5.0, 32, 1e-4, 2)
     assert train["batch_tokens"] == 256  # the project's own settings still apply where the preset says nothing
+    from doctune.core.pipeline import _training_identity, _up_to_date_run
+    from doctune.core.project import Project
+
+    reopened = Project.open(training_project.root)  # doctune run would not train it again with the file's settings
+    assert _up_to_date_run(reopened, _training_identity(reopened)) == run_dir
 
 
 def test_a_killed_training_job_shows_an_error(qtbot, make_window, training_project):
