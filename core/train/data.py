@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 from doctune.core.chat import with_closed_book_system
 from doctune.core.items import TrainingItem

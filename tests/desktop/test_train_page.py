@@ -5,10 +5,10 @@ import json
 from pathlib import Path
 
 import pytest
+from qt_helpers import wait_for_job
 
 from doctune.desktop.jobs import CANCELLED, FAILED, SUCCEEDED
 from doctune.desktop.responsiveness import StallProbe
-from qt_helpers import wait_for_job
 
 SAMPLE_QUESTIONS = Path(__file__).resolve().parents[2] / "resources" / "sample" / "questions.jsonl"
 
