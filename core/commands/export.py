@@ -27,6 +27,8 @@ def cmd_export(ctx: CommandContext) -> int:
         return _export_base(ctx, project, formats or [project.config.rag.gguf_format])
     params = ExportParams(project_dir=project.root, run_id=ctx.args.run, formats=formats)
     result = run(params, events=ctx.events, cancel=ctx.cancel)
+    ctx.events.done(result.message(), run_id=result.run_id, export_dir=str(result.export_dir), ready=result.ready,
+                    files={fmt: str(path) for fmt, path in result.files.items()})
     if not ctx.jsonl:
         ctx.print(result.usage, markup=False, highlight=False)
         ctx.print(f"Verification report: {ExportLayout(result.export_dir).verification_text}", markup=False)

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from doctune.core.commands import CommandContext, add_command
+from doctune.core.exitcodes import ExitCode
 
 FLAGS = [  # (flag, [train] field, type, help)
     ("--max-steps", "max_steps", int, "stop after N optimizer steps (0: use epochs)"),
@@ -57,7 +58,10 @@ def cmd_train(ctx: CommandContext) -> int:
     params = TrainParams(project_dir=project.root, items_file=args.items, resume=args.resume,
                          student={"model": args.student} if args.student else {}, train=overrides)
     result = run(params, events=ctx.events, cancel=ctx.cancel)
+    if not result.reports:  # another process of the same run reports it
+        return ExitCode.OK
+    ctx.events.done(result.message(), run_id=result.run_id, run_dir=str(result.run_dir))
     if not ctx.jsonl:
         ctx.print(f"Adapter: {result.adapter_dir}")
         ctx.print(f"Next: doctune export -p {project.root}")
-    return 0
+    return ExitCode.OK

@@ -52,10 +52,15 @@ class ExportResult(BaseModel):
     ready: dict[str, bool]
     modelfile: Path | None
     usage: str
+    seconds: float = 0.0
 
     @property
     def all_ready(self) -> bool:
         return all(self.ready.values())
+
+    def message(self) -> str:
+        formats = ", ".join(f"{fmt} {'ready' if ok else 'FAILED'}" for fmt, ok in self.ready.items())
+        return f"Exported run {self.run_id}: {formats} in {self.seconds:.0f} s ({self.export_dir})"
 
 
 def _choose_run(project, run_id: str | None) -> Path:
@@ -113,12 +118,7 @@ def run(params: ExportParams, *, events: Events, cancel: CancelToken) -> ExportR
     files = {fmt: export_dir / gguf_name(stem, fmt) for fmt in formats}
     modelfile, usage = _write_instructions(export_dir, merged, stem, manifest)
     seconds = time.monotonic() - started
-    message = (f"Exported run {run_dir.name}: " + ", ".join(f"{fmt} {'ready' if ok else 'FAILED'}"
-                                                              for fmt, ok in ready.items())
-               + f" in {seconds:.0f} s ({export_dir})")
-    events.done(message, run_id=run_dir.name, export_dir=str(export_dir), ready=ready,
-                files={fmt: str(path) for fmt, path in files.items()})
-    return ExportResult(run_id=run_dir.name, export_dir=export_dir, files=files, ready=ready,
+    return ExportResult(seconds=seconds, run_id=run_dir.name, export_dir=export_dir, files=files, ready=ready,
                         modelfile=modelfile, usage=usage)
 
 

@@ -141,9 +141,16 @@ class SynthResult:
     items_per_s: float = 0.0
     teacher: str = ""
     estimate: dict[str, Any] | None = None
+    target: str = ""  # where the items or questions are written, relative to the project folder
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def message(self) -> str:
+        """What the run did in one sentence; for a dry run, the estimate."""
+        if self.estimate is not None:
+            return describe_estimate(self.estimate)
+        return f"{self.generated} written to {self.target}, {self.filtered} filtered, {self.failed} failed."
 
 
 @dataclass
@@ -620,7 +627,6 @@ def run(params: SynthParams, *, events: Events, cancel: CancelToken,
         result = SynthResult(mode=mode, planned=len(tasks), already_done=len(tasks) - len(pending),
                              estimate=estimate(project, pending, planned=tasks, chunks=chunks,
                                                amplification=_settings(project, params).amplification))
-        events.done(describe_estimate(result.estimate), **result.as_dict())
         return result
     folder = Path(project.eval_dir if params.eval else project.synth_dir)
     with one_synthesis(folder):
@@ -657,7 +663,5 @@ def _generate(project, mode: str, tasks: list[Task], params: SynthParams, events
                   filtered=result.filtered, prompt_tokens=result.prompt_tokens,
                   completion_tokens=result.completion_tokens)
     layout = ProjectLayout(Path(project.root))
-    target = (layout.questions if params.eval else layout.items).relative_to(layout.root).as_posix()
-    events.done(f"{result.generated} written to {target}, {result.filtered} filtered, {result.failed} failed.",
-                **result.as_dict())
+    result.target = (layout.questions if params.eval else layout.items).relative_to(layout.root).as_posix()
     return result

@@ -526,10 +526,8 @@ def _steps(setup: Setup, session: Session) -> TrainResult:
             metrics.close()
     seconds = time.monotonic() - started
     _finish(setup, session, loss, tokens_seen, seconds)
-    events.done(f"Trained {setup.run_id}: {total} steps, final loss {loss:.4f}", run_id=setup.run_id,
-                run_dir=str(setup.run_dir))
     return TrainResult(run_id=setup.run_id, run_dir=setup.run_dir, adapter_dir=RunLayout(setup.run_dir).adapter,
-                       steps=total, final_loss=loss, tokens=tokens_seen, seconds=seconds)
+                       steps=total, final_loss=loss, tokens=tokens_seen, seconds=seconds, reports=setup.dist.main)
 
 
 def _finish(setup: Setup, session: Session, loss: float, tokens: int, seconds: float) -> None:

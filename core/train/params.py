@@ -34,6 +34,11 @@ class TrainResult(BaseModel):
     final_loss: float
     tokens: int
     seconds: float
+    reports: bool = True
+    """Whether this process reports the run (the main one of a run on several processes)."""
+
+    def message(self) -> str:
+        return f"Trained {self.run_id}: {self.steps} steps, final loss {self.final_loss:.4f}"
 
 
 def resolve_settings(project_student: StudentSettings, project_train: TrainSettings,
