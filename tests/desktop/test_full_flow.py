@@ -16,16 +16,16 @@ pytestmark = pytest.mark.slow
 
 
 def _small_settings(folder, tiny_model) -> None:
+    from doctune.core.commands.gui import random_teacher_settings
     from doctune.core.project import Project
 
     project = Project.open(folder)
     config = project.config
+    random_teacher_settings(config)  # the offline check's own settings for an untrained teacher
     config.teacher.n_ctx = 1024
     synth = config.synth
-    synth.per_chunk = 1
     synth.max_question_chars = synth.max_answer_chars = 20
     synth.max_document_chars, synth.min_document_chars = 100, 10
-    synth.grounding = "off"  # an untrained teacher's words come from nowhere
     synth.entigraph_max_entities, synth.entigraph_triples = 2, False
     config.train.replay_fraction = 0.0
     config.train.batch_tokens = 256
