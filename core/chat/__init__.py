@@ -1,6 +1,7 @@
 """Chat over a local GGUF model, with or without retrieval, streaming tokens.
 
-Public surface: ``open_system(project, name) -> ChatSystem``; ``ChatSystem.stream``,
+Public surface: ``open_system(project, name) -> ChatSystem`` (``open_model(project, path, rag)`` when the
+GGUF is resolved already); ``ChatSystem.stream``,
 ``.last_answer`` (``Answer``), ``.option_logprob``; errors ``ModelFileError``,
 ``QuestionTooLong``, ``NoBaseModel``, ``NoTunedModel``, ``SystemNameError``. A ``base`` system needs the
 base model's GGUF, which the export step makes (``doctune.core.export.base_gguf``); ``uses_base(name)`` tells
@@ -16,12 +17,14 @@ from doctune.core.chat.system import (
     NoTunedModel,
     SystemNameError,
     model_path,
+    open_model,
     open_system,
     split_name,
     uses_base,
 )
 
 __all__ = [
-    "open_system", "ChatSystem", "Answer", "LlamaBackend", "ModelFileError", "QuestionTooLong", "NoBaseModel", "NoTunedModel", "uses_base",
+    "open_system", "open_model", "ChatSystem", "Answer", "LlamaBackend", "ModelFileError", "QuestionTooLong",
+    "NoBaseModel", "NoTunedModel", "uses_base",
     "SystemNameError", "split_name", "ProcessBackend", "open_backend", "model_path", "with_closed_book_system",
 ]

@@ -243,13 +243,30 @@ def open_system(
     """
     model, rag = split_name(name)
     check_model_name(model)
-    settings = project.config.rag
-    retriever = None
-    if rag:
-        from doctune.core.rag import Retriever
+    retriever = _retriever(project) if rag else None  # fails early, before a model loads, when there is no index
+    path = model_path(project, model, events=events, cancel=cancel)
+    return open_model(project, path, rag, name=name, backends=backends, isolated=isolated, cancel=cancel,
+                      retriever=retriever)
 
-        retriever = Retriever(project)  # fails early, before a model loads, when there is no index
-    path = check_gguf_file(model_path(project, model, events=events, cancel=cancel))
+
+def _retriever(project: Project) -> Retriever:
+    from doctune.core.rag import Retriever
+
+    return Retriever(project)
+
+
+def open_model(
+    project: Project, path: Path, rag: bool, *, name: str | None = None, cancel: CancelToken | None = None,
+    backends: dict[Path, LlamaBackend | ProcessBackend] | None = None, isolated: bool = True,
+    retriever: Retriever | None = None,
+) -> ChatSystem:
+    """A chat system on the GGUF at ``path`` (already resolved), retrieving when ``rag``; ``name`` labels it
+    (default: the path, with ``+rag``). See ``open_system`` for ``backends`` and ``isolated``."""
+    settings = project.config.rag
+    if rag and retriever is None:
+        retriever = _retriever(project)
+    path = check_gguf_file(path)
+    name = name or f"{path}{RAG_SUFFIX if rag else ''}"
     backend = backends.get(path) if backends is not None else None
     if backend is None:
         backend = open_backend(path, n_ctx=settings.n_ctx, n_gpu_layers=settings.n_gpu_layers, isolated=isolated,

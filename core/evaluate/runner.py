@@ -130,11 +130,10 @@ def resolve_system(project, name: str, events: Events, cancel: CancelToken) -> S
 
 def open_spec(project, spec: SystemSpec, backends: dict, events: Events, cancel: CancelToken):
     """Open the system on exactly the GGUF resolved for it; systems on the same file share one loaded model."""
-    from doctune.core.chat import open_system
+    from doctune.core.chat import open_model
 
     assert spec.model_path is not None
-    name = f"{spec.model_path}{'+rag' if spec.rag else ''}"
-    return open_system(project, name, events=events, cancel=cancel, backends=backends)
+    return open_model(project, spec.model_path, spec.rag, cancel=cancel, backends=backends)
 
 
 # ----- questions -------------------------------------------------------------------------------------------
