@@ -61,9 +61,14 @@ class TeacherPage(Page):
         super().__init__(runner, parent)
         self.local_radio = QRadioButton("Local model file (GGUF) — nothing leaves this computer")
         self.endpoint_radio = QRadioButton("Server (OpenAI-compatible: Ollama, LM Studio, vLLM, llama.cpp server, OpenAI…)")
+        self.lab_radio = QRadioButton("Built-in lab teacher — writes the study material from the made-up world's "
+                                      "facts, without a model (the offline pipeline check's teacher)")
+        self.lab_radio.setVisible(False)  # offered only in a project that uses it
         group = QButtonGroup(self)
         group.addButton(self.local_radio)
         group.addButton(self.endpoint_radio)
+        group.addButton(self.lab_radio)
+        self.body.addWidget(self.lab_radio)
         self.body.addWidget(self.local_radio)
         local_box = QGroupBox()
         local_layout = QVBoxLayout(local_box)
@@ -231,7 +236,9 @@ class TeacherPage(Page):
     def refresh(self) -> None:
         teacher = self.open_config().config.teacher
         privacy = self.open_config().config.privacy
-        (self.local_radio if teacher.kind == "local" else self.endpoint_radio).setChecked(True)
+        radios = {"local": self.local_radio, "openai": self.endpoint_radio, "lab": self.lab_radio}
+        radios.get(teacher.kind, self.endpoint_radio).setChecked(True)
+        self.lab_radio.setVisible(teacher.kind == "lab" or not self.lab_radio.isHidden())
         self.model_path.setText(teacher.model_path)
         self.model_path.setPlaceholderText(f"{teacher.hf_file} from {teacher.hf_repo} (downloaded when first used)"
                                            if teacher.hf_repo and teacher.hf_file else "/path/to/teacher.gguf")
@@ -242,7 +249,10 @@ class TeacherPage(Page):
     def save(self) -> bool:
         project = self.open_config()
         teacher = project.config.teacher
-        if self.local_radio.isChecked():
+        if self.lab_radio.isChecked():
+            teacher.kind = "lab"
+            project.config.privacy.allow_remote_teacher = False
+        elif self.local_radio.isChecked():
             teacher.kind = "local"
             teacher.model_path = self.model_path.text().strip()
             project.config.privacy.allow_remote_teacher = False  # local again: nothing may be sent anywhere

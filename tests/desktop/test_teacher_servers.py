@@ -49,3 +49,16 @@ def test_several_addresses_one_per_line_with_one_consent_and_a_test_of_each(make
         assert url.split("/")[2] in page.result.text()
     page.refresh()
     assert page.addresses.toPlainText() == f"{a.base_url}\n{b.base_url}"
+
+
+def test_a_project_with_the_lab_teacher_keeps_it_when_saved(make_window, project):
+    project.config.teacher.kind = "lab"
+    project.save()
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("teacher")
+    assert not page.lab_radio.isHidden() and page.lab_radio.isChecked()
+    assert page.save()
+    from doctune.core.project import Project
+
+    assert Project.open(project.root).config.teacher.kind == "lab"
