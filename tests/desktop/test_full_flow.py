@@ -8,9 +8,9 @@ on the RAG pane) → Evaluate (the scoreboard table). Only settings without a co
 from __future__ import annotations
 
 import pytest
+from qt_helpers import wait_for_job
 
 from doctune.desktop.jobs import PARTIAL, SUCCEEDED
-from qt_helpers import wait_for_job
 
 pytestmark = pytest.mark.slow
 
