@@ -8,8 +8,8 @@ given a small tree ``build/typecheck/doctune/core`` that links to ``core/`` and 
 ``core/...``. Settings, and the modules held to strict typing, are ``[tool.mypy]`` in pyproject.toml.
 
 The baseline counts errors per file, not lines, so moving code does not disturb it. A file that is not in the
-baseline (every new file) must have none. A file with fewer errors than recorded fails too, until
-``--shrink`` writes the new count: that is how the baseline only ever shrinks.
+baseline (every new file) must have none. A file with fewer errors than recorded is reported with the command
+that records the smaller count (``--shrink``, which never raises one), so the baseline only ever shrinks.
 """
 from __future__ import annotations
 
@@ -132,7 +132,6 @@ def main(argv: list[str]) -> int:
         for name, (allowed, found) in sorted(better.items()):
             print(f"  {name}: {found} (recorded {allowed})")
         print("Record it so it stays that way: python tests/typecheck.py --shrink")
-        return 1
     print(f"mypy: {sum(current.values())} known errors in {len(current)} files, none beyond the baseline "
           f"({sum(baseline.values())}).")
     return 0
