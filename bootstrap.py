@@ -2,7 +2,14 @@
 """Set up DocTune in a local virtual environment, then start it or test it.
 
     python3 bootstrap.py app     # set up, then open DocTune
-    python3 bootstrap.py test    # set up, then run the whole test suite
+    python3 bootstrap.py test    # set up, then run the gates and the whole test suite
+    python3 bootstrap.py gates   # set up, then run only the gates
+
+The gates run before the tests: ruff (lint and import order), mypy on
+doctune.core against tests/mypy-baseline.txt, and the import contracts
+(lint-imports, [tool.importlinter] in pyproject.toml). ``test`` stops before
+pytest when one fails; ``test --no-gates ...`` runs pytest alone. Arguments
+after ``test`` go to pytest.
 
 Set-up is idempotent and quick once done: it creates ``.venv`` beside this
 file, installs PyTorch first (so no other package drags in a different build),
@@ -34,6 +41,10 @@ PYTEST_NO_TESTS = 5
 
 def venv_python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def venv_script(name: str) -> Path:
+    return VENV / ("Scripts" if os.name == "nt" else "bin") / (name + (".exe" if os.name == "nt" else ""))
 
 
 def run(*cmd: str | Path, **kwargs) -> subprocess.CompletedProcess:
@@ -89,7 +100,40 @@ def start_app(args: list[str]) -> int:
     return subprocess.call([str(venv_python()), "-m", "doctune.core", "gui", *args])
 
 
+def gates() -> list[tuple[str, list[str | Path], str]]:
+    """(name, command, what to do when it fails) of each check that runs before the tests."""
+    return [
+        ("ruff: lint and import order", [venv_script("ruff"), "check"],
+         "Fix what ruff lists above; `.venv/bin/ruff check --fix` sorts imports and fixes what it can by itself."),
+        ("mypy: types of doctune.core against tests/mypy-baseline.txt", [venv_python(), "tests/typecheck.py"],
+         "Fix the errors it lists above (a new file must have none); the baseline may only shrink."),
+        ("import contracts: layers, steps' public surfaces, no cycles", [venv_script("lint-imports"), "--no-logo"],
+         "An import goes up a layer, reaches into another step's modules or closes a cycle (each is listed above "
+         "with its line); see the layers in README.md, Development."),
+    ]
+
+
+def run_gates() -> int:
+    """Run every gate (all of them, so one run shows every problem); 1 if any failed."""
+    failed = []
+    for name, command, advice in gates():
+        print(f"\n== {name}", flush=True)
+        if subprocess.call([str(c) for c in command], cwd=ROOT) != 0:
+            failed.append((name, advice))
+    for name, advice in failed:
+        print(f"\nFAILED {name}\n  {advice}")
+    if failed:
+        return 1
+    print("\nAll gates passed.\n", flush=True)
+    return 0
+
+
 def run_tests(args: list[str]) -> int:
+    if "--no-gates" in args:
+        args = [a for a in args if a != "--no-gates"]
+    elif run_gates():
+        print("\nThe tests did not run because a gate failed (`python3 bootstrap.py test --no-gates` runs them).")
+        return 1
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     code = subprocess.call([str(venv_python()), "-m", "pytest", *args], cwd=ROOT, env=env)
     if code == PYTEST_NO_TESTS:
@@ -99,15 +143,17 @@ def run_tests(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("app", "test", "setup"):
+    if not argv or argv[0] not in ("app", "test", "gates", "setup"):
         print(__doc__)
         return 1
     action, rest = argv[0], argv[1:]
-    ensure_setup(with_dev=action == "test")
+    ensure_setup(with_dev=action in ("test", "gates"))
     if action == "app":
         return start_app(rest)
     if action == "test":
         return run_tests(rest)
+    if action == "gates":
+        return run_gates()
     return 0
 
 
