@@ -97,16 +97,26 @@ def run_point(point: dict[str, Any], student: Path, work: Path, *, seed: int = W
     docs = work / "docs"
     write_documents(docs, seed, n_entities)
     project = make_project(work, student, point)
-    events, cancel = Events(), CancelToken()
+    events, cancel = Events(_progress), CancelToken()
     started = time.perf_counter()
     steps = pipeline(PipelineParams(project_dir=project.root, add=[docs], until="export"), events=events, cancel=cancel)
     q8_0 = ready_gguf(project, fmt="q8_0")
     systems = ["base", "base+rag", "tuned", "tuned+rag"] + ([str(q8_0)] if q8_0 else [])
+    evaluated = time.perf_counter()
     result = evaluate(EvalParams(project_dir=project.root, systems=systems, judge=False), events=events, cancel=cancel)
+    evaluate_s = round(time.perf_counter() - evaluated, 1)
     scores = {name.replace("+rag", "_rag").replace(str(q8_0), "tuned_q8_0"): figures["mc_likelihood"]
               for name, figures in result.summary["scores"].items()}
-    return {"point": point["name"], "scores": scores, "steps": steps.as_dict(),
+    outcomes = steps.as_dict() + [{"step": "evaluate", "status": "done", "seconds": evaluate_s,
+                                   "note": f"{len(systems)} systems"}]
+    return {"point": point["name"], "scores": scores, "steps": outcomes,
             "seconds": round(time.perf_counter() - started, 1)}
+
+
+def _progress(event: dict[str, Any]) -> None:
+    """Steps' logs, warnings and errors on stderr, so a long run shows where it is (stdout keeps the results)."""
+    if event.get("event") in ("log", "warning", "error", "done"):
+        print(f"[{event.get('stage', '')}] {event.get('message', '')}", file=sys.stderr, flush=True)
 
 
 def verdict(scores: dict[str, dict[str, Any]]) -> dict[str, bool]:

@@ -42,12 +42,30 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from doctune.core.fsio import atomic_write_text
 from doctune.core.lab import world as lab_world
-from doctune.core.lab.world import KIND_ATTRIBUTES, World, make_world, multiple_choice, question, render_document
+from doctune.core.lab.world import (
+    KIND_ATTRIBUTES,
+    Entity,
+    Family,
+    World,
+    make_world,
+    multiple_choice,
+    question,
+    render_document,
+)
 
-BUILDER_VERSION = 1
+if TYPE_CHECKING:  # pragma: no cover
+    from doctune.core.chat.prompt import Counter
+    from doctune.core.rag.hits import Hit
+
+Messages = list[dict[str, str]]
+FAMILIES: tuple[Family, ...] = ("train", "heldout")
+Row = tuple[list[int], list[bool], list[int]]
+
+BUILDER_VERSION = 2
 READER_SIZES = {"hidden": 256, "layers": 4, "heads": 4, "kv_heads": 2, "ffn": 768}
 CONTEXT = 1024
 """Model context: DocTune's chat keeps half for the answer, so a RAG prompt has 512 tokens."""
@@ -81,7 +99,12 @@ class Example:
     kind: str = "document"
 
 
-def source_text(entity, rng: random.Random) -> str:
+def _any(value: Any) -> Any:
+    """An untyped library callable (transformers), called from this strictly typed module."""
+    return value
+
+
+def source_text(entity: Entity, rng: random.Random) -> str:
     """How an entity's document looks as a chunk: the Markdown heading becomes a plain title block."""
     return render_document(entity, rng).replace("# ", "", 1).strip()
 
@@ -89,17 +112,17 @@ def source_text(entity, rng: random.Random) -> str:
 class ExampleMaker:
     """Draws training examples; fresh entities for reading come from an endless sequence of new worlds."""
 
-    def __init__(self, tokenizer, world: World, seed: int, budget: int = PROMPT_TOKENS) -> None:
+    def __init__(self, tokenizer: Any, world: World, seed: int, budget: int = PROMPT_TOKENS) -> None:
         self.tokenizer = tokenizer
         self.world = world
         self.rng = random.Random(f"reader-examples-{seed}")
         self.known = world.entities[: len(world.entities) // 2]
         self.counter = _counter(tokenizer, self.render)
         self.budget = budget
-        self._fresh: list = []
+        self._fresh: list[Entity] = []
         self._fresh_seed = 10_000 + seed * 1_000_000
 
-    def fresh(self):
+    def fresh(self) -> Entity:
         if not self._fresh:
             self._fresh_seed += 1
             self._fresh = list(make_world(self._fresh_seed, 60, avoid=self.world).entities)
@@ -107,12 +130,13 @@ class ExampleMaker:
         return self._fresh.pop()
 
     def make(self, kind: str) -> Example:
-        return getattr(self, f"_{kind}")()
+        example: Example = getattr(self, f"_{kind}")()
+        return example
 
     def _document(self) -> Example:
         return Example(render_document(self.rng.choice(self.world.entities), self.rng) + "<|endoftext|>")
 
-    def _hits(self, target) -> tuple[list, int]:
+    def _hits(self, target: Entity) -> tuple[list[Hit], int]:
         """The target's passage among 0–5 distractors, as retrieval returns them; and its source number."""
         from doctune.core.rag.hits import Hit
 
@@ -122,26 +146,26 @@ class ExampleMaker:
         hits = [Hit(f"c{i}", e.id, None, e.name, None, None, source_text(e, self.rng), 0.0) for i, e in enumerate(entities)]
         return hits, position + 1
 
-    def messages(self, asked: str, hits: list | None = None, system: bool = True) -> list[dict]:
+    def messages(self, asked: str, hits: list[Hit] | None = None, system: bool = True) -> Messages:
         """DocTune's own prompt for ``asked`` (``assemble``: system prompt, sources cut to the prompt budget)."""
         from doctune.core.chat.prompt import assemble
 
         prompt = assemble(asked, budget=self.budget, counter=self.counter, sources=hits or (), rag=hits is not None)
         return prompt.messages if system else prompt.messages[1:]
 
-    def render(self, messages: list[dict]) -> str:
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    def render(self, messages: Messages) -> str:
+        return str(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
-    def _question(self, entity) -> tuple[str, str]:
+    def _question(self, entity: Entity) -> tuple[str, str]:
         attribute = self.rng.choice(KIND_ATTRIBUTES[entity.kind])
-        family = self.rng.choice(("train", "heldout"))
+        family: Family = self.rng.choice(FAMILIES)
         return question(entity, attribute, family, self.rng), entity.fact(attribute).value
 
-    def _mc(self, entity) -> tuple[str, str]:
+    def _mc(self, entity: Entity) -> tuple[str, str]:
         from doctune.core.evaluate.runner import mc_prompt
 
         attribute = self.rng.choice(KIND_ATTRIBUTES[entity.kind])
-        mc = multiple_choice(entity, attribute, self.rng, self.rng.choice(("train", "heldout")))
+        mc = multiple_choice(entity, attribute, self.rng, self.rng.choice(FAMILIES))
         return mc_prompt(_McView(mc.question, list(mc.options))), mc.answer
 
     def _read(self) -> Example:
@@ -173,15 +197,16 @@ class _McView:
     options: list[str]
 
 
-def _counter(tokenizer, render: Callable[[list[dict]], str]):
+def _counter(tokenizer: Any, render: Callable[[Messages], str]) -> Counter:
     """DocTune's prompt ``Counter`` on a Hugging Face tokenizer, as llama.cpp counts on the exported model."""
     from doctune.core.chat.prompt import Counter
 
     def ids(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+        found: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return found
 
     return Counter(count=lambda messages: len(ids(render(messages))), tokens=lambda text: len(ids(text)),
-                   truncate=lambda text, n: tokenizer.decode(ids(text)[: max(n, 0)]))
+                   truncate=lambda text, n: str(tokenizer.decode(ids(text)[: max(n, 0)])))
 
 
 def tokenizer_texts(n: int = 2000, seed: int = 0) -> Iterator[str]:
@@ -193,13 +218,14 @@ def tokenizer_texts(n: int = 2000, seed: int = 0) -> Iterator[str]:
     chatml = Template(CHATML_TEMPLATE)
 
     class _Plain:  # renders ChatML and counts bytes (more than tokens: safe) before a tokenizer exists
-        def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
-            return chatml.render(messages=messages, add_generation_prompt=add_generation_prompt)
+        def apply_chat_template(self, messages: Messages, tokenize: bool = False,
+                                add_generation_prompt: bool = True) -> str:
+            return str(chatml.render(messages=messages, add_generation_prompt=add_generation_prompt))
 
-        def __call__(self, text, add_special_tokens=False):
+        def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
             return {"input_ids": list(text.encode())}
 
-        def decode(self, ids):
+        def decode(self, ids: list[int]) -> str:
             return bytes(ids).decode(errors="ignore")
 
     world = make_world(lab_world.READER_WORLD_SEED, WORLD_ENTITIES)
@@ -211,20 +237,27 @@ def tokenizer_texts(n: int = 2000, seed: int = 0) -> Iterator[str]:
 
 
 def build_tokenizer(out_dir: Path, examples: int = 2000) -> Path:
-    """Byte-level BPE (GGUF pre-tokenizer ``gpt-2``) with ChatML specials, trained on the lab's text."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    """Byte-level BPE (GGUF pre-tokenizer ``gpt-2``) with ChatML specials, trained on the lab's text.
+
+    Its merges never join a space to a word: it learns them with spaces split off, then splits text as GPT-2
+    does (as llama.cpp will). So " Velmora" is "Ġ" + the very tokens of "Velmora", and an answer, which
+    DocTune tokenizes bare, repeats the passage's tokens instead of other ones ("V", "elmora").
+    """
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
 
     from doctune.core.tiny import CHATML_TEMPLATE, SPECIAL_TOKENS
 
+    gpt2_split = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(" "), "isolated"), gpt2_split])
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(vocab_size=VOCAB_TARGET, special_tokens=SPECIAL_TOKENS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator(tokenizer_texts(examples), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+    tokenizer.pre_tokenizer = gpt2_split
+    fast: Any = _any(PreTrainedTokenizerFast)(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    unk_token=None, bos_token=None, model_max_length=CONTEXT,
                                    clean_up_tokenization_spaces=False)
     fast.chat_template = CHATML_TEMPLATE
@@ -232,7 +265,7 @@ def build_tokenizer(out_dir: Path, examples: int = 2000) -> Path:
     return out_dir
 
 
-def encode(tokenizer, example: Example) -> tuple[list[int], list[bool]]:
+def encode(tokenizer: Any, example: Example) -> tuple[list[int], list[bool]]:
     """Token ids and which of them carry loss; prompt and answer are tokenized apart, as DocTune scores options."""
     prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
     if not example.answer:
@@ -241,7 +274,7 @@ def encode(tokenizer, example: Example) -> tuple[list[int], list[bool]]:
     return prompt_ids + answer_ids, [False] * len(prompt_ids) + [True] * len(answer_ids)
 
 
-def _rows(tokenizer, maker: ExampleMaker, settings: BuildSettings, rng: random.Random):
+def _rows(tokenizer: Any, maker: ExampleMaker, settings: BuildSettings, rng: random.Random) -> Iterator[Row]:
     """Endless packed rows: (ids, loss mask, position ids), each at most ``ROW_TOKENS`` long."""
     kinds, weights = zip(*settings.mix)
     pending: tuple[list[int], list[bool]] | None = None
@@ -262,7 +295,7 @@ def _rows(tokenizer, maker: ExampleMaker, settings: BuildSettings, rng: random.R
         yield ids, mask, positions
 
 
-def _batch(rows: list[tuple[list[int], list[bool], list[int]]], pad_id: int):
+def _batch(rows: list[Row], pad_id: int) -> tuple[Any, Any, Any]:
     import torch
 
     width = max(len(ids) for ids, _, _ in rows)
@@ -283,7 +316,7 @@ def _batch(rows: list[tuple[list[int], list[bool], list[int]]], pad_id: int):
 
 
 def pretrain(model_dir: Path, tokenizer_dir: Path, settings: BuildSettings,
-             report: Callable[[dict], None] | None = None) -> dict:
+             report: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Pretrain the reader from scratch and save it; returns timings and the final loss."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
@@ -293,13 +326,13 @@ def pretrain(model_dir: Path, tokenizer_dir: Path, settings: BuildSettings,
     started = time.perf_counter()
     torch.set_num_threads(2)
     torch.manual_seed(settings.seed)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    pad_id = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    tokenizer: Any = AutoTokenizer.from_pretrained(tokenizer_dir)
+    eos_id = int(tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    pad_id = int(tokenizer.convert_tokens_to_ids("<|endoftext|>"))
     config = tiny_config("qwen2", padded_vocab_size(len(tokenizer)), eos_id, pad_id, sizes=READER_SIZES)
     config.max_position_embeddings = CONTEXT
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32, attn_implementation="sdpa")
-    model.generation_config = GenerationConfig(eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=None)
+    model: Any = _any(AutoModelForCausalLM.from_config)(config, dtype=torch.float32, attn_implementation="sdpa")
+    model.generation_config = _any(GenerationConfig)(eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=None)
     world = make_world(lab_world.READER_WORLD_SEED, WORLD_ENTITIES)
     rows = _rows(tokenizer, ExampleMaker(tokenizer, world, settings.seed), settings, random.Random(settings.seed))
     steps = max(1, settings.tokens // (ROW_TOKENS * ROWS_PER_STEP))
@@ -313,7 +346,7 @@ def pretrain(model_dir: Path, tokenizer_dir: Path, settings: BuildSettings,
     for step in range(steps):
         input_ids, labels, positions = _batch([next(rows) for _ in range(ROWS_PER_STEP)], pad_id)
         logits = model(input_ids=input_ids, position_ids=positions).logits
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
+        loss: Any = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
                                                  ignore_index=-100)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -321,7 +354,8 @@ def pretrain(model_dir: Path, tokenizer_dir: Path, settings: BuildSettings,
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         seen += int(input_ids.numel())
-        loss_value = 0.9 * loss_value + 0.1 * float(loss) if step else float(loss)
+        value = float(loss.detach())
+        loss_value = 0.9 * loss_value + 0.1 * value if step else value
         if report is not None and (step % 25 == 0 or step == steps - 1):
             report({"step": step + 1, "steps": steps, "loss": round(loss_value, 4), "tokens": seen,
                     "elapsed_s": round(time.perf_counter() - started, 1)})
@@ -341,12 +375,12 @@ def fingerprint(settings: BuildSettings) -> str:
                  settings, prompt.PLAIN_SYSTEM, prompt.RAG_SYSTEM, runner.MC_INSTRUCTION):
         digest.update(repr(part).encode())
     for module in (lab_world, __import__(__name__, fromlist=["_"])):
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(Path(str(module.__file__)).read_bytes())
     return digest.hexdigest()[:12]
 
 
 def ensure_reader(cache_root: str | Path, settings: BuildSettings | None = None,
-                  report: Callable[[dict], None] | None = None) -> Path:
+                  report: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """The reader's model folder under ``cache_root``, built once (minutes on a CPU) and reused after."""
     settings = settings or BuildSettings()
     root = Path(cache_root)
@@ -360,7 +394,7 @@ def ensure_reader(cache_root: str | Path, settings: BuildSettings | None = None,
     return folder
 
 
-def option_scores(model, tokenizer, prompt: str, options: list[str]) -> list[float]:
+def option_scores(model: Any, tokenizer: Any, prompt: str, options: list[str]) -> list[float]:
     """Mean log-probability per token of each option as the answer (DocTune's likelihood scoring)."""
     import torch
 
@@ -382,8 +416,9 @@ def reading_check(model_dir: str | Path, n: int = 60, seed: int = 7) -> dict[str
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(2)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    tokenizer: Any = AutoTokenizer.from_pretrained(model_dir)
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model.eval()
     maker = ExampleMaker(tokenizer, make_world(lab_world.READER_WORLD_SEED, WORLD_ENTITIES), seed)
     rng = random.Random(seed)
     new = make_world(900_000 + seed, n, avoid=maker.world).entities

@@ -62,3 +62,16 @@ def test_built_reader_is_a_local_student_folder_with_chat_template(small_reader)
     assert reader.ensure_reader(small_reader.parent, TINY_BUILD) == small_reader
     scores = reader.option_scores(model, tokenizer, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n", ["a", "b c"])
     assert len(scores) == 2 and all(s < 0 for s in scores)
+
+
+def test_a_value_is_the_same_tokens_bare_as_in_a_sentence(small_reader):
+    """DocTune scores an option tokenized bare; the passage has it after a space: the reader copies tokens."""
+    from transformers import AutoTokenizer
+
+    from doctune.core.lab.world import ATTRIBUTES
+
+    tokenizer = AutoTokenizer.from_pretrained(small_reader)
+    space = tokenizer(" ", add_special_tokens=False)["input_ids"]
+    for value in ("Velmora", "woodcarving", "1953", "Tarrow Mills", "a copper bridge", ATTRIBUTES["river"].values[0]):
+        bare = tokenizer(value, add_special_tokens=False)["input_ids"]
+        assert tokenizer(f" {value}", add_special_tokens=False)["input_ids"] == space + bare
