@@ -183,7 +183,7 @@ def _base_path(project: Project, fmt: str) -> Path:
         raise NoBaseModel(
             f"The student {project.config.student.model} has not been exported as a {fmt} GGUF yet.",
             hint=f"Export it once with: doctune export --base -p {project.root}",
-            window_hint="Compare exports the base model before its first answer; ask again.",
+            window_hint="The Compare page exports the base model before its first answer: ask there again.",
         )
     return path
 

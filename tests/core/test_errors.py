@@ -9,6 +9,7 @@ from pathlib import Path
 from doctune.core import cli
 from doctune.core.errors import UserError, event_window_text, exception_window_text, window_text
 from doctune.core.events import Cancelled
+from doctune.core.exitcodes import ExitCode
 
 CORE = Path(__file__).resolve().parents[2] / "core"
 
@@ -34,13 +35,13 @@ def test_the_cli_prints_its_own_hint_once_and_its_events_carry_both_forms(tmp_pa
     from doctune.core.project import Project
 
     root = Project.create(tmp_path / "p").root
-    assert cli.main(["train", "-p", str(root)]) == cli.EXIT_ERROR
+    assert cli.main(["train", "-p", str(root)]) == ExitCode.ERROR
     out, err = capfd.readouterr()
     printed = " ".join((out + err).split())
     assert printed.count("Generate items with 'doctune synth', or pass --items FILE") == 1
     assert "Synthesize page" not in printed
 
-    assert cli.main(["--events", "jsonl", "train", "-p", str(root)]) == cli.EXIT_ERROR
+    assert cli.main(["--events", "jsonl", "train", "-p", str(root)]) == ExitCode.ERROR
     final = json.loads(capfd.readouterr().out.strip().splitlines()[-1])
     assert final["fatal"] and final["message"].endswith(" — " + final["hint"])
     assert "doctune synth" in final["hint"]
@@ -55,7 +56,7 @@ def test_a_cancelled_command_says_re_run_on_the_cli_and_run_the_step_again_in_th
     parser = cli.build_parser()
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     parser.set_defaults(handler=stopped)
-    assert cli.main(["--events", "jsonl"]) == cli.EXIT_CANCELLED
+    assert cli.main(["--events", "jsonl"]) == ExitCode.CANCELLED
     final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert final["event"] == "cancelled" and "re-run" in final["message"]
     assert "Run the step again" in event_window_text(final) and "command" not in event_window_text(final)
