@@ -42,5 +42,5 @@ def _export_base(ctx: CommandContext, project, formats: list[str]) -> int:
         raise UsageError("--base exports the student's base model; it takes no --run.")
     paths = [base_gguf(project, fmt=fmt, events=ctx.events.child("export"), cancel=ctx.cancel) for fmt in formats]
     ctx.events.done(f"The base model is ready: {', '.join(str(path) for path in paths)}",
-                    window_message="The base model is exported and verified.", files=[str(path) for path in paths])
+                    window_message="The base model is exported and verified: the base panes of the Compare page answer with it.", files=[str(path) for path in paths])
     return ExitCode.OK
