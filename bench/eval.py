@@ -99,7 +99,7 @@ def make_project(folder: Path, name: str):
 
 def measure_eval(project, models: list[Path]) -> dict:
     from doctune.core.evaluate import EvalParams, run
-    from doctune.core.evaluate.runner import open_spec
+    from doctune.core.evaluate.step import open_spec
     from doctune.core.events import CancelToken, Events
 
     clock = [0.0]
@@ -120,7 +120,7 @@ def measure_eval(project, models: list[Path]) -> dict:
 
 def measure_bare_loop(project, models: list[Path]) -> dict:
     from doctune.core.chat import open_system
-    from doctune.core.evaluate.runner import mc_prompt
+    from doctune.core.evaluate.step import mc_prompt
     from doctune.core.items import load_eval_questions
 
     questions = load_eval_questions(project)

@@ -87,8 +87,8 @@ def make_project(root: Path, student: Path, point: dict[str, Any]):
 def run_point(point: dict[str, Any], student: Path, work: Path, *, seed: int = WORLD_SEED,
               n_entities: int = N_ENTITIES) -> dict[str, Any]:
     """One full pipeline run on new documents; the scores of base, base+rag, tuned, tuned+rag and the Q8_0 file."""
-    from doctune.core.evaluate.runner import EvalParams
-    from doctune.core.evaluate.runner import run as evaluate
+    from doctune.core.evaluate.step import EvalParams
+    from doctune.core.evaluate.step import run as evaluate
     from doctune.core.events import CancelToken, Events
     from doctune.core.export import ready_gguf
     from doctune.core.pipeline import PipelineParams

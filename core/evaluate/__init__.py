@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from doctune.core.evaluate.runner import EvalNotFoundError, EvalParams, EvalResult, NoQuestionsError, run
+from doctune.core.evaluate.step import EvalNotFoundError, EvalParams, EvalResult, NoQuestionsError, run
 from doctune.core.evaluate.store import EvalStore, list_evals, open_eval
 
 

@@ -1,7 +1,7 @@
 """From result records to the scoreboard: per-system scores with intervals,
 paired comparisons, a per-document breakdown, latency, context and memory.
 
-Scores per record (see ``doctune.core.evaluate.runner`` for the record):
+Scores per record (see ``doctune.core.evaluate.step`` for the record):
 
 - ``mc_likelihood``: the option with the highest mean log-probability
   per token is the right one (1/0). Needs no parsing.

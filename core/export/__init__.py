@@ -12,7 +12,7 @@ Public surface:
 """
 from doctune.core.export.base import base_gguf, find_base_gguf, ready_gguf
 from doctune.core.export.errors import ExportError, UnsupportedModelError, VerificationError
-from doctune.core.export.run import ExportParams, ExportResult, run
+from doctune.core.export.step import ExportParams, ExportResult, run
 
 __all__ = ["base_gguf", "find_base_gguf", "ready_gguf", "run", "ExportParams", "ExportResult", "ExportError",
            "UnsupportedModelError", "VerificationError"]

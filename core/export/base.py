@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from doctune.core.events import CancelToken, Events
-from doctune.core.export.pipeline import export_folder, normalise_export_format, require_ready
+from doctune.core.export.folder import export_folder, normalise_export_format, require_ready
 from doctune.core.export.quantize import normalise_format
 from doctune.core.records import ProjectLayout
 from doctune.core.runs import export_dir, latest_ready_file, ready_file

@@ -162,7 +162,7 @@ class ExampleMaker:
         return question(entity, attribute, family, self.rng), entity.fact(attribute).value
 
     def _mc(self, entity: Entity) -> tuple[str, str]:
-        from doctune.core.evaluate.runner import mc_prompt
+        from doctune.core.evaluate.step import mc_prompt
 
         attribute = self.rng.choice(KIND_ATTRIBUTES[entity.kind])
         mc = multiple_choice(entity, attribute, self.rng, self.rng.choice(FAMILIES))
@@ -368,11 +368,11 @@ def pretrain(model_dir: Path, tokenizer_dir: Path, settings: BuildSettings,
 def fingerprint(settings: BuildSettings) -> str:
     """Changes whenever the builder, the world, DocTune's prompts or the settings change."""
     from doctune.core.chat import prompt
-    from doctune.core.evaluate import runner
+    from doctune.core.evaluate import step as evaluation
 
     digest = hashlib.sha256()
     for part in (BUILDER_VERSION, READER_SIZES, CONTEXT, VOCAB_TARGET, WORLD_ENTITIES, ROW_TOKENS, ROWS_PER_STEP,
-                 settings, prompt.PLAIN_SYSTEM, prompt.RAG_SYSTEM, runner.MC_INSTRUCTION):
+                 settings, prompt.PLAIN_SYSTEM, prompt.RAG_SYSTEM, evaluation.MC_INSTRUCTION):
         digest.update(repr(part).encode())
     for module in (lab_world, __import__(__name__, fromlist=["_"])):
         digest.update(Path(str(module.__file__)).read_bytes())

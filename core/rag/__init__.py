@@ -8,8 +8,8 @@ Heavy libraries load only when these are called.
 """
 from doctune.core.rag.embedder import EmbedderUnavailable
 from doctune.core.rag.hits import Hit
-from doctune.core.rag.index import IndexParams, IndexResult, NothingToIndex, run
 from doctune.core.rag.search import IndexMissing, IndexStale, Retriever, rrf_fuse, search
+from doctune.core.rag.step import IndexParams, IndexResult, NothingToIndex, run
 
 __all__ = [
     "run", "IndexParams", "IndexResult", "search", "Retriever", "Hit", "rrf_fuse", "IndexMissing", "IndexStale",

@@ -18,14 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from doctune.core.items import content_hash
 from doctune.core.synth import schemas
 from doctune.core.teachers import Teacher, TeacherCallError
-
-if TYPE_CHECKING:
-    from doctune.core.synth.recipes.entigraph import EntityCache
 
 LETTERS = "ABCD"
 EXPECTED_OUTPUT_SHARE = 0.6  # replies use about this share of the longest reply their schema allows
@@ -84,10 +81,17 @@ class Draft:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+class SourceAnalyses(Protocol):
+    """What a recipe asks the teacher once per source and reuses for each of its tasks (EntiGraph's summary and
+    entities: ``recipes.entigraph.EntityCache``)."""
+
+    def get_or_make(self, task: Task, ctx: GenerationContext, usage: Usage) -> dict[str, Any]: ...
+
+
 class GenerationContext:
     """What recipes share while running: the teacher, the settings, the entity cache."""
 
-    def __init__(self, teacher: Teacher, settings, entity_cache: EntityCache | None = None) -> None:
+    def __init__(self, teacher: Teacher, settings, entity_cache: SourceAnalyses | None = None) -> None:
         self.teacher = teacher
         self.settings = settings
         self.entities = entity_cache

@@ -8,8 +8,8 @@ student: ``resolve_student`` (a hub id or folder to a checked local folder),
 from doctune.core.runs import latest_complete_run
 from doctune.core.train.device import Placement, choose_placement
 from doctune.core.train.errors import TrainError
-from doctune.core.train.loop import run
 from doctune.core.train.params import TrainParams, TrainResult
+from doctune.core.train.step import run
 from doctune.core.train.student import resolve_student, trusted_now
 
 __all__ = [

@@ -110,7 +110,7 @@ def test_the_latest_export_and_ready_file_follow_finished_at(project):
 def test_the_older_names_still_work(project):
     from doctune.core.export import ready_gguf
     from doctune.core.train import latest_complete_run
-    from doctune.core.train.runs import read_summary
+    from doctune.core.train.checkpoints import read_summary
 
     run_dir = _run(project.runs_dir, "r1", finished_at=1.0)
     out_dir = _export(run_dir, 2.0, {"q8_0": 10})

@@ -39,7 +39,7 @@ def _train_page(make_window, project, max_steps: int, checkpoint_every: int):
 
 @pytest.mark.slow
 def test_cancel_keeps_a_checkpoint_and_resume_finishes(qtbot, make_window, training_project):
-    from doctune.core.train.runs import latest_checkpoint
+    from doctune.core.train.checkpoints import latest_checkpoint
 
     window, page = _train_page(make_window, training_project, max_steps=40, checkpoint_every=2)
     job = page.train()

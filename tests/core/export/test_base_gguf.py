@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from doctune.core.events import Events, RecordingSink
 from doctune.core.export import base_gguf, ready_gguf
-from doctune.core.export.pipeline import read_manifest
+from doctune.core.export.folder import read_manifest
 
 
 def test_base_gguf_is_verified_cached_and_reused(project, tiny_model):

@@ -9,8 +9,8 @@ import pytest
 from doctune.core.cli import main
 from doctune.core.events import CancelToken, Events
 from doctune.core.export import ExportError, ExportParams, UnsupportedModelError, ready_gguf, run
+from doctune.core.export.folder import read_manifest
 from doctune.core.export.gguf import write_gguf
-from doctune.core.export.pipeline import read_manifest
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_a_format_that_crashes_llama_cpp_fails_alone_with_a_plain_reason(tiny_mo
 
     from doctune.core.config import ExportSettings
     from doctune.core.export import verify
-    from doctune.core.export.pipeline import export_folder
+    from doctune.core.export.folder import export_folder
 
     monkeypatch.setattr(verify, "_run_checks", crash_on_quantized)
     recorder = []

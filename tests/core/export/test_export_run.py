@@ -8,7 +8,7 @@ import pytest
 from doctune.core.cli import main
 from doctune.core.events import Cancelled, CancelToken, Events, RecordingSink
 from doctune.core.export import ExportParams, ready_gguf, run
-from doctune.core.export.pipeline import read_manifest
+from doctune.core.export.folder import read_manifest
 
 
 def test_export_writes_verified_files_modelfile_and_usage(project, make_run, capsys):

@@ -6,7 +6,7 @@ import json
 from doctune.core.cli import main
 from doctune.core.events import CancelToken, Events
 from doctune.core.export import ready_gguf
-from doctune.core.export.pipeline import read_manifest
+from doctune.core.export.folder import read_manifest
 from doctune.core.fsio import JsonlAppender
 from doctune.core.resources import resource_path
 

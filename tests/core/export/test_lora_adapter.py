@@ -9,10 +9,10 @@ import pytest
 
 from doctune.core.cli import main
 from doctune.core.export import ready_gguf
+from doctune.core.export.folder import read_manifest
 from doctune.core.export.gguf import write_gguf
 from doctune.core.export.lora_gguf import LoraAdapterUnsupported, check_config_expressible, write_lora_gguf
 from doctune.core.export.merge import merge_run
-from doctune.core.export.pipeline import read_manifest
 from doctune.core.export.verify import PROBE_TEXTS
 from doctune.core.runs import adapter_base
 

@@ -5,7 +5,7 @@ import pytest
 
 from doctune.core.events import CancelToken, Events
 from doctune.core.export import ExportParams, run
-from doctune.core.export.pipeline import read_manifest
+from doctune.core.export.folder import read_manifest
 
 
 def _merged_answers(merged_dir, questions):

@@ -161,7 +161,7 @@ def test_removing_documents_gives_the_disk_space_back(tmp_path):
 
 
 def test_a_full_disk_stops_the_add_in_plain_words_and_the_retry_works(tmp_path):
-    from doctune.core.ingest.pipeline import IngestWriteError
+    from doctune.core.ingest.step import IngestWriteError
     from doctune.core.store import folder_bytes
 
     big = _big_text(tmp_path / "big.txt", 3)

@@ -113,7 +113,7 @@ def test_unreadable_replies_are_failed_calls_that_a_rerun_retries(project, fault
 
 def test_schema_filtered_outcomes_of_older_versions_are_retried(project, fault_server):
     from doctune.core.fsio import JsonlAppender
-    from doctune.core.synth.pipeline import plan
+    from doctune.core.synth.step import plan
 
     ingest(project, sample_docs(2))
     server = fault_server()
@@ -151,7 +151,7 @@ def test_a_full_disk_is_a_clear_error_and_the_rerun_finishes_without_duplicates(
     from small_disk import fill, small_disk
 
     from doctune.core.project import Project
-    from doctune.core.synth.pipeline import SynthWriteError
+    from doctune.core.synth.step import SynthWriteError
 
     server = fault_server()
     with small_disk(tmp_path / "disk", size_kb=20_000) as disk:

@@ -12,7 +12,7 @@ import pytest
 from doctune.core.events import CancelToken, Events
 from doctune.core.fsio import read_json
 from doctune.core.train import TrainParams, latest_complete_run, run
-from doctune.core.train.runs import latest_checkpoint
+from doctune.core.train.checkpoints import latest_checkpoint
 
 ARGS = ["--max-steps", "16", "--checkpoint-every", "4", "--batch-tokens", "256", "--lr", "3e-3", "--seed", "7"]
 

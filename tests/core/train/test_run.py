@@ -11,7 +11,7 @@ from train_helpers import qa_item, sample_qa, write_items
 from doctune.core.events import Cancelled, CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_json, read_jsonl
 from doctune.core.train import TrainError, TrainParams, latest_complete_run, run
-from doctune.core.train.runs import latest_checkpoint
+from doctune.core.train.checkpoints import latest_checkpoint
 
 FAST = {"max_steps": 6, "batch_tokens": 256, "learning_rate": 3e-3, "checkpoint_every": 2}
 

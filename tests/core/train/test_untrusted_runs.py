@@ -17,7 +17,7 @@ import torch
 from doctune.core.events import Cancelled, CancelToken, Events
 from doctune.core.fsio import atomic_write_json, read_json
 from doctune.core.train import TrainError, TrainParams, run
-from doctune.core.train.runs import latest_checkpoint
+from doctune.core.train.checkpoints import latest_checkpoint
 
 FAST = {"max_steps": 6, "batch_tokens": 256, "learning_rate": 3e-3, "checkpoint_every": 2}
 

@@ -30,8 +30,8 @@ from doctune.core.records import (
     read_records,
     write_records,
 )
+from doctune.core.train import checkpoints
 from doctune.core.train import data as packing
-from doctune.core.train import runs
 from doctune.core.train.device import Placement, check_qlora, choose_placement
 from doctune.core.train.errors import TrainError
 from doctune.core.train.params import TrainParams, TrainResult, resolve_settings
@@ -137,9 +137,9 @@ def _load_items(project: Project, items_file: Path | None, events: Events) -> li
 def _settings(project: Project, params: TrainParams) -> tuple[StudentSettings, TrainSettings, str, Path | None]:
     """Settings, run id and items file: from the project and overrides, or from the run being resumed."""
     if params.resume:
-        run_dir = runs.resume_dir(project, params.resume)
-        saved = runs.read_run_config(run_dir)
-        if (summary := runs.load_summary(run_dir)) is not None and summary.complete:
+        run_dir = checkpoints.resume_dir(project, params.resume)
+        saved = checkpoints.read_run_config(run_dir)
+        if (summary := checkpoints.load_summary(run_dir)) is not None and summary.complete:
             raise TrainError(f"Run {params.resume} is already complete; there is nothing to resume.",
                              "Start a new run with 'doctune train'.",
                              window_hint="Press Train on the Train page to start a new run.")
@@ -147,7 +147,7 @@ def _settings(project: Project, params: TrainParams) -> tuple[StudentSettings, T
         student = _trusted_as_now(StudentSettings.model_validate(saved.student), project.config.student)
         return student, TrainSettings.model_validate(saved.train), params.resume, items_file
     student, train = resolve_settings(project.config.student, project.config.train, params)
-    return student, train, runs.new_run_id(), params.items_file.resolve() if params.items_file else None
+    return student, train, checkpoints.new_run_id(), params.items_file.resolve() if params.items_file else None
 
 
 def _trusted_as_now(saved: StudentSettings, current: StudentSettings) -> StudentSettings:
@@ -320,7 +320,7 @@ def _run_config(setup: Setup, plan: packing.Plan) -> RunConfig:
                      plan_fingerprint=plan.fingerprint(), total_steps=plan.total_steps,
                      epochs_planned=plan.epochs_planned, mix=plan.count_by_source()),
         device=setup.placement.device, dtype=setup.placement.dtype, world_size=setup.dist.world_size,
-        versions=runs.library_versions(),
+        versions=checkpoints.library_versions(),
     )
 
 
@@ -354,7 +354,7 @@ def run(params: TrainParams, *, events: Events, cancel: CancelToken) -> TrainRes
         run_id = dist.broadcast(run_id)
         run_dir = project.runs_dir / run_id
         if dist.main:
-            runs.ensure_writable(run_dir)
+            checkpoints.ensure_writable(run_dir)
         student_folder = resolve_student(student.model, revision=student.revision,
                                          offline=project.config.privacy.offline,
                                          trust_remote_code=student.trust_remote_code, events=events)
@@ -372,7 +372,7 @@ def _mention_interrupted(project: Project, events: Events) -> None:
     for run_dir in run_folders(project.runs_dir):
         if run_state(run_dir) != INTERRUPTED:
             continue
-        checkpoint = runs.latest_checkpoint(run_dir)
+        checkpoint = checkpoints.latest_checkpoint(run_dir)
         where = f"at step {int(checkpoint.name.split('-')[-1])}" if checkpoint is not None else "before its first checkpoint"
         events.warning(f"Run {run_dir.name} was interrupted {where}; this starts a new run beside it. To continue "
                        f"it instead, stop this one and run: doctune train --resume {run_dir.name}",
@@ -414,10 +414,10 @@ def _prepare(setup: Setup) -> Session:
     if plan.total_steps == 0:
         raise TrainError("The training mix is too small for the number of processes.", "Run with fewer processes.")
     if setup.resume:
-        _check_same_data(runs.read_run_config(setup.run_dir), setup.items, plan)
+        _check_same_data(checkpoints.read_run_config(setup.run_dir), setup.items, plan)
     elif dist.main:
-        with runs.disk_errors("run configuration", setup.run_dir):
-            runs.write_run_config(setup.run_dir, _run_config(setup, plan))
+        with checkpoints.disk_errors("run configuration", setup.run_dir):
+            checkpoints.write_run_config(setup.run_dir, _run_config(setup, plan))
     _seed(train.seed)
     model = _lora(model, train)
     optimizer, scheduler = _optimizer(model, train, plan.total_steps)
@@ -439,9 +439,9 @@ def _restore(setup: Setup, model, optimizer, scheduler, scaler) -> int:
     if not setup.resume:
         return 0
     start_step = 0
-    checkpoint = runs.latest_checkpoint(setup.run_dir)
+    checkpoint = checkpoints.latest_checkpoint(setup.run_dir)
     if checkpoint is not None:
-        start_step = runs.load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
+        start_step = checkpoints.load_checkpoint(checkpoint, model, optimizer, scheduler, scaler)
         setup.events.log(f"Resuming run {setup.run_id} from step {start_step}")
     if setup.dist.main:
         _truncate_metrics(RunLayout(setup.run_dir).metrics, start_step)
@@ -476,8 +476,8 @@ def _optimizer_step(session: Session, max_grad_norm: float) -> None:
 
 def _checkpoint(setup: Setup, session: Session, step: int) -> None:
     if setup.dist.main:
-        with runs.disk_errors("checkpoint", setup.run_dir, session.model):
-            runs.save_checkpoint(setup.run_dir, step, session.model, session.optimizer, session.scheduler,
+        with checkpoints.disk_errors("checkpoint", setup.run_dir, session.model):
+            checkpoints.save_checkpoint(setup.run_dir, step, session.model, session.optimizer, session.scheduler,
                                  session.scaler)
         setup.events.log(f"Checkpoint saved at step {step}")
     setup.dist.barrier()
@@ -515,7 +515,7 @@ def _steps(setup: Setup, session: Session) -> TrainResult:
                       "tokens_per_s": round(tokens_seen / elapsed, 1) if elapsed > 0 else 0.0,
                       "eta_s": round(eta, 1), "tokens": tokens_seen}
             if metrics:
-                with runs.disk_errors("training metrics", setup.run_dir, session.model):
+                with checkpoints.disk_errors("training metrics", setup.run_dir, session.model):
                     append_records(metrics, [MetricRecord(time=time.time(), **record)])
             events.metric(**record)
             tracker.update(step + 1, message=f"loss {loss:.4f}")
@@ -533,9 +533,9 @@ def _steps(setup: Setup, session: Session) -> TrainResult:
 def _finish(setup: Setup, session: Session, loss: float, tokens: int, seconds: float) -> None:
     """Write the adapter, then the summary that marks the run complete."""
     if setup.dist.main:
-        with runs.disk_errors("adapter", setup.run_dir, session.model):
-            runs.save_adapter(setup.run_dir, session.model, session.tokenizer)
-            runs.write_summary(setup.run_dir, RunSummary(
+        with checkpoints.disk_errors("adapter", setup.run_dir, session.model):
+            checkpoints.save_adapter(setup.run_dir, session.model, session.tokenizer)
+            checkpoints.write_summary(setup.run_dir, RunSummary(
                 status=COMPLETE, run_id=setup.run_id, base_model=setup.student.model,
                 student_folder=str(setup.student_folder), steps=session.plan.total_steps,
                 final_loss=loss, tokens=session.plan.total_tokens, tokens_this_session=tokens,
