@@ -7,7 +7,7 @@ measured by bench/knowledge.py, on the full build.
 import pytest
 
 from doctune.core.chat.prompt import PLAIN_SYSTEM, RAG_SYSTEM
-from doctune.core.evaluate.runner import MC_INSTRUCTION
+from doctune.core.evaluate.step import MC_INSTRUCTION
 from doctune.core.lab import reader
 from doctune.core.lab.world import make_world
 
