@@ -157,7 +157,7 @@ def export_formats(project) -> list[str]:
     Without it, a project exporting only (say) f16 while chatting in q8_0 would have its newest run skipped
     by the evaluation, or scored with an older run's q8_0 file.
     """
-    normalise = _public("doctune.core.export.pipeline", "normalise_export_format")
+    normalise = _public("doctune.core.export.folder", "normalise_export_format")
     formats = [*project.config.export.formats, project.config.rag.gguf_format]
     return list(dict.fromkeys(normalise(fmt) for fmt in formats))
 

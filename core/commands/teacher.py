@@ -28,7 +28,7 @@ def register(sub) -> None:
 def cmd_teacher(ctx: CommandContext) -> int:
     if ctx.args.action == "set-key":
         return _set_key(ctx)
-    from doctune.core.synth.pipeline import save_speed
+    from doctune.core.synth.step import save_speed
     from doctune.core.teachers import TeacherCallError, open_teacher
 
     project = ctx.project()
@@ -64,7 +64,7 @@ def _valid(reply) -> bool:
 def _test_each_server(ctx: CommandContext, project, teacher) -> int:
     """The probe request on each server of the teacher alone: latency, tokens/s and valid JSON per server; a
     server that does not answer is named with what to do, after the others' figures."""
-    from doctune.core.synth.pipeline import save_speed
+    from doctune.core.synth.step import save_speed
     from doctune.core.teachers import TeacherCallError
 
     lines, failures, tokens, seconds, valid_all = [], [], 0, 0.0, True
