@@ -61,8 +61,8 @@ def command_modules() -> list[Any]:
     """The modules of ``doctune.core.commands`` that add subcommands (a ``register(subparsers)``), in help order."""
     import doctune.core.commands as package
 
-    names = sorted((info.name for info in pkgutil.iter_modules(package.__path__)),
-                   key=lambda name: (COMMAND_ORDER.index(name) if name in COMMAND_ORDER else len(COMMAND_ORDER), name))
+    found = sorted(info.name for info in pkgutil.iter_modules(package.__path__))  # may miss some in a frozen app
+    names = dict.fromkeys([*COMMAND_ORDER, *found])
     modules = [importlib.import_module(f"{package.__name__}.{name}") for name in names]
     return [module for module in modules if hasattr(module, "register")]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from doctune.core.commands.gui import random_teacher_settings
+from doctune.core.commands.sample import random_teacher_settings
 from doctune.core.fsio import read_json, read_jsonl
 from doctune.core.pipeline import STEPS
 from doctune.core.resources import resource_path

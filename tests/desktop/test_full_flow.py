@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def _small_settings(folder, tiny_model) -> None:
-    from doctune.core.commands.gui import random_teacher_settings
+    from doctune.core.commands.sample import random_teacher_settings
     from doctune.core.project import Project
 
     project = Project.open(folder)
