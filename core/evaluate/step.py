@@ -113,12 +113,12 @@ class SystemSpec:
 
 def resolve_system(project, name: str, events: Events, cancel: CancelToken) -> SystemSpec:
     """Which GGUF a system name means (as chat resolves it); a missing model gives the reason instead."""
-    from doctune.core.chat import model_path, split_name
+    from doctune.core.chat import model_path, split_name, uses_base
     from doctune.core.export import base_gguf
 
     model, rag = split_name(name)
     try:
-        if model == "base":  # the base model's GGUF is made by the export step, here explicitly, once
+        if uses_base(name):  # the base model's GGUF is made by the export step, here explicitly, once
             base_gguf(project, fmt=project.config.rag.gguf_format, events=events.child("export"), cancel=cancel)
         path = model_path(project, model, events=events.child("export"), cancel=cancel)
     except Cancelled:

@@ -51,6 +51,7 @@ from doctune.core.synth.tasks import (
     Task,
     Usage,
     letter_index,
+    source_tokens,
 )
 from doctune.core.teachers import Teacher, TeacherCallError, estimate_tokens
 
@@ -546,10 +547,10 @@ def _expected_tokens(task: Task, settings) -> float:
 
 def _amplification(planned: list[Task], chunks: list[dict[str, Any]], settings, target: float) -> dict[str, Any]:
     """Synthetic tokens the planned items are expected to hold, per source token of the chunks, and the target."""
-    source_tokens = sum(int(chunk.get("n_tokens") or 0) for chunk in chunks)
+    source = source_tokens(chunks)
     synthetic = sum(_expected_tokens(task, settings) for task in planned)
-    return {"source_tokens": source_tokens, "synthetic_tokens": int(synthetic),
-            "amplification": round(synthetic / source_tokens, 2) if source_tokens else None,
+    return {"source_tokens": source, "synthetic_tokens": int(synthetic),
+            "amplification": round(synthetic / source, 2) if source else None,
             "target_amplification": target or None}
 
 

@@ -146,6 +146,11 @@ def chunk_sources(chunks: Sequence[dict[str, Any]]) -> list[Source]:
                    c["text"], int(c.get("n_tokens") or 0)) for c in chunks]
 
 
+def source_tokens(chunks: Sequence[dict[str, Any]]) -> int:
+    """The tokens of the documents' text the ``chunks`` hold: what an amplification is measured against."""
+    return sum(int(chunk.get("n_tokens") or 0) for chunk in chunks)
+
+
 def plan_per_chunk(recipe: str, chunks: Sequence[dict[str, Any]], count: int, settings: Any) -> list[Task]:
     """``count`` tasks for every chunk, chunk by chunk (the plan of most recipes)."""
     return [make_task(recipe, source, i, settings.seed) for source in chunk_sources(chunks) for i in range(count)]

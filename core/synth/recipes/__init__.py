@@ -23,7 +23,7 @@ from typing import Any
 
 from doctune.core.config import SynthSettings
 from doctune.core.synth.recipes.entigraph import EntityCache, entity_combinations, window_sources
-from doctune.core.synth.tasks import Recipe, Task, chunk_sources, make_task
+from doctune.core.synth.tasks import Recipe, Task, chunk_sources, make_task, source_tokens
 
 
 def _discover() -> dict[str, Recipe]:
@@ -48,8 +48,7 @@ def items_per_chunk(name: str, recipes: dict[str, float], chunks: Sequence[dict[
     if not settings.amplification:
         return round(settings.per_chunk * recipes[name])
     share = recipes[name] / sum(recipes.values())
-    source_tokens = sum(int(chunk.get("n_tokens") or 0) for chunk in chunks)
-    wanted = settings.amplification * share * source_tokens / REGISTRY[name].expected_tokens(settings)
+    wanted = settings.amplification * share * source_tokens(chunks) / REGISTRY[name].expected_tokens(settings)
     return max(1, round(wanted / max(1, len(chunks))))
 
 
