@@ -45,7 +45,8 @@ def cmd_synth(ctx: CommandContext) -> int:
     except ValidationError as exc:
         raise UsageError("; ".join(error["msg"] for error in exc.errors())) from None
     result = run(params, events=ctx.events.child("synth"), cancel=ctx.cancel)
-    ctx.events.child("synth").done(result.message(), **result.as_dict())
+    ctx.events.child("synth").done(result.message(), window_message=result.message(window=True),
+                                   **result.as_dict())
     if params.dry_run:
         _print_estimate(ctx, result)
         return 0

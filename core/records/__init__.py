@@ -39,8 +39,8 @@ from doctune.core.records.synth import (
     SynthOutcome,
     TeacherSpeed,
     mark_deleted,
-    outcome_count,
     read_deleted_ids,
+    unwritten_by_document,
 )
 
 __all__ = [
@@ -48,7 +48,8 @@ __all__ = [
     "ProjectLayout", "RunLayout", "ExportLayout", "EvalLayout", "checkpoint_step", "CONFIG_NAME", "SUBFOLDERS",
     "COMPLETE", "RunConfig", "RunData", "RunSummary", "CheckpointStep", "CheckpointPointer", "MetricRecord",
     "ExportManifest", "ExportedFile", "VerificationReport",
-    "SynthOutcome", "DeletedItem", "TeacherSpeed", "mark_deleted", "outcome_count", "read_deleted_ids",
+    "SynthOutcome", "DeletedItem", "TeacherSpeed", "mark_deleted", "read_deleted_ids",
+    "unwritten_by_document",
     "EvalMeta", "EvalAnswer", "EvalJudgment", "EvalSummary",
     "DocumentsSnapshot",
 ]

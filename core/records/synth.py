@@ -1,12 +1,13 @@
 """The records synthesis shares with the estimate and the window: outcomes and the teacher's speed."""
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from doctune.core.fsio import JsonlAppender, read_jsonl
-from doctune.core.records.base import Record
+from doctune.core.records.base import Record, read_records
 from doctune.core.records.layout import ProjectLayout
 
 
@@ -34,9 +35,14 @@ class DeletedItem(BaseModel):
     id: str
 
 
-def outcome_count(layout: ProjectLayout) -> int:
-    """How many synthesis tasks wrote no training item (failed or filtered)."""
-    return sum(1 for _ in read_jsonl(layout.item_outcomes))
+def unwritten_by_document(layout: ProjectLayout, written: Iterable[str]) -> Counter[str]:
+    """Per document id: the synthesis tasks whose last outcome was a failure or a filter and that have no item
+    since (a failed task that a later run wrote is not counted)."""
+    last: dict[str, SynthOutcome] = {}
+    for record in read_records(SynthOutcome, layout.item_outcomes):
+        last[record.id] = record
+    done = set(written)
+    return Counter(record.doc_id or "" for task_id, record in last.items() if task_id not in done)
 
 
 def read_deleted_ids(layout: ProjectLayout) -> set[str]:
@@ -57,11 +63,18 @@ def mark_deleted(layout: ProjectLayout, ids: Iterable[str]) -> None:
 
 
 class TeacherSpeed(Record):
-    """``cache/teacher-speed.json``: the teacher's last measured speed, for time estimates."""
+    """``cache/teacher-speed.json``: the teacher's last measured speed, for time estimates.
+
+    ``source`` says what measured it: ``"generate"`` (a generation run: ``wall_seconds_per_call`` is its
+    wall-clock time per teacher call with all its calls in flight together, the rate its live ETA measured) or
+    ``"test"`` (the teacher test: one request alone, ``seconds_per_call`` only)."""
 
     WHAT = "measured teacher speed"
 
     teacher: str | None = None
     tokens_per_s: float | None = None
     seconds_per_call: float | None = None
+    wall_seconds_per_call: float | None = None
+    calls: int | None = None
+    source: str | None = None
     measured_at: float | None = None

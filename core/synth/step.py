@@ -147,10 +147,10 @@ class SynthResult:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def message(self) -> str:
-        """What the run did in one sentence; for a dry run, the estimate."""
+    def message(self, window: bool = False) -> str:
+        """What the run did in one sentence; for a dry run, the estimate (``window``: in the window's words)."""
         if self.estimate is not None:
-            return describe_estimate(self.estimate)
+            return describe_estimate(self.estimate, window)
         return f"{self.generated} written to {self.target}, {self.filtered} filtered, {self.failed} failed."
 
 
@@ -375,6 +375,7 @@ class Run:
         self.entities = EntityCache(ProjectLayout(Path(project.root)).entities)
         self.ctx = GenerationContext(teacher, settings, self.entities)
         self.teacher_seconds = 0.0
+        self.calls = 0  # teacher calls made (an item may take several: setup, generation, judge)
 
     def _budget_spent(self) -> bool:
         budget = self.settings.token_budget
@@ -453,6 +454,7 @@ class Run:
         r.prompt_tokens += outcome.usage.prompt_tokens
         r.completion_tokens += outcome.usage.completion_tokens
         self.teacher_seconds += outcome.usage.seconds
+        self.calls += outcome.usage.calls
         if outcome.failure:
             self._outcome(task, "failed", outcome.failure)
             return
@@ -491,10 +493,15 @@ def speed_path(project) -> Path:
     return ProjectLayout(Path(project.root)).teacher_speed
 
 
-def save_speed(project, teacher_name: str, completion_tokens: int, seconds: float, calls: int) -> None:
+def save_speed(project, teacher_name: str, completion_tokens: int, seconds: float, calls: int, *,
+               wall_seconds: float | None = None) -> None:
+    """Record the teacher's speed: ``seconds`` is the calls' own time added up; ``wall_seconds``, given by a
+    generation run, the clock time the run took (its calls overlap), which is what its ETA measured."""
     if completion_tokens <= 0 or seconds <= 0 or calls <= 0:
         return
+    wall = round(wall_seconds / calls, 4) if wall_seconds else None
     TeacherSpeed(teacher=teacher_name, tokens_per_s=completion_tokens / seconds, seconds_per_call=seconds / calls,
+                 wall_seconds_per_call=wall, calls=calls, source="generate" if wall else "test",
                  measured_at=time.time()).save(speed_path(project))
 
 
@@ -525,14 +532,17 @@ def estimate(project, pending: list[Task], *, planned: list[Task] | None = None,
     output_expected = int(output_max * EXPECTED_OUTPUT_SHARE)
     speed = load_speed(project)
     concurrency = teacher.concurrency * max(1, len(teacher.endpoint_urls())) if teacher.kind == "openai" else 1
-    seconds = None
-    if speed and speed.seconds_per_call and speed.tokens_per_s:
+    seconds, speed_source = None, None
+    if speed and speed.wall_seconds_per_call:  # the last generation's clock time per call: its live ETA's rate
+        seconds, speed_source = round(speed.wall_seconds_per_call * calls, 1), "generate"
+    elif speed and speed.seconds_per_call and speed.tokens_per_s:  # one test request, alone
         per_call = max(speed.seconds_per_call, output_expected / max(calls, 1) / speed.tokens_per_s)
-        seconds = round(per_call * calls / concurrency, 1)
+        seconds, speed_source = round(per_call * calls / concurrency, 1), "test"
     cost = (prompt_tokens * teacher.price_in_per_mtok + output_expected * teacher.price_out_per_mtok) / 1e6
     return {"items": len(pending), "calls": calls, "prompt_tokens": prompt_tokens,
             "completion_tokens": output_expected, "completion_tokens_max": output_max,
-            "seconds": seconds, "speed_known": speed is not None, "cost": round(cost, 4),
+            "seconds": seconds, "speed_known": seconds is not None, "speed_source": speed_source,
+            "cost": round(cost, 4),
             "priced": bool(teacher.price_in_per_mtok or teacher.price_out_per_mtok),
             "disk_bytes": int(sum(_expected_tokens(task, settings) * 4 + RECORD_OVERHEAD_BYTES for task in pending)),
             **_amplification(planned or [], chunks or [], settings, amplification)}
@@ -554,10 +564,25 @@ def _amplification(planned: list[Task], chunks: list[dict[str, Any]], settings, 
             "target_amplification": target or None}
 
 
-def describe_estimate(e: dict[str, Any]) -> str:
-    """The estimate in one sentence (the desktop shows it as is)."""
-    time_text = (f"about {e['seconds'] / 60:.1f} min at the teacher's measured speed" if e["seconds"] is not None
-                 else "time unknown until the teacher is tested")
+SPEED_SOURCES = {
+    "generate": ("at the speed measured while generating last time (the same rate as the time left shown while "
+                 "generating)"),
+    "test": ("from the teacher test's one request (generating sends several at once, so it is usually faster; "
+             "the time left shown while generating is measured)"),
+}
+NO_SPEED = {
+    False: "time unknown: nothing measured yet (run 'doctune teacher test', or generate: its progress shows the "
+           "time left once the first items are written)",
+    True: "time unknown: nothing measured yet (press Test on the Teacher page, or Generate: the time left shows "
+          "once the first items are written)",
+}
+
+
+def describe_estimate(e: dict[str, Any], window: bool = False) -> str:
+    """The estimate in one sentence, saying where its time comes from (``window``: in the window's words)."""
+    source = SPEED_SOURCES.get(e.get("speed_source") or "", "at the teacher's measured speed")
+    time_text = (f"{describe_minutes(e['seconds'])} {source}" if e["seconds"] is not None
+                 else NO_SPEED[window])
     cost_text = f", about {e['cost']:.2f} at the configured prices" if e["priced"] else ""
     amount = ""
     if e.get("amplification") is not None:
@@ -568,6 +593,13 @@ def describe_estimate(e: dict[str, Any]) -> str:
     return (f"{e['items']} item(s) to generate: {e['calls']} teacher calls, ~{e['prompt_tokens']} tokens in, "
             f"~{e['completion_tokens']} out; {time_text}{cost_text}{disk}.{amount} Nothing was sent.")
 
+
+def describe_minutes(seconds: float) -> str:
+    """``"about 17 min"``, ``"about 2 h 05 min"``, ``"under a minute"``: as precise as an estimate is."""
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "under a minute"
+    return f"about {minutes} min" if minutes < 60 else f"about {minutes // 60} h {minutes % 60:02d} min"
 
 
 # ----- the step ----------------------------------------------------------------------------------
@@ -653,7 +685,7 @@ def _generate(project, mode: str, tasks: list[Task], params: SynthParams, events
         r = job.result
         try:
             save_speed(project, teacher.name, r.completion_tokens, job.teacher_seconds,
-                       r.generated + r.failed + r.filtered)
+                       job.calls or r.generated + r.failed + r.filtered, wall_seconds=r.seconds)
         except OSError:
             pass  # a measured speed is a convenience for estimates; a full disk must not hide the real error
         if owned:

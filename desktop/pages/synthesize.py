@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from doctune.core.synth.recipes import REGISTRY, TRAIN_RECIPES
+from doctune.desktop.jobs import SUCCEEDED
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, explanation, run_cli_json
 
@@ -42,7 +43,6 @@ class SynthesizePage(Page):
         super().__init__(runner, parent)
         self.items: list = []
         self.documents: dict[str, str] = {}
-        self.failures = 0
         self.mix_shown_for = None  # the project whose settings the mix and amount were last set from
         grid = QGridLayout()
         self.recipe_boxes: dict[str, tuple[QCheckBox, QDoubleSpinBox]] = {}
@@ -106,6 +106,12 @@ class SynthesizePage(Page):
         self.table.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.table.setMinimumHeight(220)
         self.body.addWidget(self.table, 1)
+        self.body.addWidget(QLabel("Coverage per document"))
+        self.coverage_table = QTableWidget(0, 2)
+        self.coverage_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.coverage_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.coverage_table.verticalHeader().setVisible(False)
+        self.body.addWidget(self.coverage_table)
         self.coverage = explanation("")
         self.body.addWidget(self.coverage)
         self.estimate_button.clicked.connect(lambda: self.run_synth(dry_run=True))
@@ -136,21 +142,27 @@ class SynthesizePage(Page):
         args = self.synth_args()
         if dry_run:
             job = self.start_job("Estimate synthesis", [*args, "--dry-run"])
-            job.finished.connect(lambda _state: self.estimate.setText(job.record.message))
+            self.estimate.setText("")
+            job.finished.connect(lambda state: self._show_estimate(job, state))
             return self._follow(job)
         return self._follow(self.start_job("Generate training material", args))
+
+    def _show_estimate(self, job, state: str) -> None:
+        """The estimate in its own line; the progress line, which would repeat it, goes away (it stays to say why
+        an estimate failed)."""
+        if state == SUCCEEDED:
+            self.estimate.setText(job.record.message)
+            self.progress.setVisible(False)
 
     # ----- items ---------------------------------------------------------------------
     def refresh(self) -> None:
         from doctune.core.items import load_training_items
-        from doctune.core.records import ProjectLayout, outcome_count
 
         project = self.open_config()
         if self.mix_shown_for != self.project:  # the project's settings first; then what the user chose stays
             self.mix_shown_for = self.project
             self._show_mix(project.config.synth)
         self.items = load_training_items(project)
-        self.failures = outcome_count(ProjectLayout(project.root))
         self._show_items()
         run_cli_json(self, ["status", "--json", "-p", str(self.project)], self._with_documents)
 
@@ -170,14 +182,49 @@ class SynthesizePage(Page):
         self._fill_filter(self.recipe_filter, sorted({item.recipe for item in self.items}))
         self._fill_filter(self.document_filter, sorted({self._document(item) for item in self.items}))
         self._fill_table()
-        counts = Counter(self._document(item) for item in self.items)
-        for name in self.documents.values():
-            counts.setdefault(name, 0)
-        parts = [f"{doc}: {n}" if n else f"{doc}: none yet" for doc, n in sorted(counts.items())]
-        failed = f" {self.failures} teacher call(s) failed (Generate again retries them)." \
-            if self.failures else ""
-        self.coverage.setText((f"{len(self.items)} item(s). Items per document — " + "; ".join(parts) + "." + failed)
-                              if counts else "No training material yet.")
+        self._show_coverage()
+
+    def _show_coverage(self) -> None:
+        """One row per document: its items in all, per kind of material, and the tasks not written (yet)."""
+        from doctune.core.records import ProjectLayout, read_deleted_ids, unwritten_by_document
+
+        layout = ProjectLayout(self.project)
+        written = {item.id for item in self.items} | read_deleted_ids(layout)
+        recipes = [name for name in TRAIN_RECIPES if any(item.recipe == name for item in self.items)]
+        per_recipe = Counter((self._document(item), item.recipe) for item in self.items)
+        totals = Counter(self._document(item) for item in self.items)
+        unwritten = Counter({self.documents.get(doc_id) or doc_id[:12]: n for doc_id, n in
+                             unwritten_by_document(layout, written).items()})
+        names = sorted(set(totals) | set(self.documents.values()) | set(unwritten))
+        headers = ["Document", "Items", *(REGISTRY[name].label for name in recipes)]
+        if unwritten:
+            headers.append("Not written")
+        table = self.coverage_table
+        table.setColumnCount(len(headers))
+        table.setHorizontalHeaderLabels(headers)
+        table.setRowCount(len(names))
+        for row, name in enumerate(names):
+            values = [name, str(totals[name]) if totals[name] else "none yet",
+                      *(str(per_recipe[name, recipe]) for recipe in recipes)]
+            if unwritten:
+                values.append(str(unwritten[name]))
+            for column, value in enumerate(values):
+                cell = QTableWidgetItem(value)
+                if column:
+                    cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                table.setItem(row, column, cell)
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for column in range(1, len(headers)):
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
+        table.setVisible(bool(names))
+        rows_height = sum(table.rowHeight(row) for row in range(min(len(names), 8)))
+        table.setFixedHeight(table.horizontalHeader().sizeHint().height() + rows_height + 2 * table.frameWidth() + 2)
+        not_written = sum(unwritten.values())
+        note = (f" {not_written} planned item(s) not written: the teacher failed or the checks turned its reply "
+                "down (Generate again retries the failed ones).") if not_written else ""
+        self.coverage.setText(f"{len(self.items)} item(s) from {sum(1 for n in names if totals[n])} of "
+                              f"{len(names)} document(s).{note}" if names else "No training material yet.")
 
     def _document(self, item) -> str:
         return self.documents.get(item.doc_id) or item.doc_id[:12]

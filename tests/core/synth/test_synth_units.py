@@ -185,3 +185,28 @@ def test_unknown_recipe_on_the_command_line_is_a_usage_error(project):
     from doctune.core.cli import main
 
     assert main(["synth", "-p", str(project.root), "--recipes", "qa,poetry"]) == 1
+
+
+def test_the_estimate_uses_the_clock_rate_the_last_generation_measured(project, fault_server):
+    """The estimate and the live ETA come from one rate: the wall-clock time per teacher call of the last run
+    (its calls overlap), not the calls' own times added up (which counted each of the 4 in flight in full)."""
+    from doctune.core.synth.step import describe_estimate, estimate, load_speed, plan
+
+    ingest(project, sample_docs(2))
+    use_endpoint(project, fault_server(delay_s=0.2).base_url, concurrency=4)
+    project.config.synth.recipes = {"qa": 1.0}
+    project.config.synth.per_chunk = 2
+    project.save()
+    nothing = estimate(project, plan(project, SynthParams(project_dir=project.root)))
+    assert nothing["seconds"] is None and nothing["speed_source"] is None
+    assert "press Test on the Teacher page" in describe_estimate(nothing, window=True)
+    assert "doctune teacher test" in describe_estimate(nothing) and "Teacher page" not in describe_estimate(nothing)
+
+    result = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
+    speed = load_speed(project)
+    assert speed.source == "generate" and speed.calls == result.generated
+    assert speed.seconds_per_call > 2 * speed.wall_seconds_per_call  # 4 calls in flight at once
+    again = estimate(project, plan(project, SynthParams(project_dir=project.root)))
+    assert again["speed_source"] == "generate"
+    assert again["seconds"] == pytest.approx(result.seconds, abs=0.2)  # the whole plan again: the run's own time
+    assert "measured while generating" in describe_estimate(again, window=True)
