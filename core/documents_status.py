@@ -7,11 +7,15 @@ project's cache, stamped with the table version they were read at. A reader
 trusts the snapshot only while that version is still the table's newest one on
 disk (Lance writes a manifest file per version, so a change by any process —
 an older DocTune included — makes the snapshot stale), and otherwise reads the
-table and writes a fresh snapshot.
+table and writes a fresh snapshot. Whatever changes the documents does it inside
+``changing_documents`` (the store's write lock), which records a fresh snapshot
+before the lock is released.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,3 +87,23 @@ def refresh_snapshot(project: Project) -> list[dict[str, Any]]:
     if version == table_version_on_disk(project.layout.documents_table):  # else another process wrote meanwhile
         write_snapshot(project, version, rows)
     return rows
+
+
+@contextmanager
+def changing_documents(project: Project) -> Iterator[None]:
+    """Hold the store's write lock (``store.writing``) while changing documents; at the end, still holding it,
+    record the documents as they are now, so ``doctune status`` answers without loading LanceDB."""
+    from doctune.core.store import writing
+
+    with writing(project):
+        try:
+            yield
+        finally:
+            _refresh_quietly(project)
+
+
+def _refresh_quietly(project: Project) -> None:
+    try:
+        refresh_snapshot(project)
+    except Exception:  # noqa: BLE001 — only a speed-up: without a snapshot, status reads the table itself
+        pass

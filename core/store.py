@@ -103,6 +103,8 @@ def writing(project: Project) -> Iterator[None]:
 
     Ingestion deletes chunks left without a document row by a crashed run; the
     lock makes sure those are never the chunks of a run still in progress.
+    Changes go through ``documents_status.changing_documents``, which also
+    refreshes the snapshot ``doctune status`` reads.
     """
     from filelock import FileLock, Timeout
 
@@ -120,18 +122,7 @@ def writing(project: Project) -> Iterator[None]:
     try:
         yield
     finally:
-        _refresh_status_snapshot(project)
         lock.release()
-
-
-def _refresh_status_snapshot(project: Project) -> None:
-    """Record the documents as they are now, so ``doctune status`` answers without loading LanceDB."""
-    from doctune.core.documents_status import refresh_snapshot
-
-    try:
-        refresh_snapshot(project)
-    except Exception:  # noqa: BLE001 — only a speed-up: without a snapshot, status reads the table itself
-        pass
 
 
 def connect(project: Project):

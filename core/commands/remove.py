@@ -33,9 +33,9 @@ def _matches(arg: str, rows: list[dict]) -> list[dict]:
 
 
 def cmd_remove(ctx: CommandContext) -> int:
-    from doctune.core.store import writing
+    from doctune.core.documents_status import changing_documents
 
-    with writing(ctx.project()):
+    with changing_documents(ctx.project()):
         return _remove(ctx)
 
 

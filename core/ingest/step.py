@@ -394,13 +394,13 @@ def _chunker_for(params: IngestParams, project) -> Chunker:
 
 def run(params: IngestParams, *, events: Events, cancel: CancelToken) -> IngestResult:
     """Ingest ``params.paths`` into the project; see the module docstring."""
+    from doctune.core.documents_status import changing_documents
     from doctune.core.project import Project
-    from doctune.core.store import writing
 
     project = Project.open(params.project_dir)
     chunker = _chunker_for(params, project)
     files = discover_files(params.paths, project.root)
-    with writing(project):
+    with changing_documents(project):
         return _ingest_files(project, files, chunker, events, cancel)
 
 
