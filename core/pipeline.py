@@ -157,17 +157,19 @@ def export_formats(project) -> list[str]:
     Without it, a project exporting only (say) f16 while chatting in q8_0 would have its newest run skipped
     by the evaluation, or scored with an older run's q8_0 file.
     """
-    normalise = _public("doctune.core.export.folder", "normalise_export_format")
+    from doctune.core.gguf_files import normalise_export_format
+
     formats = [*project.config.export.formats, project.config.rag.gguf_format]
-    return list(dict.fromkeys(normalise(fmt) for fmt in formats))
+    return list(dict.fromkeys(normalise_export_format(fmt) for fmt in formats))
 
 
 def step_export(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
+    from doctune.core.gguf_files import ready_gguf
+
     run_dir = _public("doctune.core.train", "latest_complete_run")(project)
     if run_dir is None:
         return "skipped", "no complete training run to export"
     formats = export_formats(project)
-    ready_gguf = _public("doctune.core.export", "ready_gguf")
     if all(ready_gguf(project, run_id=run_dir.name, fmt=fmt) is not None for fmt in formats):
         return "skipped", f"run {run_dir.name} is exported ({', '.join(formats)})"
     result = _run_step("doctune.core.export", "ExportParams", events, cancel, project_dir=project.root,

@@ -176,7 +176,7 @@ def model_path(project: Project, model: str, *, events: Events | None = None, ca
 def _base_path(project: Project, fmt: str) -> Path:
     """The student's base model as a verified GGUF: exporting it is a step of its own (``base_gguf``), never a
     side effect of opening a chat."""
-    from doctune.core.export import find_base_gguf
+    from doctune.core.gguf_files import find_base_gguf
 
     path = find_base_gguf(project, fmt)
     if path is None:
@@ -196,7 +196,7 @@ def uses_base(name: str) -> bool:
 def _tuned_path(project: Project, fmt: str, events: Events | None) -> Path:
     """The newest complete run's verified ``fmt`` file; else, said in a warning, the newest verified one of
     an older run (the newest run's export is missing or failed verification)."""
-    from doctune.core.export import ready_gguf
+    from doctune.core.gguf_files import ready_gguf
     from doctune.core.runs import latest_complete_run
 
     newest = latest_complete_run(project)

@@ -4,12 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from doctune.core.errors import UserError
 from doctune.core.errors import disk_errors as write_errors
-
-
-class ExportError(UserError):
-    """An export that cannot go on; the message names the file or setting and what to do."""
+from doctune.core.gguf_files import ExportError  # defined in the models layer: an unknown GGUF format is one too
 
 
 class UnsupportedModelError(ExportError):

@@ -27,13 +27,12 @@ from doctune.core.events import CancelToken, Events
 from doctune.core.export.errors import VerificationError
 from doctune.core.export.gguf import safetensors_files, write_gguf
 from doctune.core.export.lora_gguf import write_lora_gguf
-from doctune.core.export.quantize import normalise_format, quantize_gguf
+from doctune.core.export.quantize import quantize_gguf
 from doctune.core.export.verify import Reference, build_reference, summary_text, verify_gguf
 from doctune.core.fsio import atomic_write_text
+from doctune.core.gguf_files import LORA, normalise_format
 from doctune.core.records import ExportedFile, ExportLayout, ExportManifest, VerificationReport
 from doctune.core.runs import load_manifest, read_manifest, ready_file, ready_in  # noqa: F401 — public here too (readers shared with the window)
-
-LORA = "lora"
 
 
 @dataclass
@@ -56,11 +55,6 @@ def source_fingerprint(model_dir: Path) -> str:
         stat = file.stat()
         digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
-
-
-def normalise_export_format(fmt: str) -> str:
-    """A GGUF format name, or ``lora`` (the training run's adapter as a GGUF LoRA adapter)."""
-    return LORA if fmt.strip().lower() == LORA else normalise_format(fmt)
 
 
 def gguf_name(stem: str, fmt: str) -> str:

@@ -6,29 +6,7 @@ from pathlib import Path
 
 from doctune.core.export.errors import ExportError
 from doctune.core.fsio import AtomicFile
-
-# llama.cpp ``llama_ftype`` numbers of the formats DocTune offers.
-FTYPES: dict[str, int] = {
-    "f16": 1,
-    "q8_0": 7,
-    "q4_0": 2,
-    "q5_0": 8,
-    "q5_1": 9,
-    "q2_k": 10,
-    "q3_k_m": 12,
-    "q4_k_s": 14,
-    "q4_k_m": 15,
-    "q5_k_s": 16,
-    "q5_k_m": 17,
-    "q6_k": 18,
-}
-
-
-def normalise_format(fmt: str) -> str:
-    name = fmt.strip().lower()
-    if name not in FTYPES:
-        raise ExportError(f"Unknown GGUF format '{fmt}'.", f"Choose from: {', '.join(FTYPES)}.")
-    return name
+from doctune.core.gguf_files import FTYPES, normalise_format
 
 
 def quantize_gguf(src: str | Path, dst: str | Path, fmt: str, *, threads: int = 0) -> Path:

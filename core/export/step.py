@@ -11,13 +11,14 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from doctune.core.events import CancelToken, Events
-from doctune.core.export.base import cached_base_gguf, run_export_dir
+from doctune.core.export.base import cached_base_gguf
 from doctune.core.export.errors import ExportError, disk_errors, safetensors_bytes
-from doctune.core.export.folder import LORA, LoraSource, export_folder, gguf_name, normalise_export_format
+from doctune.core.export.folder import LoraSource, export_folder, gguf_name
 from doctune.core.export.lora_gguf import LoraAdapterUnsupported, check_adapter_expressible
 from doctune.core.export.merge import base_folder, merge_run, read_run
 from doctune.core.export.modelfile import modelfile_text, usage_text
 from doctune.core.fsio import atomic_write_text
+from doctune.core.gguf_files import LORA, normalise_export_format, run_export_dir
 from doctune.core.records import ExportLayout, ExportManifest, RunConfig, RunLayout, RunSummary
 from doctune.core.runs import RunIdError, adapter_base, ready_in, run_dir_of, run_folders
 
