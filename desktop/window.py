@@ -60,6 +60,7 @@ class MainWindow(QMainWindow):
             item.setData(Qt.ItemDataRole.UserRole, page.key)
             self.sidebar.addItem(item)
             page.changed.connect(self.refresh_states)
+        self.page("train").remember_choices(settings)
         central = QWidget()
         layout = QHBoxLayout(central)
         layout.setContentsMargins(0, 0, 0, 0)

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QToolButton,
 )
 
-from doctune.core.records import ProjectLayout
+from doctune.core.records import MetricRecord, ProjectLayout, RunLayout, read_records
 from doctune.core.runs import INTERRUPTED, run_folders, run_state
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_run
@@ -33,6 +33,7 @@ PRESETS = {  # passed to the training job as options: choosing one never changes
 }
 TRAIN_OPTIONS = {"epochs": "--epochs", "lora_rank": "--lora-rank", "learning_rate": "--lr", "max_steps": "--max-steps",
                  "checkpoint_every": "--checkpoint-every", "device": "--device"}
+PRESET_SETTING = "train/preset"  # the window's setting that remembers the chosen preset
 PRESET_HELP = {
     "Quick": "one pass over the material: minutes, a first impression",
     "Balanced": "three passes: the usual choice",
@@ -68,6 +69,7 @@ class TrainPage(Page):
         for name in PRESETS:
             self.preset.addItem(f"{name} — {PRESET_HELP[name]}", name)
         self.preset.setCurrentIndex(1)
+        self.settings = None  # the window's settings, where the chosen preset is remembered (remember_choices)
         form.addRow("Preset", self.preset)
         self.device = QLabel("detecting…")
         form.addRow("Device", self.device)
@@ -136,6 +138,16 @@ class TrainPage(Page):
         self.curve = plot.plot(self.steps, self.losses, pen=pg.mkPen("#2f80ed", width=2), symbol="o", symbolSize=4,
                                symbolBrush="#2f80ed")
 
+    def remember_choices(self, settings) -> None:
+        """Keep the chosen preset in the window's ``settings`` (a QSettings), so it is still chosen after a
+        restart; the project's doctune.toml is left as it is."""
+        self.settings = settings
+        index = self.preset.findData(settings.value(PRESET_SETTING))
+        if index >= 0:
+            self.preset.setCurrentIndex(index)
+        self.preset.currentIndexChanged.connect(lambda _index: settings.setValue(PRESET_SETTING,
+                                                                                  self.preset.currentData()))
+
     def _toggle_advanced(self, shown: bool) -> None:
         self.advanced.setVisible(shown)
         self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
@@ -175,11 +187,34 @@ class TrainPage(Page):
     def refresh(self) -> None:
         project = self.open_config()
         self.student.setText(project.config.student.model)
-        self.resume_button.setEnabled(self._interrupted_run() is not None and not (self.job and self.job.running))
+        running = bool(self.job and self.job.running)
+        self.resume_button.setEnabled(self._interrupted_run() is not None and not running)
         found = latest_run(self.project)
-        self.last_run.setText(
-            f"Last finished run: {found[0].name} — final loss {_loss_text(found[1].get('final_loss'))}, "
-            f"{found[1].get('steps', '—')} steps." if found else "No finished training run yet.")
+        text = (f"Last finished run: {found[0].name} — final loss {_loss_text(found[1].get('final_loss'))}, "
+                f"{found[1].get('steps', '—')} steps." if found else "No finished training run yet.")
+        if not running:  # the newest run's curve, as its metrics recorded it (after a restart too)
+            shown = self._show_saved_curve()
+            if shown is not None and (found is None or shown.name != found[0].name):
+                text += (f" The chart shows run {shown.name}, stopped at step {int(self.steps[-1])}: Resume "
+                         "continues it.") if run_state(shown) == INTERRUPTED else f" The chart shows run {shown.name}."
+        self.last_run.setText(text)
+
+    def _show_saved_curve(self):
+        """Draw the newest run's recorded losses; return its folder (None, and an empty chart, when no run has
+        any)."""
+        for run_dir in reversed(run_folders(ProjectLayout(self.project).runs)):
+            points = saved_losses(run_dir)
+            if points:
+                self._set_curve(points)
+                return run_dir
+        self._set_curve([])
+        return None
+
+    def _set_curve(self, points: list[tuple[int, float]]) -> None:
+        self.steps[:] = [float(step) for step, _loss in points]
+        self.losses[:] = [loss for _step, loss in points]
+        if self.curve is not None:  # else the curve is drawn from these lists when the plot is built
+            self.curve.setData(self.steps, self.losses)
 
     def _save_student(self) -> None:
         """A student typed here is the project's student from now on (export, chat and evaluation use it too);
@@ -205,13 +240,14 @@ class TrainPage(Page):
 
     def resume(self):
         run_id = self._interrupted_run()
-        return self._start(["train", "--resume", run_id], f"Resume training {run_id}") if run_id else None
+        if not run_id:
+            return None
+        job = self._start(["train", "--resume", run_id], f"Resume training {run_id}")
+        self._set_curve(saved_losses(ProjectLayout(self.project).runs / run_id))  # its curve so far, then on
+        return job
 
     def _start(self, args: list[str], title: str):
-        self.steps.clear()
-        self.losses.clear()
-        if self.curve is not None:
-            self.curve.setData([], [])
+        self._set_curve([])
         self.speed.setText("")
         self.job = self.start_job(title, args)
         self.job.event.connect(self._on_event)
@@ -225,7 +261,11 @@ class TrainPage(Page):
         if event["event"] != "metric":
             return
         if "loss" in event and "step" in event:
-            self.steps.append(float(event["step"]))
+            step = float(event["step"])
+            while self.steps and self.steps[-1] >= step:  # a resumed run does again the steps after its checkpoint
+                self.steps.pop()
+                self.losses.pop()
+            self.steps.append(step)
             self.losses.append(float(event["loss"]))
             if self.curve is not None:  # else the curve is drawn from these lists when the plot is built
                 self.curve.setData(self.steps, self.losses)
@@ -236,6 +276,16 @@ class TrainPage(Page):
             parts.append(f"loss {event['loss']:.3f}")
         if parts:  # the time left is shown once, on the progress line above
             self.speed.setText(" · ".join(parts))
+
+
+def saved_losses(run_dir) -> list[tuple[int, float]]:
+    """(step, loss) of each step the run's metrics record, in step order (a step done again after a resume:
+    its last value)."""
+    last: dict[int, float] = {}
+    for record in read_records(MetricRecord, RunLayout(run_dir).metrics):
+        if record.loss is not None:
+            last[record.step] = record.loss
+    return sorted(last.items())
 
 
 def _loss_text(loss) -> str:

@@ -132,3 +132,57 @@ def test_a_broken_plotting_library_is_said_in_place_of_the_chart(qtbot, monkeypa
     assert plot.widget is None
     [label] = plot.findChildren(QLabel)
     assert "pyqtgraph failed to load" in label.text() and "bootstrap.py setup" in label.text()
+
+
+def _recorded_run(project, run_id: str, losses: dict[int, float], complete: bool) -> Path:
+    """A run folder as training leaves it: configuration, metrics and (when ``complete``) its summary."""
+    from doctune.core.records import MetricRecord, RunConfig, RunLayout, RunSummary, write_records
+
+    layout = RunLayout(project.runs_dir / run_id)
+    layout.folder.mkdir(parents=True)
+    RunConfig(run_id=run_id).save(layout.config)
+    write_records(layout.metrics, [MetricRecord(time=0.0, step=step, loss=loss) for step, loss in losses.items()])
+    if complete:
+        layout.adapter.mkdir()
+        RunSummary(status="complete", run_id=run_id, steps=max(losses), final_loss=8.26620864868164,
+                   finished_at=1.0).save(layout.summary)
+    return layout.folder
+
+
+def test_after_a_restart_the_chart_shows_the_run_and_the_preset_is_still_chosen(qtbot, make_window, project, settings,
+                                                                              screenshot_dir):
+    _recorded_run(project, "20260101-000000-aaaa", {1: 9.0, 2: 8.7, 3: 8.4, 4: 8.26620864868164}, complete=True)
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("train")
+    page.preset.setCurrentIndex(page.preset.findData("Thorough"))
+    window.close()
+
+    again = make_window(settings)  # the window opened again, with the same settings
+    again.resize(1024, 700)
+    again.open_project(project.root)
+    again.show_page(3)
+    page = again.page("train")
+    assert page.preset.currentData() == "Thorough"
+    assert page.steps == [1.0, 2.0, 3.0, 4.0] and page.losses[-1] == pytest.approx(8.2662, abs=1e-4)
+    assert "final loss 8.266," in page.last_run.text()
+    qtbot.waitUntil(lambda: page.curve is not None, timeout=30_000)
+    assert list(page.curve.getData()[0]) == [1.0, 2.0, 3.0, 4.0]
+    again.jobs_dock.hide()
+    qtbot.wait(200)
+    assert again.grab().save(str(screenshot_dir / "train-after-restart-1024x700.png"))
+    assert b"Thorough" not in project.config_path.read_bytes()
+
+
+def test_a_resumed_run_keeps_its_curve_from_step_one(qtbot, make_window, project):
+    _recorded_run(project, "20260101-000000-aaaa", {step: 10.0 - step / 4 for step in range(1, 13)}, complete=False)
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("train")
+    assert page.steps[0] == 1.0 and page.steps[-1] == 12.0  # the interrupted run's curve, before Resume
+    assert "stopped at step 12: Resume continues it" in page.last_run.text()
+    job = page.resume()
+    assert page.steps == [float(step) for step in range(1, 13)]  # its curve so far…
+    page._on_event({"event": "metric", "step": 10, "loss": 7.0})  # …then the steps after its checkpoint (9)
+    assert page.steps == [float(step) for step in range(1, 11)] and page.losses[-1] == 7.0
+    wait_for_job(qtbot, job, 120)  # this run has no checkpoint to go on from: the job ends, said on the page
