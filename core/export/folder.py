@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from doctune.core.config import ExportSettings
-from doctune.core.events import CancelToken, Events
+from doctune.core.events import Cancelled, CancelToken, Events
 from doctune.core.export.errors import VerificationError
 from doctune.core.export.gguf import safetensors_files, write_gguf
 from doctune.core.export.lora_gguf import write_lora_gguf
@@ -134,14 +134,21 @@ def _export_locked(model_dir: Path, out_dir: Path, formats: list[str], stem: str
             _ensure_f16(model_dir, f16, fingerprint, settings, events, cancel)
         for fmt in todo:
             cancel.raise_if_cancelled()
-            if fmt == LORA:
-                assert lora is not None
-                entry = _export_lora(lora, out_dir / gguf_name(stem, LORA), reference, settings, events, cancel)
-            else:
-                path = f16 if fmt == "f16" else _quantize(f16, out_dir / gguf_name(stem, fmt), fmt, events)
-                report = _verify(path, reference, fmt, settings, events, cancel)
-                entry = {"file": path.name, "bytes": path.stat().st_size, "ready": report["passed"],
-                         "verification": report}
+            try:
+                if fmt == LORA:
+                    assert lora is not None
+                    entry = _export_lora(lora, out_dir / gguf_name(stem, LORA), reference, settings, events, cancel)
+                else:
+                    path = f16 if fmt == "f16" else _quantize(f16, out_dir / gguf_name(stem, fmt), fmt, events)
+                    report = _verify(path, reference, fmt, settings, events, cancel)
+                    entry = {"file": path.name, "bytes": path.stat().st_size, "ready": report["passed"],
+                             "verification": report}
+            except Cancelled:
+                raise
+            except Exception as exc:  # recorded, so the window can say after a restart why this file is missing
+                manifest.set(fmt, {"file": gguf_name(stem, fmt), "ready": False,
+                                   "error": getattr(exc, "summary", None) or str(exc) or type(exc).__name__})
+                raise
             reports.append(entry["verification"])
             manifest.set(fmt, entry)
         if "f16" not in manifest.data.files:  # an F16 file listed ready by an earlier export stays

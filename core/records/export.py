@@ -18,6 +18,8 @@ class ExportedFile(BaseModel):
     ready: bool = False
     verification: dict[str, Any] | None = None
     base_gguf: str | None = Field(None, description="For a LoRA adapter: its base GGUF, relative to the folder.")
+    error: str | None = Field(None, description="Why the file could not be written or checked (the export stopped "
+                                                "there); None when it was.")
 
 
 class ExportManifest(Record):

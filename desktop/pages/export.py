@@ -22,19 +22,30 @@ FORMATS = {
 
 
 def describe_manifest(manifest: dict) -> str:
-    """The verification report as plain sentences (HTML), one per file."""
+    """The verification report as plain sentences (HTML), one per file: ready, failed its checks, failed to be
+    written (with the reason the export recorded), or not reached because the export stopped before it."""
+    files = manifest.get("files", {})
     lines = []
-    for fmt, entry in manifest.get("files", {}).items():
+    for fmt in [*files, *(f for f in manifest.get("formats", []) if f not in files)]:
+        entry = files.get(fmt)
+        if entry is None:
+            lines.append(f"<li><b>{html.escape(fmt.upper())}</b>: <span style='color:#c0392b'>not exported</span> — "
+                         "the export stopped before this file. Press Export to try again.</li>")
+            continue
+        name = html.escape(entry.get("file") or fmt)
+        if entry.get("error"):
+            lines.append(f"<li><b>{name}</b>: <span style='color:#c0392b'>failed</span> — "
+                         f"{html.escape(entry['error'])}</li>")
+            continue
         report = entry.get("verification") or {}
         top1 = (report.get("checks") or {}).get("top1") or {}
         agreement = (f" It predicts the same next word as the trained model {top1['agreement']:.0%} of the time "
                      f"(needed: {top1['threshold']:.0%}).") if "agreement" in top1 else ""
         if entry.get("ready"):
-            lines.append(f"<li><b>{html.escape(entry.get('file', fmt))}</b>: checked and ready to use.{agreement}</li>")
+            lines.append(f"<li><b>{name}</b>: checked and ready to use.{agreement}</li>")
         else:
             problems = "; ".join(html.escape(str(p)) for p in report.get("problems", [])) or "it did not pass the checks"
-            lines.append(f"<li><b>{html.escape(entry.get('file', fmt))}</b>: "
-                         f"<span style='color:#c0392b'>not ready</span> — {problems}.{agreement}</li>")
+            lines.append(f"<li><b>{name}</b>: <span style='color:#c0392b'>not ready</span> — {problems}.{agreement}</li>")
     return "<ul>" + "".join(lines) + "</ul>" if lines else "The export lists no files yet."
 
 

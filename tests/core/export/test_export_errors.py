@@ -154,3 +154,24 @@ def test_a_full_disk_during_the_merge_says_how_much_to_free(tmp_path, make_run):
         assert "the disk is full at" in message and "MB and re-run" in message and str(run_dir) in message
         assert ready_gguf(project) is None
         assert not (run_dir / "export" / ".merged.tmp").exists()
+
+
+def test_a_format_that_cannot_be_written_is_recorded_with_its_reason(tiny_model, tmp_path, monkeypatch):
+    """The export stops at a file it cannot write, and its manifest says which and why (the window shows it after
+    a restart, when the job's message is gone)."""
+    from doctune.core.config import ExportSettings
+    from doctune.core.export import folder
+    from doctune.core.export.folder import export_folder
+
+    def no_quantizer(f16, out, fmt, events):
+        raise ExportError("This llama.cpp cannot quantize to Q8_0.", "Install a newer llama-cpp-python.")
+
+    monkeypatch.setattr(folder, "_quantize", no_quantizer)
+    with pytest.raises(ExportError, match="cannot quantize"):
+        export_folder(tiny_model("qwen2"), tmp_path / "out", ["f16", "q8_0", "q4_k_m"], stem="tiny",
+                      settings=ExportSettings(), events=Events(), cancel=CancelToken())
+    manifest = read_manifest(tmp_path / "out")
+    assert manifest["files"]["f16"]["ready"] is True and "q4_k_m" not in manifest["files"]
+    assert manifest["files"]["q8_0"] == {"file": "tiny-q8_0.gguf", "ready": False,
+                                         "error": "This llama.cpp cannot quantize to Q8_0."}
+    assert manifest["formats"] == ["f16", "q8_0", "q4_k_m"]
