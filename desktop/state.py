@@ -50,7 +50,10 @@ def _after(newer: float | None, older: float | None) -> bool:
     return newer is not None and older is not None and newer > older + 1e-3
 
 
-def project_states(root: Path, teacher_configured: bool) -> dict[str, StepState]:
+def project_states(root: Path, teacher_configured: bool, teacher_failed: bool = False) -> dict[str, StepState]:
+    """Each step's state. ``teacher_failed``: the last test of the present teacher settings failed (the teacher
+    is then to do, not done). Export and Compare are done only when the last export has a file that passed its
+    checks."""
     layout = ProjectLayout(root)
     docs = _mtime(layout.documents_table)
     items = _mtime(layout.items)
@@ -58,6 +61,7 @@ def project_states(root: Path, teacher_configured: bool) -> dict[str, StepState]
     run_time = _mtime(RunLayout(run[0]).summary) if run else None
     manifest = latest_manifest(root)
     manifest_time = _mtime(manifest) if manifest else None
+    nothing_ready = manifest is not None and not runs.ready_files(manifest.parent)
     evaluation = latest_eval_summary(root)
     eval_time = _mtime(evaluation) if evaluation else None
 
@@ -68,12 +72,21 @@ def project_states(root: Path, teacher_configured: bool) -> dict[str, StepState]
             return StepState(STALE, "its inputs changed since it last ran")
         return StepState(DONE, detail)
 
+    def exported() -> StepState:
+        if nothing_ready:
+            return StepState(NOT_STARTED, "the last export has no file that passed its checks")
+        return state(manifest_time, run_time)
+
+    if teacher_failed:
+        teacher = StepState(NOT_STARTED, "its last test failed")
+    else:
+        teacher = StepState(DONE) if teacher_configured else StepState(NOT_STARTED)
     return {
         "documents": state(docs),
-        "teacher": StepState(DONE) if teacher_configured else StepState(NOT_STARTED),
+        "teacher": teacher,
         "synthesize": state(items, docs),
         "train": state(run_time, items, detail=run[0].name if run else ""),
-        "export": state(manifest_time, run_time),
-        "compare": state(manifest_time, run_time),
+        "export": exported(),
+        "compare": exported(),
         "evaluate": state(eval_time, manifest_time),
     }

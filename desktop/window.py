@@ -283,9 +283,11 @@ class MainWindow(QMainWindow):
         if self.project is None:
             return
         from doctune.core.project import Project
+        from doctune.core.records import ProjectLayout, teacher_test_failed
 
         teacher = Project.open(self.project).config.teacher
-        states = project_states(self.project, bool(teacher.model_path or teacher.endpoint_urls() or teacher.hf_repo))
+        states = project_states(self.project, bool(teacher.model_path or teacher.endpoint_urls() or teacher.hf_repo),
+                                teacher_test_failed(ProjectLayout(self.project), teacher.model_dump()))
         for row, page in enumerate(self.pages):
             state = states[page.key]
             item = self.sidebar.item(row)

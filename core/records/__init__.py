@@ -37,9 +37,12 @@ from doctune.core.records.run import (
 from doctune.core.records.synth import (
     DeletedItem,
     SynthOutcome,
+    TeacherCheck,
     TeacherSpeed,
     mark_deleted,
     read_deleted_ids,
+    settings_fingerprint,
+    teacher_test_failed,
     unwritten_by_document,
 )
 
@@ -49,7 +52,7 @@ __all__ = [
     "COMPLETE", "RunConfig", "RunData", "RunSummary", "CheckpointStep", "CheckpointPointer", "MetricRecord",
     "ExportManifest", "ExportedFile", "VerificationReport",
     "SynthOutcome", "DeletedItem", "TeacherSpeed", "mark_deleted", "read_deleted_ids",
-    "unwritten_by_document",
+    "unwritten_by_document", "TeacherCheck", "settings_fingerprint", "teacher_test_failed",
     "EvalMeta", "EvalAnswer", "EvalJudgment", "EvalSummary",
     "DocumentsSnapshot",
 ]

@@ -11,7 +11,7 @@
       runs/<run-id>/                   config.json, metrics.jsonl, checkpoints/, adapter/, summary.json
       runs/<run-id>/export/            manifest.json, verification.json/.txt, merged/, GGUF files, Modelfile
       reports/                         HTML reports
-      cache/                           documents.json, teacher-speed.json, replay/, base GGUFs
+      cache/                           documents.json, teacher-speed.json, teacher-check.json, replay/, base GGUFs
 
 The classes are plain path arithmetic (nothing is read or created), so the
 window can ask where a file is without loading any step.
@@ -208,6 +208,10 @@ class ProjectLayout:
     @property
     def teacher_speed(self) -> Path:
         return self.cache / "teacher-speed.json"
+
+    @property
+    def teacher_check(self) -> Path:
+        return self.cache / "teacher-check.json"
 
     def base_export(self, name: str) -> Path:
         """The export folder of the base student ``name`` (its verified GGUF files, reused by every run)."""

@@ -1,8 +1,12 @@
-"""The records synthesis shares with the estimate and the window: outcomes and the teacher's speed."""
+"""The records synthesis shares with the estimate and the window: outcomes, the teacher's speed and its last
+test."""
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -78,3 +82,26 @@ class TeacherSpeed(Record):
     calls: int | None = None
     source: str | None = None
     measured_at: float | None = None
+
+
+class TeacherCheck(Record):
+    """``cache/teacher-check.json``: the last test of the teacher, for the settings it tested (``settings``:
+    their ``settings_fingerprint``); a test of other settings says nothing about the present ones."""
+
+    WHAT = "teacher test result"
+
+    settings: str | None = None
+    passed: bool = False
+    message: str = ""
+    tested_at: float | None = None
+
+
+def settings_fingerprint(settings: dict[str, Any]) -> str:
+    """A short fingerprint of a settings table (the project's [teacher] as plain data)."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def teacher_test_failed(layout: ProjectLayout, settings: dict[str, Any]) -> bool:
+    """Whether the last test of the teacher with exactly these ``settings`` failed."""
+    check = TeacherCheck.load_or_none(layout.teacher_check)
+    return check is not None and not check.passed and check.settings == settings_fingerprint(settings)

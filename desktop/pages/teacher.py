@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from doctune.desktop.jobs import FAILED, SUCCEEDED
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, explanation, show_error
 
@@ -214,7 +216,7 @@ class TeacherPage(Page):
         project.save()
         self.refresh()
         self.changed.emit()
-        job = self.start_job(f"Download and test {choice.label}", ["teacher", "test"])
+        job = self._tested(self.start_job(f"Download and test {choice.label}", ["teacher", "test"]))
         job.finished.connect(lambda _state: self.result.setText(job.record.message))
         self.progress.follow(job)
         return job
@@ -287,7 +289,24 @@ class TeacherPage(Page):
     def test(self):
         if not self.save():
             return None
-        job = self.start_job("Test the teacher", ["teacher", "test"])
+        job = self._tested(self.start_job("Test the teacher", ["teacher", "test"]))
         job.finished.connect(lambda _state: self.result.setText(job.record.message))
         self.progress.follow(job)
+        return job
+
+    def _tested(self, job):
+        """Record how the test of the present teacher settings ends, then have the sidebar marks computed again
+        (a teacher that failed its test is to do, not done)."""
+        from doctune.core.records import ProjectLayout, TeacherCheck, settings_fingerprint
+
+        tested = settings_fingerprint(self.open_config().config.teacher.model_dump())
+        layout = ProjectLayout(self.project)
+
+        def record(state: str) -> None:
+            if state in (SUCCEEDED, FAILED):  # a cancelled test says nothing about the teacher
+                TeacherCheck(settings=tested, passed=state == SUCCEEDED, message=job.record.message,
+                             tested_at=time.time()).save(layout.teacher_check)
+                self.changed.emit()
+
+        job.finished.connect(record)
         return job

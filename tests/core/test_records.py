@@ -143,7 +143,7 @@ def test_the_layout_names_every_shared_file_under_the_project(tmp_path):
     run = layout.run("r1")
     assert run == RunLayout(tmp_path / "runs" / "r1")
     paths = [layout.items, layout.deleted_items, layout.item_outcomes, layout.questions, layout.question_outcomes,
-             layout.teacher_speed, layout.documents_snapshot, layout.documents_table, run.config, run.summary,
+             layout.teacher_speed, layout.teacher_check, layout.documents_snapshot, layout.documents_table, run.config, run.summary,
              run.metrics, run.latest_checkpoint, run.adapter, run.export.manifest, run.export.verification,
              layout.evaluation("e1").results, layout.evaluation("e1").summary]
     assert len(set(paths)) == len(paths) and all(path.is_relative_to(tmp_path) for path in paths)
