@@ -26,9 +26,10 @@ from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_eval_summary
 from doctune.desktop.widgets import JobProgress, LazyPlot, explanation, open_in_system
 
-COLUMNS = ("System", "Multiple choice", "95% interval", "Open: judged correct", "Open: word overlap",
-           "First token", "Seconds per answer", "Context tokens per answer")
-CHART_LABELS = {"base": "Base", "base+rag": "Base + retrieval", "tuned": "Tuned", "tuned+rag": "Tuned + retrieval"}
+COLUMNS = ("System", "Multiple\nchoice", "95%\ninterval", "Open: judged\ncorrect", "Open: word\noverlap",
+           "First\ntoken", "Seconds\nper answer", "Context tokens\nper answer")  # two lines: the table fits 1024 px
+CHART_LABELS = {"base": "Base", "base+rag": "Base\n+ retrieval", "tuned": "Tuned", "tuned+rag": "Tuned\n+ retrieval"}
+SIDE_BY_SIDE_WIDTH = 1100  # narrower pages show the chart under the table, so neither needs sideways scrolling
 BAR_COLOURS = ("#2f80ed", "#27ae60", "#f2994a", "#9b51e0")
 
 
@@ -114,14 +115,13 @@ class EvaluatePage(Page):
         self.body.addWidget(self.headline)
         self.cost = explanation("")
         self.body.addWidget(self.cost)
-        board = QSplitter()
+        self.board = board = QSplitter()
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setStretchLastSection(True)
-        self.table.setMinimumWidth(560)
         self.summary_data: dict | None = None
         self.chart = LazyPlot(self._configure_chart, minimum_height=220)
         board.addWidget(self.table)
@@ -139,7 +139,7 @@ class EvaluatePage(Page):
         drill.addWidget(self.questions)
         drill.addWidget(self.detail)
         drill.setMinimumHeight(240)
-        stacked = QSplitter(Qt.Orientation.Vertical)  # scoreboard above, drill-down below; the user can drag
+        self.stacked = stacked = QSplitter(Qt.Orientation.Vertical)  # scoreboard above, drill-down below; the user can drag
         stacked.addWidget(board)
         stacked.addWidget(drill)
         stacked.setSizes([300, 420])
@@ -152,10 +152,21 @@ class EvaluatePage(Page):
         self.report_button.clicked.connect(self.open_report)
         self.questions.itemSelectionChanged.connect(self._show_question)
 
+    def resizeEvent(self, event) -> None:  # noqa: N802 — Qt's name
+        super().resizeEvent(event)
+        wide = self.width() >= SIDE_BY_SIDE_WIDTH
+        if wide == (self.board.orientation() == Qt.Orientation.Horizontal):
+            return
+        self.board.setOrientation(Qt.Orientation.Horizontal if wide else Qt.Orientation.Vertical)
+        self.board.setMinimumHeight(220 if wide else 460)  # the table's rows, and the chart under them
+        self.stacked.setMinimumHeight(560 if wide else 760)
+        self.board.setSizes([680, 320] if wide else [200, 260])
+
     def _configure_chart(self, chart) -> None:
         chart.setLabel("left", "multiple choice correct", units="%")
         chart.setYRange(0, 100)
         chart.setMouseEnabled(x=False, y=False)
+        chart.getAxis("bottom").setHeight(2 * chart.fontMetrics().height() + 14)  # two-line labels, not clipped
         if self.summary_data is not None:
             self._draw_chart(self.summary_data)
 
