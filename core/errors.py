@@ -106,11 +106,12 @@ def free_bytes(folder: Path) -> int | None:
 
 
 def disk_full_message(folder: Path, need_bytes: int | None = None) -> str:
-    """"the disk is full at FOLDER; free N MB and re-run": N is what the write still lacks (at least 1 MB)."""
+    """"the disk is full at FOLDER; free N MB": N is what the write still lacks (at least 1 MB). What to do then
+    (re-run the command, press the page's button again) is the error's hint, in the CLI's or the window's words."""
     if not need_bytes:
-        return f"the disk is full at {folder}; free some space and re-run"
+        return f"the disk is full at {folder}; free some space"
     lacking = need_bytes - (free_bytes(folder) or 0)
-    return f"the disk is full at {folder}; free {max(1, -(-int(lacking * 1.1) // MB))} MB and re-run"
+    return f"the disk is full at {folder}; free {max(1, -(-int(lacking * 1.1) // MB))} MB"
 
 
 @contextmanager

@@ -165,7 +165,7 @@ def test_a_full_disk_is_a_clear_error_and_the_rerun_finishes_without_duplicates(
         with pytest.raises(SynthWriteError) as caught:
             run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
         message = str(caught.value)
-        assert f"the disk is full at {project.synth_dir}; free" in message and "MB and re-run" in message
+        assert f"the disk is full at {project.synth_dir}; free" in message and "MB." in message
         filler.unlink()
         again = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
         ids = [item.id for item in load_training_items(project)]

@@ -209,6 +209,6 @@ def test_a_really_full_disk_is_a_clear_error_naming_the_space_to_free(tmp_path, 
         project.config.train.replay_fraction = 0.0
         project.save()
         fill(disk, leave_bytes=200_000)
-        with pytest.raises(TrainError, match=r"the disk is full at .*; free \d+ MB and re-run") as caught:
+        with pytest.raises(TrainError, match=r"the disk is full at .*; free \d+ MB\.") as caught:
             _train(project, qa_items_file)
         assert "--resume" in str(caught.value)
