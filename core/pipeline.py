@@ -5,6 +5,10 @@ report. Each step's own ``run`` skips work it has already done and resumes work
 that was interrupted, so running the pipeline again only does what is new; a
 step that has nothing to do says so and returns quickly. ``until`` stops after
 the named step.
+
+``open_teacher`` opens a project's teacher for the steps that need one (synthesis,
+judging): the commands pass it to them too, since it also builds the kinds the
+steps cannot, the knowledge lab's teacher among them.
 """
 from __future__ import annotations
 
@@ -13,13 +17,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from doctune.core.errors import UserError
 from doctune.core.events import CancelToken, Events
 from doctune.core.records import RunConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from doctune.core.teachers import Teacher
 
 STEPS = ("ingest", "index", "synthesize", "questions", "train", "export", "evaluate", "report")
 
@@ -67,9 +74,28 @@ def _public(module: str, name: str) -> Any:
         raise PipelineStepMissing(f"The pipeline needs {module}.{name}, which this installation lacks ({exc}).") from None
 
 
-def _run_step(module: str, params_name: str, events: Events, cancel: CancelToken, **params: Any) -> Any:
+def _run_step(module: str, params_name: str, events: Events, cancel: CancelToken, *,
+              options: dict[str, Any] | None = None, **params: Any) -> Any:
+    """``module.run(params_name(**params), events=, cancel=, **options)``."""
     params_class = _public(module, params_name)
-    return _public(module, "run")(params_class(**params), events=events, cancel=cancel)
+    return _public(module, "run")(params_class(**params), events=events, cancel=cancel, **(options or {}))
+
+
+def _lab_teacher() -> Teacher:
+    from doctune.core.lab.teacher import LabTeacher
+
+    return LabTeacher()
+
+
+# Teachers of kinds the steps cannot build: the lab's is made of synth, evaluate and teachers parts.
+TEACHER_KINDS: dict[str, Callable[[], Teacher]] = {"lab": _lab_teacher}
+
+
+def open_teacher(project, **options: Any) -> Teacher:
+    """The project's teacher, of any kind: ``teachers.open_teacher`` (same ``options``) with ``TEACHER_KINDS``."""
+    from doctune.core.teachers import open_teacher as open_step_teacher
+
+    return open_step_teacher(project, kinds=TEACHER_KINDS, **options)
 
 
 def step_ingest(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
@@ -90,7 +116,8 @@ def step_index(project, params: PipelineParams, events: Events, cancel: CancelTo
 
 
 def _synth(project, events: Events, cancel: CancelToken, held_out: bool) -> tuple[str, str]:
-    result = _run_step("doctune.core.synth", "SynthParams", events, cancel, project_dir=project.root, eval=held_out)
+    result = _run_step("doctune.core.synth", "SynthParams", events, cancel, options={"open_teacher": open_teacher},
+                       project_dir=project.root, eval=held_out)
     note = f"{result.generated} new, {result.already_done} already done, {result.failed} failed"
     return ("partial" if result.failed else "done"), note
 
@@ -181,7 +208,7 @@ def step_export(project, params: PipelineParams, events: Events, cancel: CancelT
 def step_evaluate(project, params: PipelineParams, events: Events, cancel: CancelToken) -> tuple[str, str]:
     from doctune.core.evaluate import EvalParams, run
 
-    result = run(EvalParams(project_dir=project.root), events=events, cancel=cancel)
+    result = run(EvalParams(project_dir=project.root), events=events, cancel=cancel, open_teacher=open_teacher)
     skipped = "; ".join(f"{name}: {why}" for name, why in result.skipped.items())
     return ("partial" if result.skipped else "done"), f"evaluation {result.eval_id}" + (f" (skipped {skipped})" if skipped else "")
 

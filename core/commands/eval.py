@@ -21,6 +21,7 @@ def register(sub) -> None:
 def cmd_eval(ctx: CommandContext) -> int:
     from doctune.core.evaluate import EvalParams, run
     from doctune.core.evaluate.summary import headline
+    from doctune.core.pipeline import open_teacher
 
     args = ctx.args
     systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
@@ -29,7 +30,7 @@ def cmd_eval(ctx: CommandContext) -> int:
                             judge=not args.no_judge, limit=args.limit)
     except ValueError as exc:
         raise UsageError(_first_error(exc)) from None
-    result = run(params, events=ctx.events, cancel=ctx.cancel)
+    result = run(params, events=ctx.events, cancel=ctx.cancel, open_teacher=open_teacher)
     summary = result.summary
     if not ctx.jsonl:
         for system in summary["systems"]:

@@ -35,6 +35,7 @@ def cmd_synth(ctx: CommandContext) -> int:
         return _export(ctx)
     from pydantic import ValidationError
 
+    from doctune.core.pipeline import open_teacher
     from doctune.core.synth import SynthParams, run
 
     project = ctx.project()
@@ -44,7 +45,7 @@ def cmd_synth(ctx: CommandContext) -> int:
                              amplification=ctx.args.amplification)
     except ValidationError as exc:
         raise UsageError("; ".join(error["msg"] for error in exc.errors())) from None
-    result = run(params, events=ctx.events.child("synth"), cancel=ctx.cancel)
+    result = run(params, events=ctx.events.child("synth"), cancel=ctx.cancel, open_teacher=open_teacher)
     ctx.events.child("synth").done(result.message(), window_message=result.message(window=True),
                                    **result.as_dict())
     if params.dry_run:

@@ -28,8 +28,9 @@ def register(sub) -> None:
 def cmd_teacher(ctx: CommandContext) -> int:
     if ctx.args.action == "set-key":
         return _set_key(ctx)
+    from doctune.core.pipeline import open_teacher
     from doctune.core.synth.step import save_speed
-    from doctune.core.teachers import TeacherCallError, open_teacher
+    from doctune.core.teachers import TeacherCallError
 
     project = ctx.project()
     started = time.perf_counter()

@@ -15,6 +15,7 @@ from doctune.core.fsio import read_jsonl
 from doctune.core.items import items_path, questions_path
 from doctune.core.lab.teacher import EXTRA_HELDOUT, LabTeacher, training_questions
 from doctune.core.lab.world import ATTRIBUTES, KIND_ATTRIBUTES, World, make_world, render_document
+from doctune.core.pipeline import open_teacher
 from doctune.core.project import Project
 from doctune.core.synth import SynthParams
 from doctune.core.synth import run as synthesize
@@ -42,7 +43,8 @@ def _lab_project(root: Path, *, grounding: str = "terms") -> tuple[Project, Worl
 
 
 def _synthesize(project: Project, eval: bool):
-    return synthesize(SynthParams(project_dir=project.root, eval=eval), events=Events(), cancel=CancelToken())
+    return synthesize(SynthParams(project_dir=project.root, eval=eval), events=Events(), cancel=CancelToken(),
+                      open_teacher=open_teacher)
 
 
 def _entity(world: World, record: dict):
