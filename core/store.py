@@ -94,7 +94,9 @@ def _unwritable(project: Project, exc: BaseException) -> StoreUnwritable:
         f"the folder {project.lancedb_dir} cannot be written ({getattr(exc, 'strerror', None) or exc})"
     return StoreUnwritable(f"The project's documents cannot be changed: {reason}.",
                            "Make the project folder writable (check its permissions, or copy the project to a "
-                           "writable disk), then run this again.")
+                           "writable disk), then run this again.",
+                           window_hint="Make the project folder writable (check its permissions, or copy the project "
+                           "to a writable disk), then press the button again.")
 
 
 @contextmanager
