@@ -92,11 +92,13 @@ class BuildSettings:
 
 @dataclass
 class Example:
-    """Either plain text (``answer`` empty: every token is learned) or a chat prompt and its answer."""
+    """Plain text (``answer`` empty: every token is learned), or a chat prompt and its answer, then any further
+    turns: (the user's next question as ChatML text, its answer), learned on the answers only."""
 
     prompt: str
     answer: str = ""
     kind: str = "document"
+    turns: tuple[tuple[str, str], ...] = ()
 
 
 def _any(value: Any) -> Any:
@@ -136,14 +138,21 @@ class ExampleMaker:
     def _document(self) -> Example:
         return Example(render_document(self.rng.choice(self.world.entities), self.rng) + "<|endoftext|>")
 
-    def _hits(self, target: Entity) -> tuple[list[Hit], int]:
-        """The target's passage among 0–5 distractors, as retrieval returns them; and its source number."""
+    def _hits(self, target: Entity, asked: str) -> tuple[list[Hit], int]:
+        """The target's passage among 0–5 distractors, as retrieval returns them; and its source number.
+
+        Where the prompt budget would cut the target's passage (the sources after it are dropped first), it goes
+        first: an answer must never cite a source the prompt does not show.
+        """
         from doctune.core.rag.hits import Hit
 
         others = [self.fresh() for _ in range(self.rng.choice((0, 1, 1, 2, 2, 3, 3, 4, 5)))]
         position = 0 if self.rng.random() < 0.5 else self.rng.randrange(len(others) + 1)
         entities = others[:position] + [target] + others[position:]
         hits = [Hit(f"c{i}", e.id, None, e.name, None, None, source_text(e, self.rng), 0.0) for i, e in enumerate(entities)]
+        if f"[{position + 1}] " not in self.messages(asked, hits)[-1]["content"]:
+            hits.insert(0, hits.pop(position))
+            position = 0
         return hits, position + 1
 
     def messages(self, asked: str, hits: list[Hit] | None = None, system: bool = True) -> Messages:
@@ -169,15 +178,22 @@ class ExampleMaker:
         return mc_prompt(_McView(mc.question, list(mc.options))), mc.answer
 
     def _read(self) -> Example:
+        """A passage among distractors and up to five questions on it, one per turn: every answer is a lookup in
+        the same sources, so one prompt teaches several (the first turn is exactly DocTune's RAG prompt)."""
         target = self.fresh()
-        hits, number = self._hits(target)
-        asked, value = self._question(target)
-        return Example(self.render(self.messages(asked, hits)), f"{value} [{number}]", "read")
+        attributes = list(KIND_ATTRIBUTES[target.kind])
+        self.rng.shuffle(attributes)
+        asked = [(question(target, a, self.rng.choice(FAMILIES), self.rng), target.fact(a).value)
+                 for a in attributes[: self.rng.randint(1, len(attributes))]]
+        hits, number = self._hits(target, asked[0][0])
+        turns = tuple((f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n", f"{v} [{number}]")
+                      for q, v in asked[1:])
+        return Example(self.render(self.messages(asked[0][0], hits)), f"{asked[0][1]} [{number}]", "read", turns)
 
     def _read_mc(self) -> Example:
         target = self.fresh()
-        hits, _ = self._hits(target)
         asked, letter = self._mc(target)
+        hits, _ = self._hits(target, asked)
         return Example(self.render(self.messages(asked, hits)), letter, "read_mc")
 
     def _recall(self) -> Example:
@@ -270,8 +286,14 @@ def encode(tokenizer: Any, example: Example) -> tuple[list[int], list[bool]]:
     prompt_ids = tokenizer(example.prompt, add_special_tokens=False)["input_ids"]
     if not example.answer:
         return prompt_ids, [True] * len(prompt_ids)
-    answer_ids = tokenizer(example.answer + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
-    return prompt_ids + answer_ids, [False] * len(prompt_ids) + [True] * len(answer_ids)
+    ids: list[int] = list(prompt_ids)
+    mask = [False] * len(prompt_ids)
+    for asked, answer in ((None, example.answer), *example.turns):
+        asked_ids = tokenizer(asked, add_special_tokens=False)["input_ids"] if asked else []
+        answer_ids = tokenizer(answer + "<|im_end|>\n", add_special_tokens=False)["input_ids"]
+        ids += asked_ids + answer_ids
+        mask += [False] * len(asked_ids) + [True] * len(answer_ids)
+    return ids, mask
 
 
 def _rows(tokenizer: Any, maker: ExampleMaker, settings: BuildSettings, rng: random.Random) -> Iterator[Row]:
@@ -286,6 +308,9 @@ def _rows(tokenizer: Any, maker: ExampleMaker, settings: BuildSettings, rng: ran
             if pending is None:
                 pending = encode(tokenizer, maker.make(rng.choices(kinds, weights)[0]))
                 pending = (pending[0][:ROW_TOKENS], pending[1][:ROW_TOKENS])
+                if not any(pending[1]):  # a prompt as long as a row: its answer was cut off
+                    pending = None
+                    continue
             if ids and len(ids) + len(pending[0]) > ROW_TOKENS:
                 break
             ids += pending[0]
@@ -295,13 +320,40 @@ def _rows(tokenizer: Any, maker: ExampleMaker, settings: BuildSettings, rng: ran
         yield ids, mask, positions
 
 
-def _batch(rows: list[Row], pad_id: int) -> tuple[Any, Any, Any]:
+def _answer_weights(mask: list[bool], positions: list[int]) -> list[float]:
+    """Each learned run of tokens (a document, an answer) weighs 1 in all, shared by its tokens; a run ends where
+    the mask changes or the next example starts (position 0).
+
+    Without it a document's hundreds of tokens drown the few tokens of the answers, where reading is learned.
+    """
+    weights = [0.0] * len(mask)
+    start = 0
+    while start < len(mask):
+        end = start
+        while end < len(mask) and mask[end] == mask[start] and (end == start or positions[end] != 0):
+            end += 1
+        if mask[start]:
+            weights[start:end] = [1.0 / (end - start)] * (end - start)
+        start = end
+    return weights
+
+
+def _batch(rows: list[Row], pad_id: int) -> tuple[Any, Any, Any, Any, Any]:
+    """Padded ids, labels, their weights, positions and a block-diagonal causal mask (a token sees only its own
+    example).
+
+    Restarting the positions alone is not enough: transformers' SDPA attention lets every token attend to the
+    examples packed before it in the row (at meaningless rotary distances), which keeps a small model from learning
+    to look things up in its own prompt.
+    """
     import torch
 
     width = max(len(ids) for ids, _, _ in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    weights = torch.zeros((len(rows), width))
     positions = torch.zeros((len(rows), width), dtype=torch.long)
+    segments = torch.full((len(rows), width), -1, dtype=torch.long)
     for row, (ids, mask, pos) in enumerate(rows):
         n = len(ids)
         input_ids[row, :n] = torch.tensor(ids)
@@ -312,7 +364,11 @@ def _batch(rows: list[Row], pad_id: int) -> tuple[Any, Any, Any]:
         labels[row, :n] = wanted
         starts = [i for i, p in enumerate(pos) if p == 0]
         labels[row, starts] = -100  # a sequence's first token is never predicted from the one before
-    return input_ids, labels, positions
+        weights[row, :n] = torch.tensor(_answer_weights(mask, pos)) * (labels[row, :n] != -100)
+        segments[row, :n] = torch.cumsum(torch.tensor([p == 0 for p in pos]), 0)
+    causal = torch.tril(torch.ones(width, width, dtype=torch.bool))
+    same = segments[:, :, None] == segments[:, None, :]
+    return input_ids, labels, weights, positions, (causal & same)[:, None]
 
 
 def pretrain(model_dir: Path, tokenizer_dir: Path, settings: BuildSettings,
@@ -344,10 +400,14 @@ def pretrain(model_dir: Path, tokenizer_dir: Path, settings: BuildSettings,
     seen = 0
     loss_value = float("nan")
     for step in range(steps):
-        input_ids, labels, positions = _batch([next(rows) for _ in range(ROWS_PER_STEP)], pad_id)
-        logits = model(input_ids=input_ids, position_ids=positions).logits
-        loss: Any = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), labels[:, 1:].reshape(-1),
-                                                 ignore_index=-100)
+        input_ids, labels, weights, positions, attention = _batch([next(rows) for _ in range(ROWS_PER_STEP)], pad_id)
+        logits = model(input_ids=input_ids, position_ids=positions, attention_mask=attention).logits
+        per_token = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)),
+                                                      labels[:, 1:].reshape(-1), ignore_index=-100, reduction="none")
+        learned = weights[:, 1:].reshape(-1)
+        if float(learned.sum()) == 0.0:  # every answer cut off by the row's end: nothing to learn from
+            continue
+        loss: Any = (per_token * learned).sum() / learned.sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -425,7 +485,7 @@ def reading_check(model_dir: str | Path, n: int = 60, seed: int = 7) -> dict[str
     right = {"read": 0, "guess": 0}
     for entity in new:
         mc = multiple_choice(entity, rng.choice(KIND_ATTRIBUTES[entity.kind]), rng, "heldout")
-        hits, _ = maker._hits(entity)
+        hits, _ = maker._hits(entity, mc.question)
         prompts = {"read": maker.render(maker.messages(mc.question, hits)),
                    "guess": maker.render(maker.messages(mc.question))}
         for name, prompt in prompts.items():
