@@ -96,7 +96,7 @@ def _unwritable(project: Project, exc: BaseException) -> StoreUnwritable:
                            "Make the project folder writable (check its permissions, or copy the project to a "
                            "writable disk), then run this again.",
                            window_hint="Make the project folder writable (check its permissions, or copy the project "
-                           "to a writable disk), then press the button again.")
+                           "to a writable disk), then add or remove the documents again on the Documents page.")
 
 
 @contextmanager

@@ -54,8 +54,11 @@ def test_cancel_keeps_a_checkpoint_and_resume_finishes(qtbot, make_window, train
     assert page.resume_button.isEnabled()
     steps_before = len(page.losses)
     resumed = page.resume()
+    trained: list[int] = []
+    resumed.event.connect(lambda event: trained.append(event["step"]) if event.get("event") == "metric" else None)
     assert wait_for_job(qtbot, resumed, 900) == SUCCEEDED, resumed.record.log[-15:]
-    assert page.steps and page.steps[0] > 1  # resumed where it stopped, not from step 1
+    assert trained and trained[0] > 1  # resumed where it stopped, not from step 1
+    assert page.steps[0] == 1 and page.steps == sorted(set(page.steps))  # the curve keeps the steps before it
     assert steps_before >= 3
     assert "Last finished run" in page.last_run.text()
 
