@@ -11,7 +11,7 @@ import pytest
 from fault_server import FaultServer
 
 from doctune.core.config import ConfigError, PrivacySettings, TeacherSettings, parse_config
-from doctune.core.teachers import TeacherCallError, TeacherError, open_teacher
+from doctune.core.teachers import TeacherCallError, TeacherError, endpoints, open_teacher
 from doctune.core.teachers.api import ApiTeacher, check_endpoints_allowed
 
 SCHEMA = {"type": "object", "properties": {"question": {"type": "string", "maxLength": 80},
@@ -121,24 +121,46 @@ def test_requests_in_flight_on_a_server_that_goes_down_move_to_another():
     assert teacher.retries == 0 and teacher.moves == 3
 
 
-def test_a_server_that_was_down_is_probed_again_and_comes_back():
+class ShiftedClock:
+    """The router's ``time`` module with a monotonic clock the test moves forward: probing waits are timed
+    without the test depending on how fast this machine sends the requests before them."""
+
+    def __init__(self) -> None:
+        self.offset_s = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset_s
+
+    def advance(self, seconds: float) -> None:
+        self.offset_s += seconds
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+def test_a_server_that_was_down_is_probed_again_and_comes_back(monkeypatch):
+    clock = ShiftedClock()
+    monkeypatch.setattr(endpoints, "time", clock)
     state = {"sick": True}
     with FaultServer(fault=lambda body, attempt: ("status", 502) if state["sick"] else None) as flaky, \
             FaultServer() as steady, \
-            teacher_over([flaky.base_url, steady.base_url], concurrency=1, probe_after_s=0.3,
+            teacher_over([flaky.base_url, steady.base_url], concurrency=1, probe_after_s=30.0,
                          down_after=1) as teacher:
         for seed in range(6):
             teacher.complete(MESSAGES, schema=SCHEMA, seed=seed)
         assert not teacher.endpoint_stats()[0].up and teacher.concurrency == 1
-        sick_requests = len(flaky.requests)
-        time.sleep(0.4)
+        assert len(flaky.requests) == 1  # taken out at its first failure, not asked again within 30 s
+        clock.advance(31)
         teacher.complete(MESSAGES, schema=SCHEMA, seed=100)  # the probe: still failing, moves to the other
-        assert len(flaky.requests) == sick_requests + 1 and not teacher.endpoint_stats()[0].up
+        assert len(flaky.requests) == 2 and not teacher.endpoint_stats()[0].up
         state["sick"] = False
-        time.sleep(0.7)  # the second time out lasts twice as long
+        clock.advance(31)
+        teacher.complete(MESSAGES, schema=SCHEMA, seed=101)
+        assert len(flaky.requests) == 2  # the second time out lasts twice as long
+        clock.advance(30)
         replies = [teacher.complete(MESSAGES, schema=SCHEMA, seed=200 + seed) for seed in range(4)]
         stats = teacher.endpoint_stats()
-    assert all(reply.data for reply in replies)
+    assert all(reply.data for reply in replies) and len(flaky.requests) > 2
     assert stats[0].up and stats[0].times_down == 2 and stats[0].served >= 1 and teacher.concurrency == 2
 
 
