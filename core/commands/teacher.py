@@ -28,11 +28,37 @@ def register(sub) -> None:
 def cmd_teacher(ctx: CommandContext) -> int:
     if ctx.args.action == "set-key":
         return _set_key(ctx)
+    project = ctx.project()
+    return _recorded(project, lambda: _test(ctx, project))
+
+
+def _recorded(project, test) -> int:
+    """Run ``test`` and keep its verdict for the present teacher settings, whichever way it ends but cancelled:
+    the window's sidebar marks a teacher whose last test failed as still to do."""
+    from doctune.core.errors import UserError
+    from doctune.core.records import TeacherCheck, settings_fingerprint
+
+    tested = settings_fingerprint(project.config.teacher.model_dump())
+
+    def keep(passed: bool, message: str) -> None:
+        TeacherCheck(settings=tested, passed=passed, message=message, tested_at=time.time()).save(
+            project.layout.teacher_check)
+
+    try:
+        code, message = test()
+    except UserError as exc:
+        keep(False, str(exc))
+        raise
+    keep(code == 0, message)
+    return code
+
+
+def _test(ctx: CommandContext, project) -> tuple[int, str]:
+    """The probe request; the exit code and the summary."""
     from doctune.core.pipeline import open_teacher
     from doctune.core.synth.step import save_speed
     from doctune.core.teachers import TeacherCallError
 
-    project = ctx.project()
     started = time.perf_counter()
     teacher = open_teacher(project, events=ctx.events)
     load_s = time.perf_counter() - started
@@ -50,19 +76,19 @@ def cmd_teacher(ctx: CommandContext) -> int:
     ctx.events.metric(latency_s=round(reply.seconds, 3), tokens_per_s=round(tokens_per_s, 1),
                       completion_tokens=reply.completion_tokens, prompt_tokens=reply.prompt_tokens,
                       load_s=round(load_s, 3))
-    ctx.events.done(f"{teacher.name}: {reply.seconds:.2f} s, {reply.completion_tokens} tokens, "
-                    f"{tokens_per_s:.1f} tokens/s, " + ("valid JSON" if valid else "no valid JSON object"),
-                    teacher=teacher.name, latency_s=reply.seconds, tokens_per_s=tokens_per_s, valid_json=valid)
+    summary = (f"{teacher.name}: {reply.seconds:.2f} s, {reply.completion_tokens} tokens, {tokens_per_s:.1f} "
+               "tokens/s, " + ("valid JSON" if valid else "no valid JSON object"))
+    ctx.events.done(summary, teacher=teacher.name, latency_s=reply.seconds, tokens_per_s=tokens_per_s, valid_json=valid)
     if not ctx.jsonl:
         ctx.print(f"Reply: {reply.text[:200]}", markup=False)  # the server's text, never read as Rich markup
-    return 0 if valid else 2
+    return (0 if valid else 2), summary
 
 
 def _valid(reply) -> bool:
     return isinstance(reply.data, dict) and all(key in reply.data for key in PROBE_SCHEMA["required"])
 
 
-def _test_each_server(ctx: CommandContext, project, teacher) -> int:
+def _test_each_server(ctx: CommandContext, project, teacher) -> tuple[int, str]:
     """The probe request on each server of the teacher alone: latency, tokens/s and valid JSON per server; a
     server that does not answer is named with what to do, after the others' figures."""
     from doctune.core.synth.step import save_speed
@@ -100,7 +126,7 @@ def _test_each_server(ctx: CommandContext, project, teacher) -> int:
         raise TeacherError(f"{len(failures)} of {len(lines)} teacher servers did not answer. {summary}.",
                            first.hint, first.window_hint)
     ctx.events.done(summary, teacher=teacher.name, servers=len(lines), valid_json=valid_all)
-    return 0 if valid_all else 2
+    return (0 if valid_all else 2), summary
 
 
 def _call_failed(project, exc: Exception, where: str = ""):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,7 +22,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-from doctune.desktop.jobs import FAILED, SUCCEEDED
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, explanation, show_error
 
@@ -295,18 +293,7 @@ class TeacherPage(Page):
         return job
 
     def _tested(self, job):
-        """Record how the test of the present teacher settings ends, then have the sidebar marks computed again
+        """The test command keeps its verdict for the project; when it ends the sidebar marks are computed again
         (a teacher that failed its test is to do, not done)."""
-        from doctune.core.records import ProjectLayout, TeacherCheck, settings_fingerprint
-
-        tested = settings_fingerprint(self.open_config().config.teacher.model_dump())
-        layout = ProjectLayout(self.project)
-
-        def record(state: str) -> None:
-            if state in (SUCCEEDED, FAILED):  # a cancelled test says nothing about the teacher
-                TeacherCheck(settings=tested, passed=state == SUCCEEDED, message=job.record.message,
-                             tested_at=time.time()).save(layout.teacher_check)
-                self.changed.emit()
-
-        job.finished.connect(record)
+        job.finished.connect(lambda _state: self.changed.emit())
         return job

@@ -323,6 +323,7 @@ def test_teacher_test_explains_a_refused_key_and_a_server_that_is_not_there(proj
     absent = _doctune("teacher", "test", "-p", str(project.root))
     assert absent.returncode == 1 and "Traceback" not in absent.stderr, absent.stderr
     assert "No teacher answered" in absent.stderr and "Start the server" in absent.stderr
+    assert_teacher_check(project, passed=False, says="No teacher answered")
 
 
 def test_teacher_reply_with_rich_markup_is_printed_as_text(project):
@@ -332,6 +333,19 @@ def test_teacher_reply_with_rich_markup_is_printed_as_text(project):
         result = _doctune("teacher", "test", "-p", str(project.root))
     assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     assert "[bold]Oslo[/y]" in result.stdout
+    assert_teacher_check(project, passed=True, says="valid JSON")
+
+
+def assert_teacher_check(project, *, passed: bool, says: str) -> None:
+    """The command keeps its verdict for the settings it tested, as the window's sidebar reads it."""
+    from doctune.core.project import Project
+    from doctune.core.records import TeacherCheck, settings_fingerprint, teacher_test_failed
+
+    reopened = Project.open(project.root)
+    check = TeacherCheck.load(reopened.layout.teacher_check)
+    assert check.passed is passed and says in check.message and check.tested_at
+    teacher = reopened.config.teacher.model_dump()
+    assert check.settings == settings_fingerprint(teacher) and teacher_test_failed(reopened.layout, teacher) != passed
 
 
 def test_set_key_without_a_keyring_says_how_to_use_an_environment_variable(project):
