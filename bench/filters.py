@@ -4,10 +4,9 @@ A source chunk that gets thousands of items, and a corpus of 100k training quest
 held-out questions, must not cost quadratic time. The indexes (``SimilarSets``: prefix filtering, each
 candidate checked exactly) are timed at 100k items; the baseline is comparing with every kept item, timed in
 the same run on as many items as a few seconds allow, with the same verdicts. The ratio is the speed-up on those
-items. Target: 20k items through the near-duplicate filter of one source and 20k × 20k leakage checks each
-under 30 s on this machine (the issue asks for 100k+; at 20k the run stays within minutes), with verdicts
-identical to the baseline. The items are deliberately alike (six subjects, eight places, numbers), the hard case
-for prefix filtering: their common words reach many candidates.
+items. Target: 100k items through the near-duplicate filter of one source and 100k × 100k leakage checks each
+under 30 s on this machine, with verdicts identical to the baseline. The items are deliberately alike (six
+subjects, eight places, numbers), the hard case for prefix filtering: their common words reach many candidates.
 """
 from __future__ import annotations
 
@@ -17,7 +16,7 @@ import time
 
 from doctune.core.synth.filters import STOPWORDS, DuplicateIndex, LeakageIndex, jaccard, trigrams, words
 
-ITEMS = 20_000
+ITEMS = 100_000
 BASELINE_ITEMS = 4_000
 TARGET_S = 30.0
 SUBJECTS = ("lighthouse keeper", "ferry pilot", "clockmaker", "archivist", "harbour master", "glassblower")

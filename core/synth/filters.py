@@ -65,12 +65,15 @@ def _stable_rank(element: Hashable) -> str:
 
 
 class _PrefixBlock:
-    """An immutable group of sets indexed for Jaccard ≥ t search by *prefix filtering* (the All-Pairs join).
+    """An immutable group of sets indexed for Jaccard ≥ t search by *prefix filtering* (the All-Pairs join), with
+    the *positional filter* of PPJoin.
 
     With every set's elements in one fixed order, two sets with Jaccard ≥ t share at least one element among the
     first ``|s| - ceil(t·|s|) + 1`` of each. Ordering by rarity within the block (elements it does not hold come
-    first: they match nothing) puts rare elements in the prefixes, so each probe meets few candidates; each
-    candidate is then checked exactly.
+    first: they match nothing) puts rare elements in the prefixes, so each probe meets few candidates. The first
+    element a probe and a candidate share is met first; after it they can share at most the shorter of their
+    remainders, so a candidate met late in both orders (on a common word) is dropped without computing anything.
+    Every candidate left is checked exactly.
     """
 
     def __init__(self, sets: list[frozenset], threshold: float) -> None:
@@ -81,23 +84,30 @@ class _PrefixBlock:
             for element in elements:
                 frequency[element] += 1
         self._frequency = frequency
-        self._by_element: dict[Hashable, list[int]] = defaultdict(list)
+        self._by_element: dict[Hashable, list[tuple[int, int]]] = defaultdict(list)
         for index, elements in enumerate(sets):
-            for element in self._prefix(elements):
-                self._by_element[element].append(index)
+            for position, element in enumerate(self._prefix(elements)):
+                self._by_element[element].append((index, position))
 
     def _prefix(self, elements: frozenset) -> list[Hashable]:
         size = len(elements) - math.ceil(self.threshold * len(elements) - 1e-9) + 1
         return sorted(elements, key=lambda e: (self._frequency.get(e, 0), _stable_rank(e)))[:size]
 
+    def _overlap_needed(self, a: int, b: int) -> float:
+        """Jaccard ≥ t between sets of sizes a and b needs at least t/(1+t)·(a+b) shared elements."""
+        return self.threshold / (1 + self.threshold) * (a + b) - 1e-9
+
     def any_similar(self, probe: frozenset) -> bool:
-        checked: set[int] = set()
-        for element in self._prefix(probe):
-            for index in self._by_element.get(element, ()):
-                if index not in checked:
-                    checked.add(index)
-                    if jaccard(probe, self.sets[index]) >= self.threshold:
-                        return True
+        met: set[int] = set()
+        for mine, element in enumerate(self._prefix(probe)):
+            for index, theirs in self._by_element.get(element, ()):
+                if index in met:
+                    continue
+                met.add(index)
+                other = self.sets[index]
+                most = 1 + min(len(probe) - mine - 1, len(other) - theirs - 1)
+                if most >= self._overlap_needed(len(probe), len(other)) and jaccard(probe, other) >= self.threshold:
+                    return True
         return False
 
 
@@ -119,6 +129,16 @@ class SimilarSets:
         self._buffer: list[frozenset] = []
         self._blocks: list[_PrefixBlock] = []
         self._has_empty = False
+
+    @classmethod
+    def of(cls, sets: Iterable[Iterable[Hashable]], threshold: float) -> SimilarSets:
+        """An index of sets known at once, in one block: every set is indexed once, in one rarity order."""
+        index = cls(threshold)
+        kept = [frozenset(elements) for elements in sets]
+        index._has_empty = any(not elements for elements in kept)
+        if any(kept):
+            index._blocks.append(_PrefixBlock([elements for elements in kept if elements], threshold))
+        return index
 
     def add(self, elements: Iterable[Hashable]) -> None:
         kept = frozenset(elements)
@@ -177,11 +197,9 @@ class LeakageIndex:
     def __init__(self, questions: list[str], threshold: float) -> None:
         self.threshold = threshold
         self._exact = {normalized(question) for question in questions}
-        self._similar = SimilarSets(threshold)
-        for question in questions:
-            content = set(words(question)) - STOPWORDS
-            if content:  # a question of stop words alone is caught by the exact check or not at all
-                self._similar.add(content)
+        contents = (set(words(question)) - STOPWORDS for question in questions)
+        # a question of stop words alone is caught by the exact check or not at all
+        self._similar = SimilarSets.of((content for content in contents if content), threshold)
 
     def leaks(self, question: str) -> bool:
         if normalized(question) in self._exact:

@@ -36,3 +36,14 @@ def test_leakage_is_found_among_many_questions_by_content_words():
     index = LeakageIndex(training, 0.6)
     assert index.leaks("From which harbour did captain number 4321 sail in 6021?")
     assert not index.leaks("Who painted the ceiling of the Velmora chapel?")
+
+
+@given(st.lists(small_sets, max_size=40), small_sets, st.sampled_from([0.3, 0.5, 0.6, 0.7, 0.8, 1.0]),
+       st.lists(small_sets, max_size=5))
+def test_an_index_built_at_once_answers_as_comparing_with_every_set(kept, probe, threshold, added):
+    index = SimilarSets.of(kept, threshold)
+    for elements in added:
+        index.add(elements)
+    everything = kept + added
+    expected = any(jaccard(probe, other) >= threshold for other in everything if other or not probe)
+    assert index.any_similar(probe) == expected
