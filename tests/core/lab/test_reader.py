@@ -75,3 +75,24 @@ def test_a_value_is_the_same_tokens_bare_as_in_a_sentence(small_reader):
     for value in ("Velmora", "woodcarving", "1953", "Tarrow Mills", "a copper bridge", ATTRIBUTES["river"].values[0]):
         bare = tokenizer(value, add_special_tokens=False)["input_ids"]
         assert tokenizer(f" {value}", add_special_tokens=False)["input_ids"] == space + bare
+
+
+def test_the_curriculum_starts_with_one_sentence_and_ends_with_doctune_prompts(maker):
+    settings = reader.BuildSettings()
+    first, into = settings.phase_at(0.0)
+    last, _ = settings.phase_at(0.999)
+    assert first.mix == (("passage", 1.0),) and first.facts == (1, 1) and into == 0.0
+    assert {"read", "recall"} <= {kind for kind, _ in last.mix} and last is settings.curriculum[-1]
+    assert abs(sum(phase.share for phase in settings.curriculum) - 1.0) < 1e-9
+
+    maker.follow(first, 0.0)
+    for _ in range(10):
+        example = maker.draw()
+        assert example.kind == "passage" and example.answer in example.prompt
+        assert "<|im_start|>system" not in example.prompt and example.prompt.count(". ") == 0  # one sentence
+    growing = settings.curriculum[1]
+    maker.follow(growing, 1.0)
+    assert maker.most_facts == 7 and max(maker.draw().prompt.count(". ") for _ in range(30)) >= 3
+    maker.follow(settings.curriculum[2], 0.5)
+    reads = [maker.make("read") for _ in range(30)]
+    assert max(r.prompt.count("\n[") for r in reads) <= 3  # the target and at most two distractors
