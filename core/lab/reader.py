@@ -93,15 +93,17 @@ class Phase:
 
 
 CURRICULUM: tuple[Phase, ...] = (
-    Phase(0.08, (("passage", 1.0),)),
-    Phase(0.17, (("passage", 1.0),), facts=(1, 7)),
-    Phase(0.35, (("passage", 0.3), ("read", 0.6), ("document", 0.1)), facts=(7, 7), distractors=2),
-    Phase(0.40, (("passage", 0.1), ("document", 0.1), ("read", 0.4), ("read_mc", 0.1), ("recall", 0.22),
+    Phase(0.06, (("passage", 1.0),)),
+    Phase(0.20, (("passage", 1.0),), facts=(1, 7)),
+    Phase(0.20, (("passage", 1.0),), facts=(7, 7)),
+    Phase(0.27, (("passage", 0.3), ("read", 0.6), ("document", 0.1)), facts=(7, 7), distractors=2),
+    Phase(0.27, (("passage", 0.1), ("document", 0.1), ("read", 0.4), ("read_mc", 0.1), ("recall", 0.22),
                  ("recall_mc", 0.08)), facts=(7, 7)),
 )
 """Reading is learned in steps. Copying the one value a single sentence states is learned in a few hundred steps
-(95% after 400 on 2 cores); with the whole passage, DocTune's RAG prompt and distractors from the start the same
-model stayed at chance for 2,000 steps. So the reader first answers from one sentence, then from more and more
+(95% after 400 on 2 cores), then a whole passage after 2,000 steps of sentences growing to passages (95%); with
+the whole passage, DocTune's RAG prompt and distractors from the start the same model stayed at chance for 2,000
+steps. So the reader first answers from one sentence, then from more and more
 of a passage, then in DocTune's prompts among distractors, and only then also learns closed-book facts."""
 
 
