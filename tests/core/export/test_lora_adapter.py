@@ -38,6 +38,15 @@ def _compare(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, float]:
     return float(np.abs(ours - theirs).max()), float((ours.argmax(-1) == theirs.argmax(-1)).mean())
 
 
+def _top1_where_decided(ours: np.ndarray, theirs: np.ndarray, margin: float) -> float:
+    """Top-1 agreement at the positions where ``theirs`` leads its runner-up by more than ``margin``: a near tie
+    of a random model (two logits 0.001 apart) may fall either way under any rounding."""
+    top_two = np.sort(theirs, axis=-1)[..., -2:]
+    decided = (top_two[..., 1] - top_two[..., 0]) > margin
+    assert decided.mean() > 0.5, "the probe should mostly have clear winners"
+    return float((ours.argmax(-1) == theirs.argmax(-1))[decided].mean())
+
+
 @pytest.mark.parametrize("family, rslora", [
     ("llama", False),  # Q/K rows permuted
     ("qwen2", False),  # not permuted, and q/k/v biases
@@ -64,11 +73,13 @@ def test_base_plus_adapter_matches_the_merged_gguf(family, rslora, project, make
     tokenizer = AutoTokenizer.from_pretrained(base)
     token_ids = [tokenizer.encode(text) for text in PROBE_TEXTS]
     with_adapter = _logits(tiny_gguf(family, "f16"), token_ids, adapter)
-    diff, top1 = _compare(with_adapter, _logits(merged, token_ids))
+    merged_logits = _logits(merged, token_ids)
+    diff, top1 = _compare(with_adapter, merged_logits)
     base_diff, base_top1 = _compare(_logits(tiny_gguf(family, "f16"), token_ids), with_adapter)
     print(f"{family}: base+adapter vs merged F16 GGUF: max logit diff {diff:.4f}, top-1 {top1:.1%}; "
           f"base alone vs base+adapter: max logit diff {base_diff:.2f}, top-1 {base_top1:.1%}")
-    assert top1 == 1.0 and diff < 0.03  # F16 rounding of the merged weights (rsLoRA, larger updates: 0.017)
+    assert diff < 0.03  # F16 rounding of the merged weights (rsLoRA, larger updates: 0.017)
+    assert top1 >= 0.99 and _top1_where_decided(with_adapter, merged_logits, 2 * diff) == 1.0
     assert base_diff > 0.5 and base_top1 < 0.5  # the adapter visibly changes the model
 
 
