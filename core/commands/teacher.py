@@ -78,7 +78,8 @@ def _test(ctx: CommandContext, project) -> tuple[int, str]:
                       load_s=round(load_s, 3))
     summary = (f"{teacher.name}: {reply.seconds:.2f} s, {reply.completion_tokens} tokens, {tokens_per_s:.1f} "
                "tokens/s, " + ("valid JSON" if valid else "no valid JSON object"))
-    ctx.events.done(summary, teacher=teacher.name, latency_s=reply.seconds, tokens_per_s=tokens_per_s, valid_json=valid)
+    ctx.events.done(summary, teacher=teacher.name, latency_s=reply.seconds, tokens_per_s=tokens_per_s,
+                    valid_json=valid)
     if not ctx.jsonl:
         ctx.print(f"Reply: {reply.text[:200]}", markup=False)  # the server's text, never read as Rich markup
     return (0 if valid else 2), summary

@@ -55,6 +55,7 @@ from doctune.core.lab.world import (
     Entity,
     Family,
     World,
+    fact_sentence,
     make_world,
     multiple_choice,
     question,
@@ -103,8 +104,8 @@ CURRICULUM: tuple[Phase, ...] = (
 """Reading is learned in steps. Copying the one value a single sentence states is learned in a few hundred steps
 (95% after 400 on 2 cores), then a whole passage after 2,000 steps of sentences growing to passages (95%); with
 the whole passage, DocTune's RAG prompt and distractors from the start the same model stayed at chance for 2,000
-steps. So the reader first answers from one sentence, then from more and more
-of a passage, then in DocTune's prompts among distractors, and only then also learns closed-book facts."""
+steps. So the reader first answers from one sentence, then from more and more of a passage, then in DocTune's
+prompts among distractors, and only then also learns closed-book facts."""
 
 
 @dataclass(frozen=True)
@@ -257,7 +258,7 @@ class ExampleMaker:
         facts = list(target.facts)
         self.rng.shuffle(facts)
         facts = facts[: self.rng.randint(1, max(1, self.most_facts))]
-        text = " ".join(lab_world.fact_sentence(target, fact, self.rng) for fact in facts)
+        text = " ".join(fact_sentence(target, fact, self.rng) for fact in facts)
         asked = self.rng.choice(facts)
         q = question(target, asked.attribute, self.rng.choice(FAMILIES), self.rng)
         return Example(self.render([{"role": "user", "content": f"{text}\n\n{q}"}]), asked.value, "passage")
