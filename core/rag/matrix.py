@@ -2,14 +2,21 @@
 
 LanceDB's exact multivector scan reads and decodes the whole vector column on
 every query (~220 ms at 100k chunks on 2 busy cores). Here each float32 vector
-is split into its float16 rounding ``high`` and the float16 rest ``low``
-(``high + low`` equals the float32 vector to ~1e-7, in the same memory as the
-float32 matrix). A query scans ``high`` only — half the bytes of a float32
-scan, and the scan is memory-bound: ~1 ms at 10k chunks and 7-17 ms at 100k
-on one core — then scores the ``RESCORE`` × ``limit`` best windows again with
-``high + low``. Half precision moves a score by ~1e-4 at most, far less than
-the gap between a result and the windows past that margin, so the results and
-their scores are those of an exact float32 search.
+is split into its half-precision rounding ``high`` and the float16 rest
+``low`` (``high + low`` equals the float32 vector to ~1e-7, in the same memory
+as the float32 matrix). A query scans ``high`` only — half the bytes of a
+float32 scan — then scores the ``RESCORE`` × ``limit`` best windows again with
+``high + low``. Rounding moves a score by ~4e-3 at most (bfloat16; float16
+~5e-4), less than the gap between a result and the windows past that margin,
+so the results and their scores are those of an exact float32 search.
+
+The half type of ``high`` is the one this processor multiplies fastest
+(:func:`fastest_half`): on an AVX-512/AMX Xeon torch's bfloat16
+matrix-vector product at 100k x 384 takes 4.0 ms on one core, float16 14.4 ms;
+processors without bfloat16 instructions may favour float16. From
+``SPLIT_ROWS`` windows the scan runs in two halves on two threads, each
+single-threaded (torch's own thread pool lost more than it gained: its idle
+threads spin against the query's other work).
 
 The chunks' other columns (text, document, pages) are kept beside the vectors,
 so a hit costs no read either. A matrix belongs to one version of the table:
@@ -18,12 +25,21 @@ changed or removed), so it is never stale.
 """
 from __future__ import annotations
 
+import functools
+import time
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import pyarrow
+    import torch
+
 RESCORE = 4  # windows re-scored exactly per result asked for
+SPLIT_ROWS = 20_000  # from here the scan runs on two threads
+PROBE_ROWS, PROBE_REPEATS = 8192, 5  # the probe of the faster half type: ~3 MB per product, ~10 ms in all
 
 
 @dataclass
@@ -31,12 +47,12 @@ class WindowMatrix:
     """The window vectors of one table version, chunk by chunk."""
 
     version: int
-    high: object  # torch.Tensor (windows × dim), float16: each vector rounded to half precision
-    low: np.ndarray  # (windows × dim), float16: what the rounding left out
+    high: torch.Tensor  # (windows × dim), float16 or bfloat16: each vector rounded to half precision
+    low: torch.Tensor  # (windows × dim), float16: what the rounding left out
     starts: np.ndarray | None  # first window of each chunk (None: one window per chunk)
     chunk_ids: list[str]
     doc_ids: list[str]
-    columns: object  # pyarrow.Table: the ``columns`` asked for, one row per chunk
+    columns: pyarrow.Table  # the ``columns`` asked for, one row per chunk
     position: dict[str, int]  # chunk id → its row
 
     @classmethod
@@ -50,8 +66,8 @@ class WindowMatrix:
         with warnings.catch_warnings():  # read-only Arrow memory: only read here
             warnings.simplefilter("ignore", UserWarning)
             exact = torch.from_numpy(flat)
-        high = exact.half()  # torch converts with the CPU's vector instructions; numpy's astype took 10 s at 100k
-        low = (exact - high.float()).half().numpy()
+        high = exact.to(fastest_half())  # torch converts with vector instructions; numpy's astype took 10 s at 100k
+        low = (exact - high.float()).half()
         counts = np.diff(column.offsets.to_numpy())
         starts = None if (counts == 1).all() else np.concatenate(([0], np.cumsum(counts)[:-1]))
         chunk_ids = data.column("chunk_id").to_pylist()
@@ -68,6 +84,17 @@ class WindowMatrix:
         """The kept columns of the chunks at ``positions``."""
         return self.columns.take(positions).to_pylist()
 
+    def _scan(self, query: torch.Tensor) -> np.ndarray:
+        """``high`` times ``query``, as float32 scores: the two halves of a large matrix on two threads."""
+        import torch
+
+        if len(self.high) < SPLIT_ROWS:
+            return torch.mv(self.high, query).float().numpy()
+        middle = len(self.high) // 2
+        first = _scan_thread().submit(torch.mv, self.high[:middle], query)
+        second = torch.mv(self.high[middle:], query)
+        return torch.cat([first.result(), second]).float().numpy()
+
     def top(self, query: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
         """(chunk positions, cosine scores) of the ``limit`` best chunks, best first; a chunk scores by its best
         window."""
@@ -79,15 +106,44 @@ class WindowMatrix:
         if limit <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         query = np.asarray(query, dtype=np.float32)
-        with torch_single_thread():  # memory-bound: a second thread gains little, and loses much on a busy machine
-            scores = torch.mv(self.high, torch.from_numpy(query.astype(np.float16))).float().numpy()
+        with torch_single_thread():
+            scores = self._scan(torch.from_numpy(query).to(self.high.dtype))
         close = _best(scores, RESCORE * limit)
-        scores[close] = (self.high.numpy()[close].astype(np.float32) + self.low[close]) @ query
+        rows = torch.from_numpy(close)
+        scores[close] = ((self.high[rows].float() + self.low[rows].float()) @ torch.from_numpy(query)).numpy()
         if self.starts is not None:
             scores = np.maximum.reduceat(scores, self.starts)
         best = _best(scores, limit)
         best = best[np.argsort(-scores[best], kind="stable")]
         return best, scores[best]
+
+
+@functools.lru_cache(maxsize=1)
+def fastest_half() -> torch.dtype:
+    """float16 or bfloat16: whichever torch multiplies a matrix by a vector faster on this processor (measured
+    once, on one thread, in a few milliseconds)."""
+    import torch
+
+    from doctune.core.rag.embedder import torch_single_thread
+
+    probe = torch.randn(PROBE_ROWS, 384)
+    timings: dict[torch.dtype, float] = {}
+    with torch_single_thread():
+        for dtype in (torch.bfloat16, torch.float16):
+            matrix, vector = probe.to(dtype), probe[0].to(dtype)
+            torch.mv(matrix, vector)  # the first call pays for dispatch and allocation
+            started = time.perf_counter()
+            for _ in range(PROBE_REPEATS):
+                torch.mv(matrix, vector)
+            timings[dtype] = time.perf_counter() - started
+    return min(timings, key=lambda dtype: timings[dtype])
+
+
+@functools.lru_cache(maxsize=1)
+def _scan_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(1, thread_name_prefix="doctune-scan")
 
 
 def _best(scores: np.ndarray, count: int) -> np.ndarray:

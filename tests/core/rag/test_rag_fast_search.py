@@ -27,8 +27,16 @@ def lance_exact(retriever: Retriever, vector, limit: int) -> list[tuple[str, flo
     return [(row["chunk_id"], 1.0 - row["_distance"]) for row in rows]
 
 
-def test_memory_search_returns_lancedbs_exact_results_and_scores(sample_project):
+@pytest.mark.parametrize("half", ["bfloat16", "float16"])
+def test_memory_search_returns_lancedbs_exact_results_and_scores(sample_project, monkeypatch, half):
+    """Whichever half type the processor scans faster, the results and scores are those of a float32 scan."""
+    import torch
+
+    from doctune.core.rag import matrix
+
+    monkeypatch.setattr(matrix, "fastest_half", lambda: getattr(torch, half))
     retriever = Retriever(sample_project)
+    assert retriever._vector_source()[1].high.dtype == getattr(torch, half)
     for question in QUESTIONS:
         vector = retriever.embedder.encode_query(question)
         candidates = retriever._vector_candidates(vector, 20, retriever._vector_source())
