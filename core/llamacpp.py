@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -72,6 +73,23 @@ def _model_params(use_extra_bufts: bool) -> Iterator[None]:
             yield
         finally:
             native.llama_model_default_params = original
+
+
+@contextlib.contextmanager
+def quiet_llama_logs() -> Iterator[None]:
+    """Only llama.cpp's errors reach stderr meanwhile (its quantizer otherwise prints a line per tensor).
+
+    llama-cpp-python routes llama.cpp's log through one process-wide logger; ``Llama(verbose=False)`` sets it
+    for the rest of the process, but a step that quantizes before it loads any model would print everything.
+    """
+    from llama_cpp._logger import logger
+
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def load_llama(path: str | Path, **kwargs: Any) -> Any:

@@ -7,6 +7,7 @@ from pathlib import Path
 from doctune.core.export.errors import ExportError
 from doctune.core.fsio import AtomicFile
 from doctune.core.gguf_files import FTYPES, normalise_format
+from doctune.core.llamacpp import quiet_llama_logs
 
 
 def quantize_gguf(src: str | Path, dst: str | Path, fmt: str, *, threads: int = 0) -> Path:
@@ -20,7 +21,7 @@ def quantize_gguf(src: str | Path, dst: str | Path, fmt: str, *, threads: int = 
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = FTYPES[name]
     params.nthread = threads
-    with AtomicFile(dst) as tmp:
+    with AtomicFile(dst) as tmp, quiet_llama_logs():
         code = llama_cpp.llama_model_quantize(str(src).encode(), str(tmp).encode(), ctypes.byref(params))
         if code != 0:
             raise ExportError(f"llama.cpp could not quantize {src.name} to {name} (code {code}).",
