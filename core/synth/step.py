@@ -143,6 +143,7 @@ class SynthResult:
     teacher: str = ""
     estimate: dict[str, Any] | None = None
     target: str = ""  # where the items or questions are written, relative to the project folder
+    coverage: dict[str, Any] | None = None  # training material per document: the spread (synth.coverage)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,7 +152,8 @@ class SynthResult:
         """What the run did in one sentence; for a dry run, the estimate (``window``: in the window's words)."""
         if self.estimate is not None:
             return describe_estimate(self.estimate, window)
-        return f"{self.generated} written to {self.target}, {self.filtered} filtered, {self.failed} failed."
+        done = f"{self.generated} written to {self.target}, {self.filtered} filtered, {self.failed} failed."
+        return f"{done} {self.coverage['text']}" if self.coverage else done
 
 
 @dataclass
@@ -697,4 +699,15 @@ def _generate(project, mode: str, tasks: list[Task], params: SynthParams, events
                   completion_tokens=result.completion_tokens)
     layout = ProjectLayout(Path(project.root))
     result.target = (layout.questions if params.eval else layout.items).relative_to(layout.root).as_posix()
+    if not params.eval:
+        result.coverage = _coverage(project, chunks=None)
     return result
+
+
+def _coverage(project, chunks: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The spread of the training material over the documents (see ``synth.coverage``)."""
+    from doctune.core.items import load_training_items
+    from doctune.core.synth.coverage import coverage_spread, document_coverage
+
+    spread = coverage_spread(document_coverage(load_training_items(project), chunks or _chunks(project)))
+    return spread.as_dict() | {"text": spread.describe()} if spread else None

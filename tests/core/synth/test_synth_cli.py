@@ -220,3 +220,12 @@ def test_export_formats(tmp_path, fault_server):
     sharegpt = [json.loads(line) for line in (tmp_path / "sharegpt.jsonl").read_text().splitlines()]
     turns = next(r["conversations"] for r in sharegpt if "conversations" in r)
     assert [t["from"] for t in turns] == ["human", "gpt"]
+
+
+def test_the_done_line_reports_how_evenly_the_documents_are_covered(tmp_path, fault_server):
+    server = fault_server()
+    project = qa_project(tmp_path / "p", server.base_url, docs=3, per_chunk=2)
+    code, out, err = finish(doctune("synth", "-p", str(project.root)))
+    assert code == 0, err
+    done = next(line for line in (out + err).splitlines() if "written to synth/items.jsonl" in line)
+    assert "Per document the material holds" in done and "least covered:" in done, done
