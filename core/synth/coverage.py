@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
 
-from doctune.core.teachers.base import estimate_tokens
+from doctune.core.teachers import estimate_tokens
 
 UNEVEN = 2.0
 """Most covered ÷ least covered document above which the spread is called uneven."""
