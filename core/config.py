@@ -161,6 +161,10 @@ class StudentSettings(Section):
 
 class TrainSettings(Section):
     qa_to_document_ratio: float = Field(1.0, gt=0, description="Tokens of QA items per token of document items.")
+    objective: Literal["sft", "distill", "mix"] = Field(
+        "sft", description="How question-answer items teach: sft, next-token loss on the answer; distill, the "
+                           "answer's token distribution of the same model with the source passage in its prompt "
+                           "(context distillation); mix, both.")
     replay_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of training tokens from replay answers.")
     replay_prompts: int = Field(200, ge=1, le=10000, description="Most bundled general prompts the base student answers for replay (only as many as the replay share of the mix needs are answered).")
     replay_max_new_tokens: int = Field(160, ge=8, le=2048, description="Longest replay answer, in tokens.")

@@ -9,7 +9,7 @@ which systems do, and ``model_path(project, name)`` finds the GGUF behind a name
 is the closed-book chat's system prompt, which training and evaluation ask with too.
 """
 from doctune.core.chat.backend import LlamaBackend, ModelFileError, ProcessBackend, open_backend
-from doctune.core.chat.prompt import QuestionTooLong, with_closed_book_system
+from doctune.core.chat.prompt import QuestionTooLong, with_closed_book_system, with_sources
 from doctune.core.chat.system import (
     Answer,
     ChatSystem,
@@ -27,4 +27,5 @@ __all__ = [
     "open_system", "open_model", "ChatSystem", "Answer", "LlamaBackend", "ModelFileError", "QuestionTooLong",
     "NoBaseModel", "NoTunedModel", "uses_base",
     "SystemNameError", "split_name", "ProcessBackend", "open_backend", "model_path", "with_closed_book_system",
+    "with_sources",
 ]

@@ -71,6 +71,18 @@ def with_closed_book_system(messages: Sequence[Message]) -> list[Message]:
     return [system_message(rag=False), *messages]
 
 
+def with_sources(messages: Sequence[Message], sources: Sequence[Hit]) -> list[Message] | None:
+    """A one-question chat (a user turn and its answer) as base + RAG asks it, with ``sources`` in the user turn
+    and DocTune's RAG system prompt; None for any other chat (several turns, or a system message of its own).
+
+    Context distillation trains the closed-book student towards what the same model answers with this prompt.
+    """
+    turns = [dict(message) for message in messages]
+    if [turn.get("role") for turn in turns] != ["user", "assistant"]:
+        return None
+    return [system_message(rag=True), user_message(str(turns[0]["content"]), sources), turns[1]]
+
+
 def source_block(number: int, hit: Hit) -> str:
     return f"[{number}] {hit.label}\n{hit.text.strip()}"
 

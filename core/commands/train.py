@@ -29,6 +29,9 @@ def register(sub) -> None:
     parser.add_argument("--student", metavar="MODEL", help="Hugging Face id or local folder (default: [student] model)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where to train (default: auto)")
     parser.add_argument("--dtype", choices=["auto", "fp32", "bf16", "fp16"], help="compute precision (default: auto)")
+    parser.add_argument("--objective", choices=["sft", "distill", "mix"],
+                        help="how question-answer items teach: next-token loss (sft), the answer as the base model "
+                             "gives it with the source passage in its prompt (distill), or both (mix)")
     parser.add_argument("--train-embeddings", action=argparse.BooleanOptionalAction, default=None,
                         help="also train the embeddings and output layer in full")
     parser.add_argument("--qlora", action=argparse.BooleanOptionalAction, default=None,
@@ -41,7 +44,7 @@ def register(sub) -> None:
 
 def _train_overrides(args: argparse.Namespace) -> dict:
     overrides = {field: getattr(args, flag[2:].replace("-", "_")) for flag, field, _, _ in FLAGS}
-    for name in ("device", "dtype", "train_embeddings", "qlora", "gradient_checkpointing"):
+    for name in ("device", "dtype", "objective", "train_embeddings", "qlora", "gradient_checkpointing"):
         overrides[name] = getattr(args, name)
     return {key: value for key, value in overrides.items() if value is not None}
 

@@ -20,6 +20,14 @@
 - The epoch mix repeats the smaller of QA and documents until their tokens
   stand in the configured ratio, then adds replay items up to the replay
   fraction of all tokens.
+- With ``[train] objective = "distill"`` or ``"mix"``, a QA item that asks one
+  question about a chunk also gets a *teacher view*: the same chat as base +
+  RAG asks it (DocTune's RAG system prompt, the chunk as source [1]). The
+  student learns the teacher's token distribution over the answer, computed by
+  the same model with the adapter off (context distillation: Knowledge
+  Modules, arXiv 2503.08727; prompt distillation, arXiv 2412.14964). A view is
+  kept only when the answer's tokens are the same in both renderings and it
+  fits in ``max_seq_len``; other items train by next-token loss.
 - Sequences are packed into rows of at most ``batch_tokens`` tokens, one row
   per step and process, with no padding at all. ``position_ids`` restart at 0
   for each sequence, which transformers turns into a block-diagonal causal mask
@@ -32,11 +40,12 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from doctune.core.chat import with_closed_book_system
+from doctune.core.chat import with_closed_book_system, with_sources
 from doctune.core.items import TrainingItem
+from doctune.core.rag import Hit
 
 IGNORE = -100
 Source = Literal["qa", "document", "replay"]
@@ -51,6 +60,8 @@ class Example:
     source: Source
     input_ids: list[int]
     loss_mask: list[bool]
+    teacher_ids: list[int] | None = None  # distillation: the chat with its source in the prompt (see above)
+    teacher_mask: list[bool] | None = None  # the answer's tokens in ``teacher_ids``
 
     @property
     def n_tokens(self) -> int:
@@ -115,6 +126,28 @@ def tokenize_qa(tokenizer, item: TrainingItem, source: Source = "qa") -> Example
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     mask = [any(start <= begin < end for start, end in spans) for begin, _ in encoded["offset_mapping"]]
     return Example(item.id, source, list(encoded["input_ids"]), mask)
+
+
+def _learned(ids: Sequence[int], mask: Sequence[bool]) -> list[int]:
+    """The tokens that carry loss (never the first: nothing predicts it)."""
+    return [token for token, keep in zip(ids[1:], mask[1:]) if keep]
+
+
+def with_teacher_view(tokenizer, item: TrainingItem, example: Example, source: Hit, max_seq_len: int) -> Example:
+    """``example`` (a closed-book QA example of ``item``) with its teacher view: the same answer after base + RAG's
+    prompt with ``source``. Unchanged when the chat has no such form, the view is longer than ``max_seq_len``, or
+    the answer's tokens differ between the two renderings (the distributions could not be compared token by
+    token)."""
+    messages = with_sources([m.model_dump() for m in item.messages], [source])
+    if messages is None:
+        return example
+    text, spans = _assistant_spans(tokenizer, messages)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(encoded["input_ids"])
+    mask = [any(start <= begin < end for start, end in spans) for begin, _ in encoded["offset_mapping"]]
+    if len(ids) > max_seq_len or _learned(ids, mask) != _learned(example.input_ids, example.loss_mask):
+        return example
+    return replace(example, teacher_ids=ids, teacher_mask=mask)
 
 
 def tokenize_document(tokenizer, item: TrainingItem) -> Example:
@@ -240,7 +273,7 @@ class Plan:
     def fingerprint(self) -> str:
         digest = hashlib.sha256(f"rendering {RENDERING_VERSION}\n".encode())
         for row in self.rows:
-            digest.update("|".join(e.item_id for e in row).encode())
+            digest.update("|".join(e.item_id + ("+teacher" if e.teacher_ids else "") for e in row).encode())
             digest.update(b"\n")
         return digest.hexdigest()[:16]
 
@@ -284,7 +317,8 @@ def build_plan(qa: list[Example], documents: list[Example], replay: list[Example
 
 
 def collate(row: Sequence[Example]):
-    """One packed row as tensors of shape (1, L): input_ids, position_ids, labels."""
+    """One packed row as tensors of shape (1, L): input_ids, position_ids, labels; and the teacher views' tensors
+    when an example has one (``_teacher_batch``)."""
     import torch
 
     input_ids: list[int] = []
@@ -295,10 +329,39 @@ def collate(row: Sequence[Example]):
         positions += range(example.n_tokens)
         labels += [IGNORE] + [tok if keep else IGNORE
                               for tok, keep in zip(example.input_ids[1:], example.loss_mask[1:])]
-    return {
+    batch = {
         "input_ids": torch.tensor([input_ids], dtype=torch.long),
         "position_ids": torch.tensor([positions], dtype=torch.long),
         "labels": torch.tensor([labels], dtype=torch.long),
+    }
+    if any(example.teacher_ids for example in row):
+        batch |= _teacher_batch(row)
+    return batch
+
+
+def _teacher_batch(row: Sequence[Example]):
+    """The row's teacher views packed like the row, and which logits match: ``student_index[i]`` (a position of
+    the student row) predicts the same answer token as ``teacher_index[i]`` (of the teacher row)."""
+    import torch
+
+    teacher_ids: list[int] = []
+    teacher_positions: list[int] = []
+    student_index: list[int] = []
+    teacher_index: list[int] = []
+    offset = 0
+    for example in row:
+        if example.teacher_ids and example.teacher_mask:
+            student_index += [offset + p - 1 for p in range(1, example.n_tokens) if example.loss_mask[p]]
+            teacher_index += [len(teacher_ids) + q - 1 for q in range(1, len(example.teacher_ids))
+                              if example.teacher_mask[q]]
+            teacher_ids += example.teacher_ids
+            teacher_positions += range(len(example.teacher_ids))
+        offset += example.n_tokens
+    return {
+        "teacher_input_ids": torch.tensor([teacher_ids], dtype=torch.long),
+        "teacher_position_ids": torch.tensor([teacher_positions], dtype=torch.long),
+        "student_index": torch.tensor(student_index, dtype=torch.long),
+        "teacher_index": torch.tensor(teacher_index, dtype=torch.long),
     }
 
 

@@ -250,6 +250,33 @@ def _examples(items: list[TrainingItem], tokenizer, train: TrainSettings, events
     return by_source, report
 
 
+def _with_teacher_views(setup: Setup, examples: list[packing.Example], tokenizer) -> list[packing.Example]:
+    """The QA examples, each with its teacher view where its item's chunk is still in the project (distillation)."""
+    from doctune.core.rag import Hit
+    from doctune.core.store import list_chunks
+
+    chunks = {chunk["id"]: chunk for chunk in list_chunks(setup.project)}
+    items = {item.id: item for item in setup.items}
+    out = []
+    for example in examples:
+        item, chunk = items.get(example.item_id), None
+        if item is not None:
+            chunk = chunks.get(item.chunk_id)
+        if item is not None and chunk is not None:
+            source = Hit(chunk["id"], chunk["doc_id"], chunk.get("doc_path"), chunk.get("doc_title"),
+                         chunk.get("page_start"), chunk.get("page_end"), chunk["text"], 0.0)
+            example = packing.with_teacher_view(tokenizer, item, example, source, setup.train.max_seq_len)
+        out.append(example)
+    viewed = sum(example.teacher_ids is not None for example in out)
+    setup.events.log(f"Context distillation ({setup.train.objective}): {viewed} of {len(out)} question-answer "
+                     "item(s) learn the answer as the base model gives it with the source passage in its prompt")
+    if viewed < len(out):
+        setup.events.warning(f"{len(out) - viewed} question-answer item(s) have no teacher view (their chunk is "
+                             "gone, the chat has several turns, or it does not fit max_seq_len with its passage); "
+                             "they train by next-token loss", without_teacher=len(out) - viewed)
+    return out
+
+
 def _replay_examples(setup: Setup, model, tokenizer, by_source) -> list[packing.Example]:
     """Replay answers for the replay share of one epoch of this mix, tokenized like the items."""
     train = setup.train
@@ -409,6 +436,8 @@ def _prepare(setup: Setup) -> Session:
     _seed(train.seed)
     model, tokenizer = _load_model(setup.student_folder, setup.student, train, placement)
     by_source, _ = _examples(setup.items, tokenizer, train, events)
+    if train.objective != "sft":
+        by_source["qa"] = _with_teacher_views(setup, by_source["qa"], tokenizer)
     by_source["replay"] = _replay_examples(setup, model, tokenizer, by_source)
     plan = _plan(by_source, train, dist)
     if plan.total_steps == 0:
@@ -448,13 +477,41 @@ def _restore(setup: Setup, model, optimizer, scheduler, scaler) -> int:
     return start_step
 
 
-def _forward_backward(session: Session, batch, placement: Placement) -> float:
+def _forward_backward(session: Session, batch, placement: Placement, objective: str = "sft") -> float:
     import torch
 
     with torch.autocast(placement.kind, dtype=placement.torch_dtype, enabled=placement.autocast):
-        loss = session.trained(**batch, use_cache=False).loss  # a cache would disable the per-item packed mask
+        if "teacher_input_ids" in batch and objective != "sft":
+            loss = _distillation_loss(session, batch, objective)
+        else:
+            student = {key: batch[key] for key in ("input_ids", "position_ids", "labels")}
+            loss = session.trained(**student, use_cache=False).loss  # a cache would disable the packed mask
     (session.scaler.scale(loss) if session.scaler else loss).backward()
     return float(loss.detach())
+
+
+def _distillation_loss(session: Session, batch, objective: str):
+    """Mean over the row's learned tokens: where an answer token has a teacher view, KL(teacher ‖ student) over the
+    vocabulary (``mix``: plus the next-token loss); every other learned token, the next-token loss.
+
+    The teacher is the same model with the adapter off, reading the teacher row (the chat with its passage)."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = session.trained(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+    labels = batch["labels"][0, 1:]
+    learned = labels != packing.IGNORE
+    next_token = F.cross_entropy(logits[:-1].float(), labels, ignore_index=packing.IGNORE, reduction="none")
+    with torch.no_grad(), session.model.disable_adapter():
+        teacher = session.model(input_ids=batch["teacher_input_ids"], position_ids=batch["teacher_position_ids"],
+                                use_cache=False).logits[0]
+    teacher_log = F.log_softmax(teacher[batch["teacher_index"]].float(), dim=-1)
+    student_log = F.log_softmax(logits[batch["student_index"]].float(), dim=-1)
+    divergence = (teacher_log.exp() * (teacher_log - student_log)).sum(-1)
+    distilled = torch.zeros_like(learned)
+    distilled[batch["student_index"]] = True
+    kept = learned if objective == "mix" else learned & ~distilled
+    return ((next_token * kept).sum() + divergence.sum()) / learned.sum().clamp(min=1)
 
 
 def _optimizer_step(session: Session, max_grad_norm: float) -> None:
@@ -487,7 +544,7 @@ def _train_step(setup: Setup, session: Session, step: int) -> tuple[float, float
     """One optimizer step on this process's packed row; returns (mean loss, lr used, tokens of all processes)."""
     rows = session.plan.rows_for_step(step)
     batch = {k: v.to(setup.placement.device) for k, v in packing.collate(rows[setup.dist.rank]).items()}
-    loss = setup.dist.mean(_forward_backward(session, batch, setup.placement))
+    loss = setup.dist.mean(_forward_backward(session, batch, setup.placement, setup.train.objective))
     lr = session.scheduler.get_last_lr()[0]
     _optimizer_step(session, setup.train.max_grad_norm)
     return loss, lr, sum(e.n_tokens for row in rows for e in row)
