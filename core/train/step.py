@@ -10,6 +10,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -209,7 +210,9 @@ def _lora(model, train: TrainSettings):
         ensure_weight_tying=bool(train.train_embeddings and getattr(model.config, "tie_word_embeddings", False)),
     )
     try:
-        model = get_peft_model(model, config)
+        with warnings.catch_warnings():  # peft 0.21 reads a property transformers 5 has deprecated: not the user's to fix
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = get_peft_model(model, config)
     except ValueError as exc:
         raise TrainError(f"LoRA cannot be applied with target_modules={train.target_modules}: {exc}",
                          "Use 'all-linear' or module names that exist in this model (q_proj, v_proj, …).") from None
