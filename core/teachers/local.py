@@ -42,7 +42,7 @@ def resolve_model_file(settings, offline: bool, events: Events | None = None) ->
         if not path.is_file():
             raise TeacherError(f"The teacher model file {path} does not exist.",
                                "Set teacher.model_path in doctune.toml to a .gguf file on this machine.",
-                               window_hint="On the Teacher page, press Choose… to pick a .gguf file on this "
+                               window_hint="On the Teacher page, press Choose a file… to pick a .gguf file on this "
                                            "computer, then press Save.")
         return path
     if settings.hf_repo and settings.hf_file:
@@ -56,15 +56,15 @@ def resolve_model_file(settings, offline: bool, events: Events | None = None) ->
             hint = ("The project is offline: download the file elsewhere and set teacher.model_path."
                     if offline else "Check the repo and file names and the network connection.")
             window_hint = ("The project works offline: download the file on another computer, then on the Teacher "
-                           "page press Choose… to pick it and press Save." if offline else
-                           "Check the network connection, or on the Teacher page press Choose… to pick a .gguf "
-                           "file you already have and press Save.")
+                           "page press Choose a file… to pick it and press Save." if offline else
+                           "Check the network connection, or on the Teacher page press Choose a file… to pick a "
+                           ".gguf file you already have and press Save.")
             raise TeacherError(f"Could not get {settings.hf_file} from {settings.hf_repo}: {exc}", hint,
                                window_hint) from None
     raise TeacherError("No local teacher model is set.",
                        "Set teacher.model_path (a .gguf file) or teacher.hf_repo and teacher.hf_file in doctune.toml.",
-                       window_hint="On the Teacher page, choose 'Local model file (GGUF)', press Choose… to pick "
-                                   "a .gguf file, and press Save (or choose a server there).")
+                       window_hint="On the Teacher page, choose 'Local model file (GGUF)', press Choose a file… to "
+                                   "pick a .gguf file, and press Save (or choose a server there).")
 
 
 class LocalTeacher(Teacher):

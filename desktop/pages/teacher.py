@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from doctune.desktop.jobs import SUCCEEDED
 from doctune.desktop.pages.base import Page
 from doctune.desktop.widgets import JobProgress, explanation, show_error
 
@@ -214,10 +215,7 @@ class TeacherPage(Page):
         project.save()
         self.refresh()
         self.changed.emit()
-        job = self._tested(self.start_job(f"Download and test {choice.label}", ["teacher", "test"]))
-        job.finished.connect(lambda _state: self.result.setText(job.record.message))
-        self.progress.follow(job)
-        return job
+        return self._tested(self.start_job(f"Download and test {choice.label}", ["teacher", "test"]))
 
     def choose_gguf(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Choose the teacher model", str(Path.home()), "GGUF models (*.gguf)")
@@ -287,13 +285,21 @@ class TeacherPage(Page):
     def test(self):
         if not self.save():
             return None
-        job = self._tested(self.start_job("Test the teacher", ["teacher", "test"]))
-        job.finished.connect(lambda _state: self.result.setText(job.record.message))
-        self.progress.follow(job)
-        return job
+        return self._tested(self.start_job("Test the teacher", ["teacher", "test"]))
 
     def _tested(self, job):
-        """The test command keeps its verdict for the project; when it ends the sidebar marks are computed again
-        (a teacher that failed its test is to do, not done)."""
+        """Follow a test: the progress line while it runs, then its verdict said once. The test command keeps its
+        verdict for the project; when it ends the sidebar marks are computed again (a teacher that failed its test
+        is to do, not done)."""
+        self.result.setText("")  # no earlier verdict (or "Saved.") under this test's progress line
+        self.progress.follow(job)
+        job.finished.connect(lambda state: self._show_verdict(job, state))
         job.finished.connect(lambda _state: self.changed.emit())
         return job
+
+    def _show_verdict(self, job, state: str) -> None:
+        """A passed test's figures in the result line, the progress line (which would repeat them) gone; any other
+        ending keeps the progress line alone, its bar saying Failed (or Cancelled) above the plain reason."""
+        if state == SUCCEEDED:
+            self.result.setText(job.record.message)
+            self.progress.setVisible(False)

@@ -1,5 +1,5 @@
 """The Teacher page with several servers: one address per line, the consent for those not on this computer,
-and Test reporting each server."""
+and Test reporting each server; a test's verdict said once, a failure under a bar that says Failed."""
 from __future__ import annotations
 
 import sys
@@ -8,6 +8,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1] / "core" / "teachers"))
 
 from fault_server import FaultServer  # noqa: E402
+from qt_helpers import wait_for_job  # noqa: E402
+
+from doctune.desktop.jobs import FAILED, SUCCEEDED  # noqa: E402
 
 
 def test_several_addresses_one_per_line_with_one_consent_and_a_test_of_each(make_window, qtbot, project,
@@ -62,3 +65,39 @@ def test_a_project_with_the_lab_teacher_keeps_it_when_saved(make_window, project
     from doctune.core.project import Project
 
     assert Project.open(project.root).config.teacher.kind == "lab"
+
+
+def _visible_label_texts(window, page) -> list[str]:
+    from PySide6.QtWidgets import QLabel
+
+    return [label.text() for label in page.findChildren(QLabel) if label.isVisibleTo(window) and label.text()]
+
+
+def test_a_test_verdict_is_said_once_and_a_failure_keeps_its_reason_under_failed(make_window, qtbot, project,
+                                                                                 tmp_path):
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("teacher")
+    window.show_page([each.key for each in window.pages].index("teacher"))
+    page.endpoint_radio.setChecked(True)
+    page.model_name.setText("test")
+    with FaultServer() as server:
+        page.addresses.setPlainText(server.base_url)
+        job = page.test()
+        assert page.progress.isVisibleTo(window) and page.result.text() == ""  # "Saved." makes way for the test
+        assert wait_for_job(qtbot, job, 60) == SUCCEEDED
+    verdict = job.record.message
+    assert "valid JSON" in verdict
+    assert [text for text in _visible_label_texts(window, page) if verdict in text] == [verdict]
+    assert page.result.text() == verdict and not page.progress.isVisibleTo(window)
+
+    page.local_radio.setChecked(True)
+    page.model_path.setText(str(tmp_path / "missing-teacher.gguf"))
+    job = page.test()
+    assert page.result.text() == ""  # the passed test's figures do not stay under this one's progress line
+    assert wait_for_job(qtbot, job, 120) == FAILED
+    reason = job.record.message
+    assert "missing-teacher.gguf" in reason and "press Choose a file…" in reason  # the button as it is named
+    assert [text for text in _visible_label_texts(window, page) if reason in text] == [reason]
+    assert page.progress.isVisibleTo(window) and page.progress.bar.text() == "Failed"
+    assert page.progress.message.text() == reason and page.result.text() == ""
