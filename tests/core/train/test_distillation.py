@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from project_helpers import ingest
-from train_helpers import sample_qa, write_items
+from train_helpers import sample_qa, train_until_cancelled, write_items
 
 from doctune.core.events import CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_jsonl
@@ -116,21 +116,11 @@ def test_distillation_moves_the_closed_book_student_towards_the_teacher_with_the
 
 @pytest.mark.parametrize("objective", ["distill", "mix"])
 def test_a_cancelled_distillation_resumes_to_the_same_end(distill_project, objective):
-    from doctune.core.events import Cancelled
-
     project, items_file, _ = distill_project
     settings = {**FAST, "max_steps": 6, "checkpoint_every": 2, "objective": objective}
     reference = run(TrainParams(project_dir=project.root, items_file=items_file, train=settings), events=Events(),
                     cancel=CancelToken())
-    cancel = CancelToken()
-
-    def watch(event):
-        if event["event"] == "metric" and event["step"] == 3:
-            cancel.cancel()
-
-    with pytest.raises(Cancelled):
-        run(TrainParams(project_dir=project.root, items_file=items_file, train=settings), events=Events(watch),
-            cancel=cancel)
+    train_until_cancelled(project, items_file, 3, settings)
     run_id = next(p.name for p in project.runs_dir.iterdir() if p.is_dir() and p != reference.run_dir)
     resumed = run(TrainParams(project_dir=project.root, resume=run_id), events=Events(), cancel=CancelToken())
     assert resumed.steps == 6 and resumed.final_loss == pytest.approx(reference.final_loss, abs=1e-3)

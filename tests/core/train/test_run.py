@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from train_helpers import qa_item, sample_qa, write_items
+from train_helpers import qa_item, sample_qa, train_until_cancelled, write_items
 
-from doctune.core.events import Cancelled, CancelToken, Events, RecordingSink
+from doctune.core.events import CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_json, read_jsonl
 from doctune.core.train import TrainError, TrainParams, latest_complete_run, run
 from doctune.core.train.checkpoints import latest_checkpoint
@@ -90,15 +90,7 @@ def test_replay_answers_are_cached_and_mixed_at_the_configured_fraction(student_
 
 def _train_until_cancelled(project, items_file, step: int) -> None:
     """A fresh run cancelled once it has reported ``step`` (it stops at a safe point with a checkpoint)."""
-    cancel = CancelToken()
-
-    def watch(event):
-        if event["event"] == "metric" and event["step"] == step:
-            cancel.cancel()
-
-    with pytest.raises(Cancelled):
-        run(TrainParams(project_dir=project.root, items_file=items_file, train=FAST), events=Events(watch),
-            cancel=cancel)
+    train_until_cancelled(project, items_file, step, FAST)
 
 
 def test_cancel_checkpoints_and_resume_finishes_like_an_uninterrupted_run(student_project, qa_items_file):

@@ -48,3 +48,22 @@ def greedy_exact_match(model_dir: Path, adapter_dir: Path | None, records: list[
         answer = tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True).strip()
         right += answer == record["answer"]
     return right / len(records)
+
+
+def train_until_cancelled(project, items_file: Path, step: int, train: dict) -> None:
+    """A fresh run with ``train`` settings, cancelled once it has reported ``step`` (it stops at a safe point with a
+    checkpoint)."""
+    import pytest
+
+    from doctune.core.events import Cancelled, CancelToken, Events
+    from doctune.core.train import TrainParams, run
+
+    cancel = CancelToken()
+
+    def watch(event):
+        if event["event"] == "metric" and event["step"] == step:
+            cancel.cancel()
+
+    with pytest.raises(Cancelled):
+        run(TrainParams(project_dir=project.root, items_file=items_file, train=train), events=Events(watch),
+            cancel=cancel)
