@@ -16,9 +16,11 @@ quantisation's cost.
 Targets (issue 13): base ≤ 35%, base + RAG ≥ 80%, tuned ≥ 60% and ≥ base + 30
 points, tuned + RAG ≥ base + RAG, Q8_0 within 3 points of tuned.
 
-Usage: ``python bench/knowledge.py --quick`` (the default point only; the
-sweep over data amount, recipe mix, epochs, rank and replay is to come:
-``SWEEP`` holds its points, ``run_point`` runs one). The last line is JSON.
+Usage: ``python bench/knowledge.py --quick`` (the default point only),
+``python bench/knowledge.py --points distill`` (the default and the named
+points of ``SWEEP``), or with no argument every point. The last line is JSON:
+the default point's figures, and with several points each one's accuracies
+and training seconds under ``points``.
 """
 from __future__ import annotations
 
@@ -39,8 +41,14 @@ WORLD_SEED = 2
 
 DEFAULT_POINT: dict[str, Any] = {"name": "default", "synth": {}, "train": {}}
 """The project's own defaults; a sweep point overrides [synth] / [train] settings."""
-SWEEP: list[dict[str, Any]] = [DEFAULT_POINT]
-"""The sweep's points (amount of synthetic data, recipe mix, epochs, LoRA rank, replay): later work."""
+SWEEP: list[dict[str, Any]] = [
+    DEFAULT_POINT,
+    {"name": "distill", "synth": {}, "train": {"objective": "distill"}},
+    {"name": "mix-objective", "synth": {}, "train": {"objective": "mix"}},
+]
+"""The sweep's points so far: the training objective at the default data (context distillation against next-token
+loss; same items, steps and optimizer, so the extra teacher forward is the only extra compute, shown in each
+point's train seconds). The amount of synthetic data, recipe mix, epochs, LoRA rank and replay are still to come."""
 
 MEASUREMENT = {"eval_mc_per_chunk": 3, "eval_open_per_chunk": 0}
 """How the lab measures (not how DocTune trains): three held-out multiple-choice questions per document, so the
@@ -145,6 +153,7 @@ def print_scoreboard(outcome: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="Run the default point only.")
+    parser.add_argument("--points", help="Comma-separated names of the sweep's points to run (default: all).")
     parser.add_argument("--entities", type=int, default=N_ENTITIES, help="New entities (documents).")
     parser.add_argument("--reader", type=Path, help="A built reader folder (default: build or reuse the cached one).")
     args = parser.parse_args(argv)
@@ -154,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     student = args.reader or ensure_reader(cache_root(), report=lambda r: print(json.dumps(r), file=sys.stderr))
     reader_s = round(time.perf_counter() - started, 1)
-    points = [DEFAULT_POINT] if args.quick else SWEEP
+    points = [DEFAULT_POINT] if args.quick else _chosen(args.points)
     outcomes = []
     for point in points:
         with tempfile.TemporaryDirectory(prefix=f"doctune-bench-knowledge-{point['name']}-") as tmp:
@@ -168,7 +177,24 @@ def main(argv: list[str] | None = None) -> None:
     figures |= {"targets": TARGETS, "checks": checks, "meets_target": all(checks.values()),
                 "reader_s": reader_s, "pipeline_s": default["seconds"],
                 "steps_s": {step["step"]: step["seconds"] for step in default["steps"]}}
+    if len(outcomes) > 1:
+        figures["points"] = {outcome["point"]: {
+            **{name: scores["accuracy"] for name, scores in outcome["scores"].items()},
+            "train_s": next((step["seconds"] for step in outcome["steps"] if step["step"] == "train"), None)}
+            for outcome in outcomes}
     print(json.dumps(figures))
+
+
+def _chosen(names: str | None) -> list[dict[str, Any]]:
+    """The sweep's points named in ``names`` (all when None), the default first: the JSON line's figures are its."""
+    if not names:
+        return SWEEP
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in {point["name"] for point in SWEEP}]
+    if unknown:
+        raise SystemExit(f"Unknown point(s): {', '.join(unknown)}; the sweep has: "
+                         f"{', '.join(point['name'] for point in SWEEP)}")
+    return [point for point in SWEEP if point["name"] == "default" or point["name"] in wanted]
 
 
 if __name__ == "__main__":
