@@ -77,6 +77,8 @@ CONTEXT = 1024
 PROMPT_TOKENS = 512
 VOCAB_TARGET = 4096
 WORLD_ENTITIES = 150
+SAME_KIND = 0.8
+"""Share of a reading example's distractor passages about an entity of the target's kind."""
 ROW_TOKENS = 512
 ROWS_PER_STEP = 2
 
@@ -186,12 +188,15 @@ class ExampleMaker:
         kinds, weights = zip(*self.mix)
         return self.make(self.rng.choices(kinds, weights)[0])
 
-    def fresh(self) -> Entity:
-        if not self._fresh:
+    def fresh(self, kind: str | None = None) -> Entity:
+        """An entity never seen before (of ``kind``, when given)."""
+        if not self._fresh or (kind is not None and all(e.kind != kind for e in self._fresh)):
             self._fresh_seed += 1
             self._fresh = list(make_world(self._fresh_seed, 60, avoid=self.world).entities)
             self.rng.shuffle(self._fresh)
-        return self._fresh.pop()
+        if kind is None:
+            return self._fresh.pop()
+        return self._fresh.pop(max(i for i, entity in enumerate(self._fresh) if entity.kind == kind))
 
     def make(self, kind: str) -> Example:
         example: Example = getattr(self, f"_{kind}")()
@@ -202,7 +207,10 @@ class ExampleMaker:
 
     def rag_prompt(self, target: Entity, asked: str) -> tuple[str, int]:
         """DocTune's RAG prompt for ``asked`` with the target's passage among 0–5 distractors, as retrieval returns
-        them, rendered; and the target's source number.
+        them, rendered; and the target's source number. Most distractors are of the target's kind (``SAME_KIND``):
+        retrieval returns passages like the question's, so they state the same attributes and only the name tells
+        the target apart (with random kinds the reader read 65% among five, but 39% among DocTune's retrieved
+        passages).
 
         Where the prompt budget would cut the target's passage (the sources after it are dropped first), it goes
         first: an answer must never cite a source the prompt does not show.
@@ -210,7 +218,7 @@ class ExampleMaker:
         from doctune.core.rag.hits import Hit
 
         count = self.rng.choice([n for n in (0, 1, 1, 2, 2, 3, 3, 4, 5) if n <= self.most_distractors])
-        others = [self.fresh() for _ in range(count)]
+        others = [self.fresh(target.kind if self.rng.random() < SAME_KIND else None) for _ in range(count)]
         position = 0 if self.rng.random() < 0.5 else self.rng.randrange(len(others) + 1)
         entities = others[:position] + [target] + others[position:]
         hits = [Hit(f"c{i}", e.id, None, e.name, None, None, source_text(e, self.rng), 0.0) for i, e in enumerate(entities)]
