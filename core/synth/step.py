@@ -665,11 +665,12 @@ def run(params: SynthParams, *, events: Events, cancel: CancelToken,
         return result
     folder = Path(project.eval_dir if params.eval else project.synth_dir)
     with one_synthesis(folder):
-        return _generate(project, mode, tasks, params, events, cancel, teacher, open_teacher)
+        return _generate(project, mode, tasks, chunks, params, events, cancel, teacher, open_teacher)
 
 
-def _generate(project, mode: str, tasks: list[Task], params: SynthParams, events: Events, cancel: CancelToken,
-              teacher: Teacher | None, open_teacher: Callable[..., Teacher] | None) -> SynthResult:
+def _generate(project, mode: str, tasks: list[Task], chunks: list[dict[str, Any]], params: SynthParams,
+              events: Events, cancel: CancelToken, teacher: Teacher | None,
+              open_teacher: Callable[..., Teacher] | None) -> SynthResult:
     outputs = Outputs(project, mode)  # read under the lock: what is done cannot change while this runs
     pending = [task for task in tasks if task.id not in outputs.done_ids]
     already = len(tasks) - len(pending)
@@ -700,14 +701,14 @@ def _generate(project, mode: str, tasks: list[Task], params: SynthParams, events
     layout = ProjectLayout(Path(project.root))
     result.target = (layout.questions if params.eval else layout.items).relative_to(layout.root).as_posix()
     if not params.eval:
-        result.coverage = _coverage(project, chunks=None)
+        result.coverage = _coverage(project, chunks)
     return result
 
 
-def _coverage(project, chunks: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+def _coverage(project, chunks: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The spread of the training material over the documents (see ``synth.coverage``)."""
     from doctune.core.items import load_training_items
     from doctune.core.synth.coverage import coverage_spread, document_coverage
 
-    spread = coverage_spread(document_coverage(load_training_items(project), chunks or _chunks(project)))
+    spread = coverage_spread(document_coverage(load_training_items(project), chunks))
     return spread.as_dict() | {"text": spread.describe()} if spread else None

@@ -116,16 +116,22 @@ def _assistant_spans(tokenizer, messages: list[dict]) -> tuple[str, list[tuple[i
     return full, spans
 
 
+def _encode_chat(tokenizer, messages: list[dict]) -> tuple[list[int], list[bool]]:
+    """The chat's token ids, and which of them are the assistant's (its turns and their end-of-turn token)."""
+    text, spans = _assistant_spans(tokenizer, messages)
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    mask = [any(start <= begin < end for start, end in spans) for begin, _ in encoded["offset_mapping"]]
+    return list(encoded["input_ids"]), mask
+
+
 def tokenize_qa(tokenizer, item: TrainingItem, source: Source = "qa") -> Example:
     """A QA item as DocTune asks it (its closed-book system prompt first, unless the item brings a system message);
     replay as the base student answered it, without one."""
     messages = [m.model_dump() for m in item.messages]
     if source == "qa":
         messages = with_closed_book_system(messages)
-    text, spans = _assistant_spans(tokenizer, messages)
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    mask = [any(start <= begin < end for start, end in spans) for begin, _ in encoded["offset_mapping"]]
-    return Example(item.id, source, list(encoded["input_ids"]), mask)
+    ids, mask = _encode_chat(tokenizer, messages)
+    return Example(item.id, source, ids, mask)
 
 
 def _learned(ids: Sequence[int], mask: Sequence[bool]) -> list[int]:
@@ -141,10 +147,7 @@ def with_teacher_view(tokenizer, item: TrainingItem, example: Example, source: H
     messages = with_sources([m.model_dump() for m in item.messages], [source])
     if messages is None:
         return example
-    text, spans = _assistant_spans(tokenizer, messages)
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    ids = list(encoded["input_ids"])
-    mask = [any(start <= begin < end for start, end in spans) for begin, _ in encoded["offset_mapping"]]
+    ids, mask = _encode_chat(tokenizer, messages)
     if len(ids) > max_seq_len or _learned(ids, mask) != _learned(example.input_ids, example.loss_mask):
         return example
     return replace(example, teacher_ids=ids, teacher_mask=mask)
