@@ -70,7 +70,7 @@ def _sentence(figures: dict[str, Any], sign: float, a: str, b: str, metric: str)
     low, high = sorted(sign * value * 100 for value in (figures["bootstrap"]["ci95"] or [0.0, 0.0]))
     p_value = (figures.get("mcnemar") or figures["bootstrap"]).get("p_value")
     what = "more questions" if metric != "open_f1" else "more word overlap"
-    interval = f"95% interval {low:+.0f} to {high:+.0f} points; p = {_p(p_value)}"
+    interval = f"95% interval {low:+.0f} to {high:+.0f} points; p {_p(p_value)}"
     kind = QUESTION_KINDS[metric]
     if n < FEW_QUESTIONS:
         return (f"No clear difference yet: {n} {kind}question{'s' if n != 1 else ''} {'are' if n != 1 else 'is'} "
@@ -86,9 +86,10 @@ def _sentence(figures: dict[str, Any], sign: float, a: str, b: str, metric: str)
 
 
 def _p(value: float | None) -> str:
+    """``p`` and its value as the verdict reads it: "< 0.001", "= 0.012"."""
     if value is None:
-        return "—"
-    return "< 0.001" if value < 0.001 else f"{value:.3f}" if value < 0.1 else f"{value:.2f}"
+        return "= —"
+    return "< 0.001" if value < 0.001 else f"= {value:.3f}" if value < 0.1 else f"= {value:.2f}"
 
 
 def answer_costs(summary: dict[str, Any]) -> dict[str, dict[str, float | None]]:

@@ -20,7 +20,7 @@ def _summary(tuned_right: list[bool], rag_right: list[bool]) -> dict:
 def test_a_clear_win_is_said_in_points_with_interval_and_p():
     text = verdict(_summary([True] * 45 + [False] * 15, [True] * 25 + [False] * 35))
     assert text.startswith("The tuned model answers 33 points more questions than retrieval (95% interval +")
-    assert "p = < 0.001" in text and "over 60 multiple-choice questions" in text
+    assert "p < 0.001" in text and "p = <" not in text and "over 60 multiple-choice questions" in text
 
 
 def test_a_loss_and_no_difference_are_said_plainly():
