@@ -20,16 +20,19 @@ from PySide6.QtWidgets import (
     QToolButton,
 )
 
+from doctune.core.config import TrainSettings
 from doctune.core.records import MetricRecord, ProjectLayout, RunLayout, read_records
 from doctune.core.runs import INTERRUPTED, run_folders, run_state
 from doctune.desktop.pages.base import Page
 from doctune.desktop.state import latest_run
 from doctune.desktop.widgets import JobProgress, LazyPlot, explanation, whole_number_axis
 
+OWN_PRESET = "Project's own"
 PRESETS = {  # passed to the training job as options: choosing one never changes the project's settings
     "Quick": {"epochs": 1.0, "lora_rank": 8, "learning_rate": 3e-4},
     "Balanced": {"epochs": 3.0, "lora_rank": 16, "learning_rate": 2e-4},
     "Thorough": {"epochs": 5.0, "lora_rank": 32, "learning_rate": 1e-4},
+    OWN_PRESET: {},
 }
 TRAIN_OPTIONS = {"epochs": "--epochs", "lora_rank": "--lora-rank", "learning_rate": "--lr", "max_steps": "--max-steps",
                  "checkpoint_every": "--checkpoint-every", "device": "--device"}
@@ -38,7 +41,9 @@ PRESET_HELP = {
     "Quick": "one pass over the material: minutes, a first impression",
     "Balanced": "three passes: the usual choice",
     "Thorough": "five passes with a larger adapter: best recall, takes longest",
+    OWN_PRESET: "the training settings saved with this project (the offline check's suit its small model)",
 }
+PRESET_KEYS = ("epochs", "lora_rank", "learning_rate")
 
 
 def probe_command() -> tuple[str, list[str]]:
@@ -70,6 +75,7 @@ class TrainPage(Page):
             self.preset.addItem(f"{name} — {PRESET_HELP[name]}", name)
         self.preset.setCurrentIndex(1)
         self.settings = None  # the window's settings, where the chosen preset is remembered (remember_choices)
+        self._own_settings_offered = None  # the project for which "Project's own" was last considered
         form.addRow("Preset", self.preset)
         self.device = QLabel("detecting…")
         form.addRow("Device", self.device)
@@ -187,6 +193,7 @@ class TrainPage(Page):
     def refresh(self) -> None:
         project = self.open_config()
         self.student.setText(project.config.student.model)
+        self._offer_own_settings(project)
         running = bool(self.job and self.job.running)
         self.resume_button.setEnabled(self._interrupted_run() is not None and not running)
         found = latest_run(self.project)
@@ -198,6 +205,16 @@ class TrainPage(Page):
                 text += (f" The chart shows run {shown.name}, stopped at step {int(self.steps[-1])}: Resume "
                          "continues it.") if run_state(shown) == INTERRUPTED else f" The chart shows run {shown.name}."
         self.last_run.setText(text)
+
+    def _offer_own_settings(self, project) -> None:
+        """Choose "Project's own" once per project opened when its training settings are not DocTune's defaults
+        (the offline check's project, or one set up by hand): a preset would otherwise replace them."""
+        if self._own_settings_offered == project.root:
+            return
+        self._own_settings_offered = project.root
+        defaults = TrainSettings()
+        if any(getattr(project.config.train, key) != getattr(defaults, key) for key in PRESET_KEYS):
+            self.preset.setCurrentIndex(self.preset.findData(OWN_PRESET))
 
     def _show_saved_curve(self):
         """Draw the newest run's recorded losses; return its folder (None, and an empty chart, when no run has

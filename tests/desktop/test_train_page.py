@@ -189,3 +189,22 @@ def test_a_resumed_run_keeps_its_curve_from_step_one(qtbot, make_window, project
     page._on_event({"event": "metric", "step": 10, "loss": 7.0})  # …then the steps after its checkpoint (9)
     assert page.steps == [float(step) for step in range(1, 11)] and page.losses[-1] == 7.0
     wait_for_job(qtbot, job, 120)  # this run has no checkpoint to go on from: the job ends, said on the page
+
+
+def test_a_project_made_with_its_own_training_settings_keeps_them(make_window, project):
+    """The offline check's project carries training settings for its small model; the page chooses "Project's own"
+    for it (once: the user may pick a preset after), and that passes no preset over them."""
+    project.config.train.learning_rate = 5e-3
+    project.config.train.epochs = 10.0
+    project.save()
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("train")
+    page.refresh()
+    assert page.preset.currentData() == "Project's own"
+    options = page.train_options()
+    assert not {"--lr", "--epochs", "--lora-rank"} & set(options), options
+    page.preset.setCurrentIndex(page.preset.findData("Quick"))
+    page.refresh()
+    assert page.preset.currentData() == "Quick"
+    assert options != page.train_options() and "--lr" in page.train_options()
