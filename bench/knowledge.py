@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from doctune.core.lab import offline
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"base_max": 0.35, "base_rag_min": 0.80, "tuned_min": 0.60, "tuned_over_base_min": 0.30,
@@ -41,8 +42,13 @@ WORLD_SEED = 2
 
 DEFAULT_POINT: dict[str, Any] = {"name": "default", "synth": {}, "train": {}}
 """The project's own defaults; a sweep point overrides [synth] / [train] settings."""
+LAB_POINT: dict[str, Any] = {"name": "offline-check", "synth": {"per_chunk": offline.SYNTH["per_chunk"]},
+                             "train": dict(offline.TRAIN)}
+"""The offline check's own settings (``doctune.core.lab.offline``: ten items per recipe and document, ten epochs,
+rank 64, learning rate 5e-3, no replay): made for the small reader, not for pretrained students."""
 SWEEP: list[dict[str, Any]] = [
     DEFAULT_POINT,
+    LAB_POINT,
     {"name": "distill", "synth": {}, "train": {"objective": "distill"}},
     {"name": "mix-objective", "synth": {}, "train": {"objective": "mix"}},
 ]
@@ -58,20 +64,6 @@ intervals are narrow enough to read; no open questions (they need the judge and 
 def cache_root() -> Path:
     """The tests' cache of tiny models (git-ignored), where the reader is built once per machine."""
     return ROOT / "tests" / ".artifacts" / "tiny"
-
-
-def write_documents(folder: Path, seed: int, n: int) -> list:
-    """The new entities' Markdown files; names never in the reader's pretraining world."""
-    from doctune.core.lab import reader
-    from doctune.core.lab.world import READER_WORLD_SEED, make_world, render_document
-
-    pretraining = make_world(READER_WORLD_SEED, reader.WORLD_ENTITIES)
-    world = make_world(seed, n, avoid=pretraining)
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(seed)
-    for entity in world.entities:
-        (folder / entity.file_name).write_text(render_document(entity, rng), encoding="utf-8")
-    return world.entities
 
 
 def make_project(root: Path, student: Path, point: dict[str, Any]):
@@ -99,6 +91,7 @@ def run_point(point: dict[str, Any], student: Path, work: Path, *, seed: int = W
     from doctune.core.evaluate.step import run as evaluate
     from doctune.core.events import CancelToken, Events
     from doctune.core.export import ready_gguf
+    from doctune.core.lab.offline import write_documents
     from doctune.core.pipeline import PipelineParams
     from doctune.core.pipeline import run as pipeline
 

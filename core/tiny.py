@@ -259,3 +259,17 @@ def build_model_with_tokenizer(family: Family, tokenizer_dir: str | Path, out_di
                                                pad_token_id=tokenizer.pad_token_id)
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+def random_teacher_settings(config: Any) -> None:
+    """Settings for an untrained tiny teacher (the tests' local teacher): a random
+    teacher writes every string to its length limit, so small limits keep its calls short and complete; and its
+    words come from nowhere, so grounding would filter every item (the run stopped at Train with 96 of 100 items
+    dropped)."""
+    config.teacher.n_ctx = 2048  # the judge reads a passage and an answer: 1024 overflowed
+    config.teacher.max_tokens = 512
+    synth = config.synth
+    synth.per_chunk = 1
+    synth.max_question_chars, synth.max_answer_chars = 60, 120
+    synth.max_document_chars, synth.min_document_chars = 300, 20
+    synth.grounding = "off"

@@ -45,6 +45,15 @@ def tiny_model(artifacts_dir):
     return build
 
 
+@pytest.fixture(scope="session")
+def lab_reader(artifacts_dir) -> Path:
+    """The knowledge lab's reader, as users get it (default settings): built once per machine (about 15 minutes on
+    two cores), cached with the tiny models. Only slow tests use it."""
+    from doctune.core.lab.reader import ensure_reader
+
+    return ensure_reader(artifacts_dir / "tiny")
+
+
 @pytest.fixture
 def project(tmp_path):
     """A fresh, empty project."""

@@ -1,18 +1,14 @@
 """``doctune sample``: the sample project the window offers, from the bundled documents (``--offline-check``:
-on tiny built-in models, no download)."""
+the knowledge lab's documents, teacher and reader, built on this computer: no download)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 from doctune.core.commands import CommandContext, add_command
-from doctune.core.tiny import Family
 
 SAMPLE_STUDENT = "HuggingFaceTB/SmolLM2-360M-Instruct"
 SAMPLE_TEACHER_REPO = "Qwen/Qwen2.5-1.5B-Instruct-GGUF"
-
-
 SAMPLE_TEACHER_FILE = "qwen2.5-1.5b-instruct-q4_k_m.gguf"
-TINY_FAMILY: Family = "qwen2"
 
 
 def register(sub) -> None:
@@ -20,58 +16,53 @@ def register(sub) -> None:
                          "Create the sample project from the bundled documents, with the recommended small models.")
     parser.add_argument("dir", metavar="DIR", help="folder to create")
     parser.add_argument("--offline-check", action="store_true",
-                        help="use tiny built-in models instead (no download): checks the machinery; answers are meaningless")
+                        help="use the knowledge lab instead (no download): a small model trained here on a made-up "
+                             "world, its documents and its teacher")
 
 
 def cmd_sample(ctx: CommandContext) -> int:
     from doctune.core.project import Project
     from doctune.core.resources import resource_path
 
+    reader = _lab_reader(ctx) if ctx.args.offline_check else None  # before the project: a cancel leaves none
     project = Project.create(ctx.args.dir, name="DocTune sample (offline check)" if ctx.args.offline_check else "DocTune sample")
     docs = resource_path("sample/docs")  # read in place: ingestion skips files inside the project folder
-    if ctx.args.offline_check:
-        _use_tiny_models(project, ctx)
+    if reader is not None:
+        from doctune.core.lab import offline
+
+        offline.configure(project, reader)
+        docs = offline.documents_folder()
     else:
         project.config.student.model = SAMPLE_STUDENT
         project.config.teacher.kind = "local"
         project.config.teacher.hf_repo = SAMPLE_TEACHER_REPO
         project.config.teacher.hf_file = SAMPLE_TEACHER_FILE
     project.save()
-    from doctune.core.ingest import IngestParams, run
+    from doctune.core.ingest import IngestParams
+    from doctune.core.ingest import run as ingest
+    from doctune.core.rag import IndexParams
+    from doctune.core.rag import run as index
 
-    result = run(IngestParams(project_dir=project.root, paths=[docs]), events=ctx.events.child("ingest"), cancel=ctx.cancel)
-    ctx.events.done(f"Created the sample project in {project.root} ({result.summary()})", project=str(project.root))
+    result = ingest(IngestParams(project_dir=project.root, paths=[docs]), events=ctx.events.child("ingest"),
+                    cancel=ctx.cancel)
+    index(IndexParams(project_dir=project.root), events=ctx.events.child("index"), cancel=ctx.cancel)
+    ctx.events.done(f"Created the sample project in {project.root} ({result.summary()}, indexed for retrieval)",
+                    project=str(project.root))
     return 0
 
 
-def _use_tiny_models(project, ctx: CommandContext) -> None:
-    """Tiny built-in student and teacher: every step runs offline in minutes; the answers mean nothing."""
-    from doctune.core.export.gguf import write_gguf
-    from doctune.core.tiny import ensure_tiny_model
+def _lab_reader(ctx: CommandContext) -> Path:
+    """The knowledge lab's reader, built once per computer with progress (cancellable)."""
+    from doctune.core.lab import offline
 
-    models = project.cache_dir / "tiny-models"
-    ctx.events.log("Building the tiny built-in models (a machinery check: their answers are meaningless)")
-    student = ensure_tiny_model(TINY_FAMILY, models)
-    teacher = models / "tiny-teacher-f16.gguf"
-    if not teacher.exists():
-        write_gguf(ensure_tiny_model(TINY_FAMILY, models, seed=1), teacher, events=ctx.events.child("export"),
-                   cancel=ctx.cancel)
-    project.config.student.model = str(student)
-    project.config.teacher.kind = "local"
-    project.config.teacher.model_path = str(Path(teacher))
-    random_teacher_settings(project.config)
-    project.config.privacy.offline = True
+    ctx.events.log("Preparing the lab's reader: a small model trained on this computer on a made-up world "
+                   "(once per computer, about 15 minutes)")
+    tracker: list = []
 
+    def report(progress: dict) -> None:
+        if not tracker:
+            tracker.append(ctx.events.tracker(progress["steps"], unit="steps", stage="sample.reader"))
+        tracker[0].update(progress["step"], f"loss {progress['loss']}")
+        ctx.cancel.raise_if_cancelled()
 
-def random_teacher_settings(config) -> None:
-    """The offline check's settings for its untrained teacher (tests of tiny teachers use the same): a random
-    teacher writes every string to its length limit, so small limits keep its calls short and complete; and its
-    words come from nowhere, so grounding would filter every item (the run stopped at Train with 96 of 100 items
-    dropped)."""
-    config.teacher.n_ctx = 2048  # the judge reads a passage and an answer: 1024 overflowed
-    config.teacher.max_tokens = 512
-    synth = config.synth
-    synth.per_chunk = 1
-    synth.max_question_chars, synth.max_answer_chars = 60, 120
-    synth.max_document_chars, synth.min_document_chars = 300, 20
-    synth.grounding = "off"
+    return offline.reader_folder(report)

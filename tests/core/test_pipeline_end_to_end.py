@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from doctune.core.commands.sample import random_teacher_settings
+from doctune.core.tiny import random_teacher_settings
 from doctune.core.fsio import read_json, read_jsonl
 from doctune.core.pipeline import STEPS
 from doctune.core.resources import resource_path
@@ -46,7 +46,7 @@ def make_project(root: Path, student: Path, teacher: Path, *, max_steps: int, ch
     project = Project.create(root / "project", name="Pipeline end to end")
     config = project.config
     config.teacher.kind, config.teacher.model_path = "local", str(teacher)
-    random_teacher_settings(config)  # the offline check's own settings for an untrained teacher
+    random_teacher_settings(config)  # an untrained teacher's settings
     config.teacher.n_ctx = 1024
     config.synth.recipes = {"qa": 1.0}
     config.synth.max_question_chars = config.synth.max_answer_chars = 20

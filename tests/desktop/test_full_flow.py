@@ -16,12 +16,12 @@ pytestmark = pytest.mark.slow
 
 
 def _small_settings(folder, tiny_model) -> None:
-    from doctune.core.commands.sample import random_teacher_settings
+    from doctune.core.tiny import random_teacher_settings
     from doctune.core.project import Project
 
     project = Project.open(folder)
     config = project.config
-    random_teacher_settings(config)  # the offline check's own settings for an untrained teacher
+    random_teacher_settings(config)  # an untrained teacher's settings
     config.teacher.n_ctx = 1024
     synth = config.synth
     synth.max_question_chars = synth.max_answer_chars = 20
