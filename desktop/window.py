@@ -286,7 +286,8 @@ class MainWindow(QMainWindow):
         from doctune.core.records import ProjectLayout, teacher_test_failed
 
         teacher = Project.open(self.project).config.teacher
-        states = project_states(self.project, bool(teacher.model_path or teacher.endpoint_urls() or teacher.hf_repo),
+        configured = teacher.kind == "lab" or bool(teacher.model_path or teacher.endpoint_urls() or teacher.hf_repo)
+        states = project_states(self.project, configured,
                                 teacher_test_failed(ProjectLayout(self.project), teacher.model_dump()))
         for row, page in enumerate(self.pages):
             state = states[page.key]

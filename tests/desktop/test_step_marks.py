@@ -84,3 +84,12 @@ def test_a_teacher_that_failed_its_test_is_to_do_until_its_settings_change(qtbot
     page.model_path.setText(str(tmp_path / "another-teacher.gguf"))
     assert page.save()
     assert _mark(again, "teacher")[0] == "●"  # other settings: that failed test says nothing about them
+
+
+def test_the_lab_teacher_counts_as_a_chosen_teacher(make_window, project):
+    """The offline check's project uses the lab teacher, which needs no file or server: its step is done."""
+    project.config.teacher.kind = "lab"
+    project.save()
+    window = make_window()
+    window.open_project(project.root)
+    assert _mark(window, "teacher")[0] == "●"

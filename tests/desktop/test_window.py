@@ -75,7 +75,7 @@ def test_welcome_is_shown_without_a_project_and_offers_the_sample(make_window):
     assert window.stack.currentWidget() is window.welcome
     assert not window.sidebar.isEnabled()
     texts = " ".join(label.text() for label in window.welcome.findChildren(QLabel))
-    assert "Try the sample" in texts and "meaningless" in texts
+    assert "Try the sample" in texts and "made-up world" in texts
     assert window.welcome.offline_button.isEnabled() and window.welcome.sample_button.isEnabled()
 
 
