@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from doctune.core.tiny import random_teacher_settings
 from doctune.core.fsio import read_json, read_jsonl
 from doctune.core.pipeline import STEPS
 from doctune.core.resources import resource_path
+from doctune.core.tiny import random_teacher_settings
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 def _small_settings(folder, tiny_model) -> None:
-    from doctune.core.tiny import random_teacher_settings
     from doctune.core.project import Project
+    from doctune.core.tiny import random_teacher_settings
 
     project = Project.open(folder)
     config = project.config
