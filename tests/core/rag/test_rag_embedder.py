@@ -50,3 +50,30 @@ def test_folder_that_is_no_model_is_named(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(EmbedderUnavailable, match=str(tmp_path)):
         emb.load_embedder(str(tmp_path))
+
+
+QUERIES = ["harbour", "When does the Draskey harbour freeze, and how long is its pier?", "Ünïcödé 漢字 ?", "word " * 600]
+
+
+def test_queries_are_embedded_by_a_traced_graph_with_the_models_own_vectors():
+    model = emb.load_embedder(emb.BUNDLED)
+    assert model._query_graph() is not None
+    for query in QUERIES:
+        assert abs(model.encode_query(query) - model.encode([query], batch_size=1)[0]).max() <= 1e-5, query[:20]
+
+
+def test_a_model_that_cannot_be_traced_embeds_queries_the_plain_way(monkeypatch):
+    import torch
+
+    model = emb.load_embedder(emb.BUNDLED)
+    monkeypatch.setattr(torch.jit, "trace", lambda *args, **kwargs: (_ for _ in ()).throw(RuntimeError("no tracing")))
+    assert emb.QueryGraph.trace(model.model, lambda text: model.encode([text])[0]) is None
+    monkeypatch.setattr(model, "_graph_traced", False)
+    monkeypatch.setattr(model, "_graph", None)
+    assert model._query_graph() is None
+    assert abs(model.encode_query(QUERIES[1]) - model.encode([QUERIES[1]])[0]).max() <= 1e-6
+
+
+def test_a_graph_whose_vectors_differ_from_the_models_is_not_used():
+    model = emb.load_embedder(emb.BUNDLED)
+    assert emb.QueryGraph.trace(model.model, lambda text: model.encode([text])[0] * 0.99) is None
