@@ -233,6 +233,7 @@ def latency_benchmark(root: Path, n: int, rng: random.Random, words: list[str], 
     settings = project.config.rag
     queries = [" ".join(rng.choice(words) for _ in range(6)) for _ in range(QUERIES)]
     retriever.search(queries[0], k=K)  # warm up (loads the vectors into memory when there is no index)
+    retriever.embedder.prepare_queries(wait=True)  # the traced query graph, as in a process that has run a while
     brute_force(vectors, ids, texts, embedder.encode_query(queries[0]))
     # Each side's queries run back to back: numpy's BLAS threads spin for ~0.1 s of CPU after each product, and in
     # a loop that alternated the two they took a core from the search that followed (+9 ms at 100k, measured).

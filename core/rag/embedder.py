@@ -105,8 +105,8 @@ class Embedder:
         self.ref = ref
         self.model = model
         self.dim = int(getattr(model, "get_embedding_dimension", model.get_sentence_embedding_dimension)())
-        self._graph: QueryGraph | None = None
-        self._graph_traced = False  # tried once: ``_graph`` stays None when tracing failed
+        self._graph: QueryGraph | None = None  # None until traced and checked, and for good when tracing failed
+        self._graph_thread: threading.Thread | None = None
         self._graph_lock = threading.Lock()
 
     @property
@@ -160,19 +160,26 @@ class Embedder:
         A single query gains nothing from intra-op threads, and on a busy
         machine their spin-waiting made it ten times slower (0.45 s vs 0.05 s
         measured on 2 shared cores). On a CPU the network runs as one traced
-        graph when tracing reproduces the model's own vectors (see
-        :class:`QueryGraph`).
+        graph once tracing has reproduced the model's own vectors (see
+        :class:`QueryGraph` and :meth:`prepare_queries`).
         """
-        graph = self._query_graph()
+        self.prepare_queries()
+        graph = self._graph
         with torch_single_thread():
             return graph(text) if graph is not None else self.encode([text], batch_size=1)[0]
 
-    def _query_graph(self) -> QueryGraph | None:
+    def prepare_queries(self, *, wait: bool = False) -> None:
+        """Trace the query graph on a thread of its own (once per embedder; ~0.4 s): the queries asked meanwhile
+        take the plain path, so no query waits for it. ``wait``: return when it is done."""
         with self._graph_lock:
-            if not self._graph_traced:
-                self._graph = QueryGraph.trace(self.model, lambda text: self.encode([text], batch_size=1)[0])
-                self._graph_traced = True
-            return self._graph
+            if self._graph_thread is None:
+                self._graph_thread = threading.Thread(target=self._trace_queries, name="doctune-trace-embedder")
+                self._graph_thread.start()
+        if wait:
+            self._graph_thread.join()
+
+    def _trace_queries(self) -> None:
+        self._graph = QueryGraph.trace(self.model, lambda text: self.encode([text], batch_size=1)[0])
 
 
 class QueryGraph:
@@ -213,12 +220,17 @@ class QueryGraph:
             features = _preprocess(model, GRAPH_PROBES[1])
             keys = [key for key, value in features.items() if isinstance(value, torch.Tensor)]
             network = _sentence_network(model, keys, {k: v for k, v in features.items() if k not in keys})
-            with warnings.catch_warnings(), torch.inference_mode(), torch_single_thread():
-                warnings.simplefilter("ignore")  # TorchScript's deprecation and tracer notes
+            # Deprecated in torch 2.13 for torch.export, which traces one input length. Kept quiet here, for good
+            # (a filter set only around the trace would race with the other threads' own): where it fails or
+            # is gone, the plain path answers.
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace", category=DeprecationWarning)
+            # Python conditions on shapes are frozen at the probe's (one unpadded text, so none of them changes
+            # with the length); the probes of every length below check it.
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            with torch.inference_mode():
                 graph = torch.jit.trace(network, tuple(features[key] for key in keys), check_trace=False)
             traced = cls(model, graph, keys)
-            with torch_single_thread():
-                exact = all(np.abs(traced(probe) - reference(probe)).max() <= GRAPH_TOLERANCE for probe in GRAPH_PROBES)
+            exact = all(np.abs(traced(probe) - reference(probe)).max() <= GRAPH_TOLERANCE for probe in GRAPH_PROBES)
         except Exception:  # noqa: BLE001 - any failure to trace only means the plain path is used
             return None
         return traced if exact else None
