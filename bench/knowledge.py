@@ -46,7 +46,8 @@ WORLD_SEED = 2
 
 DEFAULT_POINT: dict[str, Any] = {"name": "default", "synth": {}, "train": {}}
 """The project's own defaults; a sweep point overrides [synth] / [train] settings."""
-LAB_POINT: dict[str, Any] = {"name": "offline-check", "synth": {"per_chunk": offline.SYNTH["per_chunk"]},
+LAB_POINT: dict[str, Any] = {"name": "offline-check",
+                             "synth": {key: offline.SYNTH[key] for key in ("per_chunk", "amplification")},
                              "train": dict(offline.TRAIN)}
 """The offline check's own settings (``doctune.core.lab.offline``: ten items per recipe and document, ten epochs,
 rank 64, learning rate 5e-3, no replay): made for the small reader, not for pretrained students."""
@@ -88,7 +89,8 @@ def amount_point(mix: str, amount: float, sizes: dict[str, float], **train: Any)
     name = f"{mix}-{amount:g}x" + "".join(f"-{key}-{value:g}" for key, value in sorted(train.items()))
     return {"name": name, "mix": mix, "amount": amount, "axis": sorted(train) or ["amount"],
             "reading": mix == AXIS_MIX and amount == AXIS_AMOUNT,
-            "synth": {"per_chunk": 1, "recipes": counts}, "train": {**LAB_POINT["train"], **train}}
+            "synth": {"per_chunk": 1, "amplification": 0.0, "recipes": counts},
+            "train": {**LAB_POINT["train"], **train}}
 
 
 def axis_points(sizes: dict[str, float]) -> list[dict[str, Any]]:
@@ -204,7 +206,8 @@ def measure_item_sizes(student: Path, work: Path, *, seed: int = WORLD_SEED, n_e
     recipes = MIXES[list(MIXES)[-1]]
     docs = work / "docs"
     write_documents(docs, seed, n_entities)
-    point = {"name": "item sizes", "synth": {"per_chunk": count, "recipes": dict.fromkeys(recipes, 1.0)}, "train": {}}
+    point = {"name": "item sizes", "synth": {"per_chunk": count, "amplification": 0.0,
+                                             "recipes": dict.fromkeys(recipes, 1.0)}, "train": {}}
     project = make_project(work, student, point)
     pipeline(PipelineParams(project_dir=project.root, add=[docs], until="synthesize"), events=Events(_progress),
              cancel=CancelToken())

@@ -124,10 +124,11 @@ class SynthSettings(Section):
     per_chunk: int = Field(2, ge=1, le=100, description="Items generated per chunk and recipe (before weighting), "
                                                         "when no amplification is set.")
     amplification: float = Field(
-        0.0, ge=0, le=10000,
+        16.0, ge=0, le=10000,
         description="Synthetic tokens to generate per source token, shared among the recipes by weight; planning "
-                    "turns it into items per chunk (0: per_chunk items per chunk and recipe). The papers DocTune "
-                    "follows needed ~100x or more to beat retrieval.",
+                    "turns it into items per chunk (0: per_chunk items per chunk and recipe). 16: where the "
+                    "knowledge lab's student first learned its documents (README); the papers DocTune follows "
+                    "needed ~100x or more to beat retrieval.",
     )
     token_budget: int = Field(0, ge=0, description="Stop after this many teacher output tokens (0: no limit).")
     seed: int = Field(0, description="Seed for reproducible sampling.")
@@ -210,7 +211,11 @@ class ExportSettings(Section):
                     "thresholds are set for the worst case, tiny random models whose predictions are nearly flat; "
                     "trained models agree far more.",
     )
-    answer_budget: int = Field(64, ge=8, le=4096, description="Tokens within which a verified chat answer must end.")
+    answer_budget: int = Field(
+        64, ge=8, le=4096,
+        description="Tokens within which the model's own chat answer must end for the end-of-turn check to apply; "
+                    "a file must then end its answer within twice as many.",
+    )
     pretokenizer_fallback: str = Field(
         "", description="llama.cpp pre-tokenizer name to write when the tokenizer's is not recognised "
                         "(e.g. 'gpt-2'); empty: stop with an error instead.",

@@ -269,7 +269,7 @@ def random_teacher_settings(config: Any) -> None:
     config.teacher.n_ctx = 2048  # the judge reads a passage and an answer: 1024 overflowed
     config.teacher.max_tokens = 512
     synth = config.synth
-    synth.per_chunk = 1
+    synth.per_chunk, synth.amplification = 1, 0.0  # one item per passage and kind: a random teacher is slow
     synth.max_question_chars, synth.max_answer_chars = 60, 120
     synth.max_document_chars, synth.min_document_chars = 300, 20
     synth.grounding = "off"

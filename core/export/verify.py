@@ -11,7 +11,9 @@ Checks, each recorded with its figures in the report:
   to the same text as the transformers tokenizer's template;
 - end of turn: the file stops on the model's end-of-turn token; when the model
   itself ends its greedy answer within the budget, llama.cpp (through the
-  embedded template) must end it within the budget too.
+  embedded template) must end it within twice the budget (``FILE_ANSWER_SLACK``):
+  a quantized file may leave the model's greedy path at a near tie and say a
+  little more, while a file that never ends its turn runs on past any budget.
 
 The transformers side is computed once per model (``Reference``) and shared by
 every format of an export.
@@ -41,6 +43,7 @@ PROBE_CONVERSATION = [
 ]
 PROBE_QUESTION = [{"role": "user", "content": "Where is the Quintrel Foundry?"}]
 MAX_PROBE_TOKENS = 256
+FILE_ANSWER_SLACK = 2  # the file's answer may take this many times the budget (a quantized file's path may differ)
 
 
 @dataclass
@@ -211,7 +214,7 @@ def _run_checks(path: Path, reference: Reference, min_top1: float, answer_budget
 
     try:
         llm = load_llama(path, lora_path=str(lora_path) if lora_path else None,
-                         n_ctx=max(512, MAX_PROBE_TOKENS + answer_budget + 64), n_threads=None, logits_all=True, seed=0)
+                         n_ctx=max(512, MAX_PROBE_TOKENS + FILE_ANSWER_SLACK * answer_budget + 64), n_threads=None, logits_all=True, seed=0)
     except (ValueError, RuntimeError) as exc:
         return {"load": {"passed": False, "problem": f"llama.cpp cannot load the file ({exc})"}}
     try:
@@ -307,12 +310,15 @@ def _check_end_of_turn(llm: Any, reference: Reference, budget: int) -> dict[str,
         return {**result, "passed": True, "stops": None,
                 "note": "the model itself does not end its greedy answer within the budget (untrained?)",
                 "problem": ""}
-    reply = llm.create_chat_completion(messages=PROBE_QUESTION, max_tokens=budget, temperature=0.0, seed=0)
+    allowed = FILE_ANSWER_SLACK * budget
+    reply = llm.create_chat_completion(messages=PROBE_QUESTION, max_tokens=allowed, temperature=0.0, seed=0)
     choice = reply["choices"][0]
     tokens = reply["usage"]["completion_tokens"]
-    stops = choice["finish_reason"] == "stop" and tokens <= budget
-    return {**result, "passed": stops, "stops": stops, "tokens": tokens,
-            "problem": f"a chat answer through the embedded template did not end within {budget} tokens"}
+    stops = choice["finish_reason"] == "stop" and tokens <= allowed
+    return {**result, "passed": stops, "stops": stops, "tokens": tokens, "model_tokens": len(reference.answer_ids),
+            "allowed": allowed,
+            "problem": f"a chat answer through the embedded template did not end within {allowed} tokens (the "
+                       f"model itself ends it after {len(reference.answer_ids)})"}
 
 
 def summary_text(reports: list[dict[str, Any]]) -> str:
@@ -343,7 +349,9 @@ def summary_text(reports: list[dict[str, Any]]) -> str:
                 lines.append("  end of turn: token matches; " + eot["note"])
             else:
                 lines.append(f"  end of turn: {'stops' if eot['passed'] else 'does not stop'} "
-                             f"within {eot['budget']} tokens")
+                             f"within {eot.get('allowed', eot['budget'])} tokens"
+                             + (f" (after {eot['tokens']}; the model after {eot['model_tokens']})"
+                                if eot.get("tokens") is not None and "model_tokens" in eot else ""))
         for problem in report["problems"]:
             lines.append(f"  problem: {problem}")
     return "\n".join(lines) + "\n"

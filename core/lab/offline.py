@@ -32,7 +32,7 @@ READER_ENV = "DOCTUNE_LAB_READER"
 """A built reader folder to use instead of the cached one (the tests build a smaller reader once per session)."""
 CACHE_ENV = "DOCTUNE_LAB_CACHE"
 
-SYNTH: dict[str, Any] = {"per_chunk": 10, "eval_mc_per_chunk": 3, "eval_open_per_chunk": 1}
+SYNTH: dict[str, Any] = {"per_chunk": 10, "amplification": 0.0, "eval_mc_per_chunk": 3, "eval_open_per_chunk": 1}
 """Ten items per recipe and document; three held-out multiple-choice questions per document, so the scoreboard's
 intervals say something about twenty documents."""
 TRAIN: dict[str, Any] = {"learning_rate": 5e-3, "lora_rank": 64, "lora_alpha": 128.0, "epochs": 10.0,

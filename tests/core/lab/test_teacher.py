@@ -36,6 +36,7 @@ def _lab_project(root: Path, *, grounding: str = "terms") -> tuple[Project, Worl
     config.teacher.kind = "lab"
     config.synth.recipes = {name: 1.0 for name in TRAIN_RECIPES}
     config.synth.per_chunk = 3
+    config.synth.amplification = 0.0  # per_chunk items, not the default amount
     config.synth.eval_mc_per_chunk = config.synth.eval_open_per_chunk = 2
     config.synth.grounding = grounding
     project.save()

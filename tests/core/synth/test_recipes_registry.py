@@ -17,7 +17,7 @@ def test_every_recipe_module_defines_the_recipe_of_its_name():
 
 
 def test_plans_follow_each_recipes_own_planner():
-    settings = SynthSettings(per_chunk=2, eval_mc_per_chunk=1, eval_open_per_chunk=2,
+    settings = SynthSettings(per_chunk=2, amplification=0.0, eval_mc_per_chunk=1, eval_open_per_chunk=2,
                              recipes={"qa": 1.0, "entigraph": 1.0})
     chunks = [{"id": f"c{i}", "doc_id": "d", "ordinal": i, "text": "Some text.", "n_tokens": 10} for i in range(3)]
     tasks = plan_tasks(chunks, {"qa": 1.0, "entigraph": 0.5}, settings)

@@ -34,6 +34,7 @@ def qa_project(root: Path, base_url: str, docs: int, per_chunk: int, **teacher) 
     use_endpoint(project, base_url, **teacher)
     project.config.synth.recipes = {"qa": 1.0}
     project.config.synth.per_chunk = per_chunk
+    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
     project.save()
     return project
 

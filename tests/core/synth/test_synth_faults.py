@@ -48,6 +48,7 @@ def test_faults_are_retried_recorded_and_counted(project, fault_server):
     use_endpoint(project, server.base_url, timeout_s=1.0, max_retries=3, concurrency=4)
     project.config.synth.recipes = {"qa": 1.0}
     project.config.synth.per_chunk = 1
+    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
     project.save()
     sink = RecordingSink()
 
@@ -98,6 +99,7 @@ def test_unreadable_replies_are_failed_calls_that_a_rerun_retries(project, fault
     use_endpoint(project, server.base_url, structured_output="off")
     project.config.synth.recipes = {"qa": 1.0}
     project.config.synth.per_chunk = 1
+    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
     project.save()
 
     first = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
@@ -120,6 +122,7 @@ def test_schema_filtered_outcomes_of_older_versions_are_retried(project, fault_s
     use_endpoint(project, server.base_url)
     project.config.synth.recipes = {"qa": 1.0}
     project.config.synth.per_chunk = 1
+    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
     project.save()
     tasks = plan(project, SynthParams(project_dir=project.root))
     with JsonlAppender(failures_path(project)) as log:  # what an older version wrote for unreadable replies
@@ -141,6 +144,7 @@ def test_retry_after_is_waited_for(project, fault_server):
     use_endpoint(project, server.base_url)
     project.config.synth.recipes = {"qa": 1.0}
     project.config.synth.per_chunk = 1
+    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
     project.save()
     result = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
     assert result.generated == 1
@@ -160,6 +164,7 @@ def test_a_full_disk_is_a_clear_error_and_the_rerun_finishes_without_duplicates(
         use_endpoint(project, server.base_url)
         project.config.synth.recipes = {"qa": 1.0}
         project.config.synth.per_chunk = 3
+        project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
         project.save()
         filler = fill(disk, leave_bytes=3_000)
         with pytest.raises(SynthWriteError) as caught:

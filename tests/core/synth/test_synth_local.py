@@ -16,6 +16,7 @@ def small_local_project(project, gguf) -> None:
     teacher.kind, teacher.model_path, teacher.n_ctx = "local", str(gguf), 1024
     synth.recipes = {"qa": 1.0, "focal": 1.0, "rephrase": 1.0, "entigraph": 1.0}
     synth.per_chunk = 1
+    synth.amplification = 0.0  # per_chunk items, not the default amount
     synth.max_question_chars = synth.max_answer_chars = 20
     synth.max_document_chars, synth.min_document_chars = 100, 10
     synth.grounding = "off"  # an untrained model's words come from nowhere; this test is about the schema

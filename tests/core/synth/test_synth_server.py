@@ -16,6 +16,7 @@ def test_api_teacher_on_llama_cpp_server_with_concurrency_4(project, tiny_gguf):
     ingest(project, sample_docs(2))
     synth = project.config.synth
     synth.recipes, synth.per_chunk = {"qa": 1.0}, 2
+    synth.amplification = 0.0  # per_chunk items, not the default amount
     synth.max_question_chars = synth.max_answer_chars = 20
     synth.grounding = "off"  # the tiny model writes noise; this test is about transport and structure
     project.save()

@@ -21,7 +21,7 @@ def chunk(doc: str, ordinal: int, tokens: int = 100) -> dict:
 
 def test_plan_is_stable_weighted_and_windowed():
     chunks = [chunk("d1", 0), chunk("d1", 1), chunk("d1", 2), chunk("d2", 0)]
-    settings = SynthSettings(per_chunk=2, entigraph_window_tokens=250)
+    settings = SynthSettings(per_chunk=2, amplification=0.0, entigraph_window_tokens=250)
     tasks = plan_tasks(chunks, {"qa": 1.0, "rephrase": 0.5, "entigraph": 1.0, "focal": 0.0}, settings)
     by_recipe = {name: [t for t in tasks if t.recipe == name] for name in ("qa", "rephrase", "entigraph", "focal")}
     assert len(by_recipe["qa"]) == 8 and len(by_recipe["rephrase"]) == 4 and not by_recipe["focal"]
@@ -30,7 +30,7 @@ def test_plan_is_stable_weighted_and_windowed():
     assert len(by_recipe["entigraph"]) == 4 + 2 + 2
     again = plan_tasks(chunks, {"qa": 1.0, "rephrase": 0.5, "entigraph": 1.0, "focal": 0.0}, settings)
     assert [t.id for t in tasks] == [t.id for t in again] and len({t.id for t in tasks}) == len(tasks)
-    other_seed = plan_tasks(chunks, {"qa": 1.0}, SynthSettings(per_chunk=2, seed=1))
+    other_seed = plan_tasks(chunks, {"qa": 1.0}, SynthSettings(per_chunk=2, amplification=0.0, seed=1))
     assert not {t.id for t in other_seed} & {t.id for t in by_recipe["qa"]}
 
 
@@ -82,6 +82,7 @@ def qa_project(project, fault_server):
     use_endpoint(project, server.base_url, concurrency=1)
     project.config.synth.recipes = {"qa": 1.0}
     project.config.synth.per_chunk = 2
+    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
     project.save()
     project.server = server
     return project
@@ -153,6 +154,7 @@ def test_judge_grounding_drops_what_the_teacher_finds_unsupported(project, fault
     use_endpoint(project, server.base_url)
     project.config.synth.recipes = {"qa": 1.0}
     project.config.synth.per_chunk = 1
+    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
     project.config.synth.grounding = "judge"
     project.save()
     result = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
@@ -167,6 +169,7 @@ def test_every_recipe_records_what_made_it(project, fault_server):
     synth = project.config.synth
     synth.recipes = {"qa": 1.0, "focal": 1.0, "rephrase": 1.0, "entigraph": 1.0}
     synth.per_chunk, synth.min_document_chars = 1, 20
+    synth.amplification = 0.0  # per_chunk items, not the default amount
     project.save()
     result = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
     assert result.generated == result.planned == 8, result
@@ -196,6 +199,7 @@ def test_the_estimate_uses_the_clock_rate_the_last_generation_measured(project, 
     use_endpoint(project, fault_server(delay_s=0.2).base_url, concurrency=4)
     project.config.synth.recipes = {"qa": 1.0}
     project.config.synth.per_chunk = 2
+    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
     project.save()
     nothing = estimate(project, plan(project, SynthParams(project_dir=project.root)))
     assert nothing["seconds"] is None and nothing["speed_source"] is None

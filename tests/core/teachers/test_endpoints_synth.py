@@ -27,6 +27,7 @@ def test_synthesis_survives_a_server_dying_mid_run_nothing_lost_nothing_duplicat
     ingest(project, sorted(SAMPLE_DOCS.glob("*.md"))[:2])
     synth = project.config.synth
     synth.recipes, synth.per_chunk = {"qa": 1.0}, 6
+    synth.amplification = 0.0  # per_chunk items, not the default amount
     synth.max_question_chars = synth.max_answer_chars = 20
     synth.grounding = "off"  # the tiny model writes noise; this test is about transport and bookkeeping
     layout = ProjectLayout(Path(project.root))
