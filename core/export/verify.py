@@ -213,8 +213,9 @@ def _run_checks(path: Path, reference: Reference, min_top1: float, answer_budget
     from doctune.core.llamacpp import load_llama
 
     try:
-        llm = load_llama(path, lora_path=str(lora_path) if lora_path else None,
-                         n_ctx=max(512, MAX_PROBE_TOKENS + FILE_ANSWER_SLACK * answer_budget + 64), n_threads=None, logits_all=True, seed=0)
+        n_ctx = max(512, MAX_PROBE_TOKENS + FILE_ANSWER_SLACK * answer_budget + 64)
+        llm = load_llama(path, lora_path=str(lora_path) if lora_path else None, n_ctx=n_ctx, n_threads=None,
+                         logits_all=True, seed=0)
     except (ValueError, RuntimeError) as exc:
         return {"load": {"passed": False, "problem": f"llama.cpp cannot load the file ({exc})"}}
     try:

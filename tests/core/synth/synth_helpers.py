@@ -18,3 +18,9 @@ def use_endpoint(project, base_url: str, **teacher: object) -> None:
                        "max_retries": 3, "timeout_s": 5.0, **teacher}.items():
         setattr(project.config.teacher, key, value)
     project.save()
+
+
+def per_chunk_items(synth, recipes: dict[str, float], per_chunk: int) -> None:
+    """``recipes`` with ``per_chunk`` items each per chunk: the fixed plan these tests count on, not the default
+    amplification target (whose item count depends on the documents' length)."""
+    synth.recipes, synth.per_chunk, synth.amplification = recipes, per_chunk, 0.0

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from project_helpers import ingest
-from synth_helpers import sample_docs, use_endpoint
+from synth_helpers import per_chunk_items, sample_docs, use_endpoint
 
 from doctune.core.items import items_path, load_training_items
 from doctune.core.project import Project
@@ -32,9 +32,7 @@ def qa_project(root: Path, base_url: str, docs: int, per_chunk: int, **teacher) 
     project = Project.create(root)
     ingest(project, sample_docs(docs))
     use_endpoint(project, base_url, **teacher)
-    project.config.synth.recipes = {"qa": 1.0}
-    project.config.synth.per_chunk = per_chunk
-    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
+    per_chunk_items(project.config.synth, {"qa": 1.0}, per_chunk)
     project.save()
     return project
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 from project_helpers import ingest
-from synth_helpers import sample_docs, use_endpoint
+from synth_helpers import per_chunk_items, sample_docs, use_endpoint
 
 from doctune.core.events import CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_jsonl
@@ -46,9 +46,7 @@ def test_faults_are_retried_recorded_and_counted(project, fault_server):
     ingest(project, sample_docs(9))
     server = fault_server(fault=scripted)
     use_endpoint(project, server.base_url, timeout_s=1.0, max_retries=3, concurrency=4)
-    project.config.synth.recipes = {"qa": 1.0}
-    project.config.synth.per_chunk = 1
-    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
+    per_chunk_items(project.config.synth, {"qa": 1.0}, 1)
     project.save()
     sink = RecordingSink()
 
@@ -97,9 +95,7 @@ def test_unreadable_replies_are_failed_calls_that_a_rerun_retries(project, fault
 
     server = fault_server(fault=sometimes_broken)
     use_endpoint(project, server.base_url, structured_output="off")
-    project.config.synth.recipes = {"qa": 1.0}
-    project.config.synth.per_chunk = 1
-    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
+    per_chunk_items(project.config.synth, {"qa": 1.0}, 1)
     project.save()
 
     first = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
@@ -120,9 +116,7 @@ def test_schema_filtered_outcomes_of_older_versions_are_retried(project, fault_s
     ingest(project, sample_docs(2))
     server = fault_server()
     use_endpoint(project, server.base_url)
-    project.config.synth.recipes = {"qa": 1.0}
-    project.config.synth.per_chunk = 1
-    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
+    per_chunk_items(project.config.synth, {"qa": 1.0}, 1)
     project.save()
     tasks = plan(project, SynthParams(project_dir=project.root))
     with JsonlAppender(failures_path(project)) as log:  # what an older version wrote for unreadable replies
@@ -142,9 +136,7 @@ def test_retry_after_is_waited_for(project, fault_server):
 
     server = fault_server(fault=throttle)
     use_endpoint(project, server.base_url)
-    project.config.synth.recipes = {"qa": 1.0}
-    project.config.synth.per_chunk = 1
-    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
+    per_chunk_items(project.config.synth, {"qa": 1.0}, 1)
     project.save()
     result = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
     assert result.generated == 1
@@ -162,9 +154,7 @@ def test_a_full_disk_is_a_clear_error_and_the_rerun_finishes_without_duplicates(
         project = Project.create(disk / "p")
         ingest(project, sample_docs(4))
         use_endpoint(project, server.base_url)
-        project.config.synth.recipes = {"qa": 1.0}
-        project.config.synth.per_chunk = 3
-        project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
+        per_chunk_items(project.config.synth, {"qa": 1.0}, 3)
         project.save()
         filler = fill(disk, leave_bytes=3_000)
         with pytest.raises(SynthWriteError) as caught:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 from project_helpers import ingest
-from synth_helpers import sample_docs
+from synth_helpers import per_chunk_items, sample_docs
 
 from doctune.core.events import CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_jsonl
@@ -14,9 +14,7 @@ from doctune.core.synth import SynthParams, run
 def small_local_project(project, gguf) -> None:
     teacher, synth = project.config.teacher, project.config.synth
     teacher.kind, teacher.model_path, teacher.n_ctx = "local", str(gguf), 1024
-    synth.recipes = {"qa": 1.0, "focal": 1.0, "rephrase": 1.0, "entigraph": 1.0}
-    synth.per_chunk = 1
-    synth.amplification = 0.0  # per_chunk items, not the default amount
+    per_chunk_items(synth, {"qa": 1.0, "focal": 1.0, "rephrase": 1.0, "entigraph": 1.0}, 1)
     synth.max_question_chars = synth.max_answer_chars = 20
     synth.max_document_chars, synth.min_document_chars = 100, 10
     synth.grounding = "off"  # an untrained model's words come from nowhere; this test is about the schema

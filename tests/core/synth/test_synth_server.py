@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from llama_server import llama_server
 from project_helpers import ingest
-from synth_helpers import sample_docs, use_endpoint
+from synth_helpers import per_chunk_items, sample_docs, use_endpoint
 
 from doctune.core.events import CancelToken, Events
 from doctune.core.items import load_training_items
@@ -15,8 +15,7 @@ from doctune.core.synth import SynthParams, run
 def test_api_teacher_on_llama_cpp_server_with_concurrency_4(project, tiny_gguf):
     ingest(project, sample_docs(2))
     synth = project.config.synth
-    synth.recipes, synth.per_chunk = {"qa": 1.0}, 2
-    synth.amplification = 0.0  # per_chunk items, not the default amount
+    per_chunk_items(synth, {"qa": 1.0}, 2)
     synth.max_question_chars = synth.max_answer_chars = 20
     synth.grounding = "off"  # the tiny model writes noise; this test is about transport and structure
     project.save()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 from project_helpers import ingest
-from synth_helpers import sample_docs, use_endpoint
+from synth_helpers import per_chunk_items, sample_docs, use_endpoint
 
 from doctune.core.config import SynthSettings
 from doctune.core.events import Cancelled, CancelToken, Events, RecordingSink
@@ -80,9 +80,7 @@ def qa_project(project, fault_server):
     ingest(project, sample_docs(3))
     server = fault_server()
     use_endpoint(project, server.base_url, concurrency=1)
-    project.config.synth.recipes = {"qa": 1.0}
-    project.config.synth.per_chunk = 2
-    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
+    per_chunk_items(project.config.synth, {"qa": 1.0}, 2)
     project.save()
     project.server = server
     return project
@@ -152,9 +150,7 @@ def test_judge_grounding_drops_what_the_teacher_finds_unsupported(project, fault
 
     server = fault_server(fault=judge_says_no_for_vellmora)
     use_endpoint(project, server.base_url)
-    project.config.synth.recipes = {"qa": 1.0}
-    project.config.synth.per_chunk = 1
-    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
+    per_chunk_items(project.config.synth, {"qa": 1.0}, 1)
     project.config.synth.grounding = "judge"
     project.save()
     result = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
@@ -167,9 +163,8 @@ def test_every_recipe_records_what_made_it(project, fault_server):
     server = fault_server()
     use_endpoint(project, server.base_url)
     synth = project.config.synth
-    synth.recipes = {"qa": 1.0, "focal": 1.0, "rephrase": 1.0, "entigraph": 1.0}
-    synth.per_chunk, synth.min_document_chars = 1, 20
-    synth.amplification = 0.0  # per_chunk items, not the default amount
+    per_chunk_items(synth, {"qa": 1.0, "focal": 1.0, "rephrase": 1.0, "entigraph": 1.0}, 1)
+    synth.min_document_chars = 20
     project.save()
     result = run(SynthParams(project_dir=project.root), events=Events(), cancel=CancelToken())
     assert result.generated == result.planned == 8, result
@@ -197,9 +192,7 @@ def test_the_estimate_uses_the_clock_rate_the_last_generation_measured(project, 
 
     ingest(project, sample_docs(2))
     use_endpoint(project, fault_server(delay_s=0.2).base_url, concurrency=4)
-    project.config.synth.recipes = {"qa": 1.0}
-    project.config.synth.per_chunk = 2
-    project.config.synth.amplification = 0.0  # per_chunk items, not the default amount
+    per_chunk_items(project.config.synth, {"qa": 1.0}, 2)
     project.save()
     nothing = estimate(project, plan(project, SynthParams(project_dir=project.root)))
     assert nothing["seconds"] is None and nothing["speed_source"] is None
