@@ -24,7 +24,7 @@ gets the same reply, a retry with another seed gets another.
 Training questions use only the world's training phrasings; held-out
 questions use the world's held-out phrasings and, where all of those are too
 close in words to a training phrasing of the same fact (DocTune's leakage
-check would drop them), phrasings of this module's own (``EXTRA_HELDOUT``).
+check would drop them), phrasings of their own (``world.EXTRA_HELDOUT``).
 Every held-out phrasing is checked with DocTune's own leakage filter against
 all training phrasings of its fact before it is used. A passage with no fact
 of the lab world (a document that is not the lab's) gets a failed call, which
@@ -45,7 +45,7 @@ from typing import Any
 
 from doctune.core.config import SynthSettings
 from doctune.core.evaluate.judge import JUDGE_SYSTEM
-from doctune.core.lab.world import ATTRIBUTES, KIND_NOUN, LETTERS, Entity, Fact, fact_sentence
+from doctune.core.lab.world import ATTRIBUTES, EXTRA_HELDOUT, KIND_NOUN, LETTERS, Entity, Fact, fact_sentence
 from doctune.core.synth.filters import LeakageIndex, grounding_share
 from doctune.core.synth.prompts import load_prompt
 from doctune.core.teachers.base import Teacher, TeacherCallError, TeacherReply, estimate_tokens
@@ -58,24 +58,6 @@ PROBE_TEXT = "The lab teacher writes DocTune's recipe replies from the lab world
 LEAKAGE_THRESHOLD = SynthSettings.model_fields["leakage_threshold"].default
 """Held-out phrasings must pass DocTune's leakage check at its default threshold against every training phrasing."""
 
-EXTRA_HELDOUT: dict[str, tuple[str, ...]] = {
-    "birth_year": ("{n} arrived in the world in which year, according to the records?",
-                   "Records of {n} start with which year?"),
-    "birth_city": ("{n} first saw daylight in which city?", "Which city's records show the arrival of {n}?"),
-    "profession": ("Which trade or calling does {n} follow?",),
-    "employer": ("On whose payroll is {n}?",),
-    "hobby": ("Outside working hours, what keeps {n} busy?",),
-    "province": ("The town of {n} falls under the administration of which province?",
-                 "Under which regional administration does {n} fall?"),
-    "river": ("Along the banks of which waterway was {n} built?",),
-    "founded": ("Settlers established {n} in which year?",),
-    "population": ("Roughly how many residents call {n} home?",),
-    "landmark": ("Which sight draws travellers to {n}?",),
-    "industry": ("In which line of business does {n} operate?", "Which sector of the economy is {n} part of?"),
-    "headquarters": ("Which city houses the head office of {n}?",),
-    "founder": ("Which person set up {n}?",),
-    "product": ("Which goods is {n} famous for?",),
-}
 
 _JUDGE_USER = re.compile(r"Question: (?P<question>.*?)\n\nReference answer: (?P<reference>.*?)\n\n"
                          r"Source passage:\n(?P<passage>.*)\n\nCandidate answer: (?P<answer>.*?)\n\n"

@@ -337,6 +337,29 @@ def render_document(entity: Entity, rng: random.Random) -> str:
     return f"# {entity.name}\n\n{sentences}\n"
 
 
+EXTRA_HELDOUT: dict[str, tuple[str, ...]] = {
+    "birth_year": ("{n} arrived in the world in which year, according to the records?",
+                   "Records of {n} start with which year?"),
+    "birth_city": ("{n} first saw daylight in which city?", "Which city's records show the arrival of {n}?"),
+    "profession": ("Which trade or calling does {n} follow?",),
+    "employer": ("On whose payroll is {n}?",),
+    "hobby": ("Outside working hours, what keeps {n} busy?",),
+    "province": ("The town of {n} falls under the administration of which province?",
+                 "Under which regional administration does {n} fall?"),
+    "river": ("Along the banks of which waterway was {n} built?",),
+    "founded": ("Settlers established {n} in which year?",),
+    "population": ("Roughly how many residents call {n} home?",),
+    "landmark": ("Which sight draws travellers to {n}?",),
+    "industry": ("In which line of business does {n} operate?", "Which sector of the economy is {n} part of?"),
+    "headquarters": ("Which city houses the head office of {n}?",),
+    "founder": ("Which person set up {n}?",),
+    "product": ("Which goods is {n} famous for?",),
+}
+"""More held-out phrasings, in words of their own (the leakage check drops some of the ``heldout`` family against
+the ``train`` family's phrasings of the same fact). The lab teacher asks held-out questions in both; the reader
+learned the language in all phrasings (``reader.any_question``), as a pretrained model knows its paraphrases."""
+
+
 def question(entity: Entity, attribute: str, family: Family, rng: random.Random) -> str:
     """A question asking ``attribute`` of ``entity`` in a phrasing of ``family`` (``train`` or ``heldout``)."""
     spec = ATTRIBUTES[attribute]

@@ -15,7 +15,7 @@ from qt_helpers import wait_for_job
 
 from doctune.desktop.jobs import PARTIAL, SUCCEEDED
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the first one also builds the reader (~15 minutes)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the first one also builds the reader (~18 minutes)
 
 
 def _doctune(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:

@@ -38,6 +38,24 @@ def test_reading_examples_are_doctune_rag_prompts_with_the_answer_and_its_source
         assert maker.counter.count([{"role": "user", "content": example.prompt}]) <= reader.PROMPT_TOKENS + 40
 
 
+def test_every_turn_of_a_reading_example_cites_the_source_that_names_the_entity_asked_about(maker):
+    import re
+
+    cited_other = 0
+    for _ in range(40):
+        example = maker.make("read")
+        blocks = dict(re.findall(r"\[(\d+)\] ([^\n]+)\n(?:.*?)(?=\n\n\[\d+\] |\n\nQuestion: )",
+                                 example.prompt, flags=re.S))
+        sources = {number: example.prompt.split(f"[{number}] {name}\n", 1)[1].split("\n\n[", 1)[0]
+                   for number, name in blocks.items()}
+        first_question = example.prompt.rsplit("Question: ", 1)[1]
+        for asked, answer in ((first_question, example.answer), *example.turns):
+            value, number = re.fullmatch(r"(.+) \[(\d+)\]", answer).groups()
+            assert blocks[number] in asked and value in sources[number]
+        cited_other += any(not turn[1].endswith(example.answer[-3:]) for turn in example.turns)
+    assert cited_other >= 5  # later turns also ask about the distractors: the name, not the order, picks the passage
+
+
 def test_recall_and_multiple_choice_examples_use_doctune_plain_prompt_and_mc_instruction(maker):
     recalls = [maker.make("recall") for _ in range(30)]
     assert any(PLAIN_SYSTEM in r.prompt for r in recalls) and any("<|im_start|>system" not in r.prompt for r in recalls)
