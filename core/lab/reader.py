@@ -176,6 +176,13 @@ def any_question(entity: Entity, attribute: str, rng: random.Random) -> str:
     return asked[:1].upper() + asked[1:]
 
 
+def _hits(passages: list[tuple[Entity, str]]) -> list[Hit]:
+    """Entities' passages as retrieval hands them to DocTune's prompt, in order."""
+    from doctune.core.rag.hits import Hit
+
+    return [Hit(f"c{i}", entity.id, None, entity.name, None, None, text, 0.0) for i, (entity, text) in enumerate(passages)]
+
+
 class ExampleMaker:
     """Draws training examples; fresh entities for reading come from an endless sequence of new worlds."""
 
@@ -235,21 +242,17 @@ class ExampleMaker:
         Where the prompt budget would cut the target's passage (the sources after it are dropped first), it goes
         first: an answer must never cite a source the prompt does not show.
         """
-        from doctune.core.rag.hits import Hit
-
         count = self.rng.choice([n for n in DISTRACTORS if n <= self.most_distractors])
         others = [self.fresh(target.kind if self.rng.random() < SAME_KIND else None) for _ in range(count)]
         position = 0 if self.rng.random() < 0.5 else self.rng.randrange(len(others) + 1)
         entities = others[:position] + [target] + others[position:]
-        texts = [source_text(e, self.rng) for e in entities]
-        hits = [Hit(f"c{i}", e.id, None, e.name, None, None, text, 0.0) for i, (e, text) in enumerate(zip(entities, texts))]
-        content = self.messages(asked, hits)[-1]["content"]
-        if f"[{position + 1}] {target.name}\n{texts[position]}" not in content:
-            for listed in (entities, texts, hits):
-                listed.insert(0, listed.pop(position))
-            content = self.messages(asked, hits)[-1]["content"]
-        shown = [(i + 1, e) for i, (e, text) in enumerate(zip(entities, texts)) if f"[{i + 1}] {e.name}\n{text}" in content]
-        return self.render(self.messages(asked, hits)), shown
+        passages = [(e, source_text(e, self.rng)) for e in entities]
+        content = self.messages(asked, _hits(passages))[-1]["content"]
+        if f"[{position + 1}] {target.name}\n{passages[position][1]}" not in content:
+            passages.insert(0, passages.pop(position))
+            content = self.messages(asked, _hits(passages))[-1]["content"]
+        shown = [(i + 1, e) for i, (e, text) in enumerate(passages) if f"[{i + 1}] {e.name}\n{text}" in content]
+        return self.render(self.messages(asked, _hits(passages))), shown
 
     def messages(self, asked: str, hits: list[Hit] | None = None, system: bool = True) -> Messages:
         """DocTune's own prompt for ``asked`` (``assemble``: system prompt, sources cut to the prompt budget)."""
