@@ -57,6 +57,7 @@ from doctune.core.lab.world import (
     Entity,
     Family,
     World,
+    capitalise_first,
     fact_sentence,
     make_world,
     multiple_choice,
@@ -172,8 +173,8 @@ def any_question(entity: Entity, attribute: str, rng: random.Random) -> str:
     extras): the reader learns the language as a pretrained model has, every paraphrase of a question. Which
     phrasings DocTune trains a student on and which it holds out is the lab teacher's business, on new entities."""
     spec = ATTRIBUTES[attribute]
-    asked = rng.choice((*spec.train_questions, *spec.heldout_questions, *EXTRA_HELDOUT[attribute])).format(n=entity.name)
-    return asked[:1].upper() + asked[1:]
+    return capitalise_first(rng.choice((*spec.train_questions, *spec.heldout_questions, *EXTRA_HELDOUT[attribute]))
+                            .format(n=entity.name))
 
 
 def _hits(passages: list[tuple[Entity, str]]) -> list[Hit]:
@@ -247,12 +248,13 @@ class ExampleMaker:
         position = 0 if self.rng.random() < 0.5 else self.rng.randrange(len(others) + 1)
         entities = others[:position] + [target] + others[position:]
         passages = [(e, source_text(e, self.rng)) for e in entities]
-        content = self.messages(asked, _hits(passages))[-1]["content"]
-        if f"[{position + 1}] {target.name}\n{passages[position][1]}" not in content:
+        messages = self.messages(asked, _hits(passages))
+        if f"[{position + 1}] {target.name}\n{passages[position][1]}" not in messages[-1]["content"]:
             passages.insert(0, passages.pop(position))
-            content = self.messages(asked, _hits(passages))[-1]["content"]
+            messages = self.messages(asked, _hits(passages))
+        content = messages[-1]["content"]
         shown = [(i + 1, e) for i, (e, text) in enumerate(passages) if f"[{i + 1}] {e.name}\n{text}" in content]
-        return self.render(self.messages(asked, _hits(passages))), shown
+        return self.render(messages), shown
 
     def messages(self, asked: str, hits: list[Hit] | None = None, system: bool = True) -> Messages:
         """DocTune's own prompt for ``asked`` (``assemble``: system prompt, sources cut to the prompt budget)."""

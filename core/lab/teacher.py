@@ -45,7 +45,16 @@ from typing import Any
 
 from doctune.core.config import SynthSettings
 from doctune.core.evaluate.judge import JUDGE_SYSTEM
-from doctune.core.lab.world import ATTRIBUTES, EXTRA_HELDOUT, KIND_NOUN, LETTERS, Entity, Fact, fact_sentence
+from doctune.core.lab.world import (
+    ATTRIBUTES,
+    EXTRA_HELDOUT,
+    KIND_NOUN,
+    LETTERS,
+    Entity,
+    Fact,
+    capitalise_first,
+    fact_sentence,
+)
 from doctune.core.synth.filters import LeakageIndex, grounding_share
 from doctune.core.synth.prompts import load_prompt
 from doctune.core.teachers.base import Teacher, TeacherCallError, TeacherReply, estimate_tokens
@@ -166,13 +175,9 @@ def entity_of(title: str, passage: str) -> Entity:
 
 # ----- phrasings --------------------------------------------------------------------------------------------------
 
-def _capitalised(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
 def training_questions(entity: Entity, attribute: str) -> list[str]:
     """The world's training phrasings of one fact's question."""
-    return [_capitalised(t.format(n=entity.name)) for t in ATTRIBUTES[attribute].train_questions]
+    return [capitalise_first(t.format(n=entity.name)) for t in ATTRIBUTES[attribute].train_questions]
 
 
 def heldout_questions(entity: Entity, attribute: str) -> list[str]:
@@ -180,7 +185,7 @@ def heldout_questions(entity: Entity, attribute: str) -> list[str]:
     phrasing of it: the world's held-out family first, then ``EXTRA_HELDOUT``."""
     seen = LeakageIndex(training_questions(entity, attribute), LEAKAGE_THRESHOLD)
     candidates = [*ATTRIBUTES[attribute].heldout_questions, *EXTRA_HELDOUT[attribute]]
-    return [q for q in (_capitalised(t.format(n=entity.name)) for t in candidates) if not seen.leaks(q)]
+    return [q for q in (capitalise_first(t.format(n=entity.name)) for t in candidates) if not seen.leaks(q)]
 
 
 def _sentence(entity: Entity, fact: Fact, rng: random.Random, *, first: bool = True) -> str:
@@ -191,7 +196,7 @@ def _sentence(entity: Entity, fact: Fact, rng: random.Random, *, first: bool = T
 def _grounded_sentence(entity: Entity, fact: Fact, passage: str, rng: random.Random) -> str:
     """A self-contained sentence stating ``fact`` in the words closest to the passage's (a reference answer that
     DocTune's grounding check finds in its source)."""
-    candidates = [_capitalised(t.format(s=entity.name, ps=f"{entity.name}'s", v=fact.value))
+    candidates = [capitalise_first(t.format(s=entity.name, ps=f"{entity.name}'s", v=fact.value))
                   for t in ATTRIBUTES[fact.attribute].sentences]
     rng.shuffle(candidates)
     return max(candidates, key=lambda sentence: grounding_share(sentence, passage))
@@ -372,7 +377,7 @@ def write_relation(request: Request, rng: random.Random) -> dict[str, Any]:
     if not facts:
         sentences += [_sentence(entity, fact, rng) for fact in entity.facts[:2]]
     low, high = _limits(request.schema, "text")
-    return {"text": _join_to([_capitalised(s) for s in sentences], low, high, _closing(entity))}
+    return {"text": _join_to([capitalise_first(s) for s in sentences], low, high, _closing(entity))}
 
 
 def _heldout(request: Request, rng: random.Random, open_question: bool) -> tuple[Entity, Fact, str]:

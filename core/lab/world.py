@@ -312,7 +312,7 @@ def _subject(entity: Entity, rng: random.Random, first: bool) -> tuple[str, str]
     return f"the {noun}", f"the {noun}'s"
 
 
-def _capitalise_first(text: str) -> str:
+def capitalise_first(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
@@ -321,7 +321,7 @@ def fact_sentence(entity: Entity, fact: Fact, rng: random.Random, *, first: bool
     template = rng.choice(ATTRIBUTES[fact.attribute].sentences)
     subject, possessive = _subject(entity, rng, first)
     text = template.format(s=subject, ps=possessive, v=fact.value)
-    return _capitalise_first(text.replace(" a a", " an a").replace(" a e", " an e").replace(" a o", " an o"))
+    return capitalise_first(text.replace(" a a", " an a").replace(" a e", " an e").replace(" a o", " an o"))
 
 
 def render_sentences(entity: Entity, rng: random.Random) -> list[tuple[Fact, str]]:
@@ -364,7 +364,7 @@ def question(entity: Entity, attribute: str, family: Family, rng: random.Random)
     """A question asking ``attribute`` of ``entity`` in a phrasing of ``family`` (``train`` or ``heldout``)."""
     spec = ATTRIBUTES[attribute]
     templates = spec.train_questions if family == "train" else spec.heldout_questions
-    return _capitalise_first(rng.choice(templates).format(n=entity.name))
+    return capitalise_first(rng.choice(templates).format(n=entity.name))
 
 
 @dataclass(frozen=True)
