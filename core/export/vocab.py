@@ -56,6 +56,11 @@ def _reference_pre_tokenizers() -> dict[str, Any]:
     }
 
 
+def reference_pre_tokenizer(name: str) -> Any:
+    """The ``tokenizers`` pre-tokenizer that splits text as llama.cpp's pre-tokenizer ``name`` does."""
+    return _reference_pre_tokenizers()[name]
+
+
 def _pieces_hash(pre_tokenizer: Any) -> str:
     pieces = [piece for piece, _ in pre_tokenizer.pre_tokenize_str(PROBE_TEXT)]
     return hashlib.sha256(json.dumps(pieces).encode()).hexdigest()

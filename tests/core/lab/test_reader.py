@@ -95,6 +95,23 @@ def test_a_value_is_the_same_tokens_bare_as_in_a_sentence(small_reader):
         assert tokenizer(f" {value}", add_special_tokens=False)["input_ids"] == space + bare
 
 
+def test_the_reader_learns_text_in_the_tokens_doctune_and_llama_cpp_will_give_it(small_reader):
+    """transformers loads a Qwen2 student's tokenizer with Qwen2's split rules (every digit apart) whatever its
+    tokenizer.json says: a reader pretrained on other splits was asked in DocTune in tokens it had barely seen."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from doctune.core.export.vocab import detect_pre_tokenizer
+
+    text = "Dradorton was founded in 1962, Velmora in 1643.\n\nIts 11,000 people live by the Merrow: (a bridge) [2]"
+    tokenizer_dir = small_reader.parent / f"{small_reader.name}-tokenizer"
+    as_doctune_loads_it = AutoTokenizer.from_pretrained(small_reader)(text)["input_ids"]
+    assert reader.student_tokenizer(tokenizer_dir, AutoConfig.from_pretrained(small_reader))(text)["input_ids"] \
+        == as_doctune_loads_it
+    assert AutoTokenizer.from_pretrained(tokenizer_dir)(text)["input_ids"] == as_doctune_loads_it  # its own rules too
+    as_doctune_loads_it = AutoTokenizer.from_pretrained(small_reader)
+    assert detect_pre_tokenizer(as_doctune_loads_it.backend_tokenizer) == "qwen2"  # what the export tells llama.cpp
+
+
 def test_the_curriculum_starts_with_one_sentence_and_ends_with_doctune_prompts(maker):
     settings = reader.BuildSettings()
     first, into = settings.phase_at(0.0)
