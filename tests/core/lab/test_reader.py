@@ -104,12 +104,12 @@ def test_the_reader_learns_text_in_the_tokens_doctune_and_llama_cpp_will_give_it
 
     text = "Dradorton was founded in 1962, Velmora in 1643.\n\nIts 11,000 people live by the Merrow: (a bridge) [2]"
     tokenizer_dir = small_reader.parent / f"{small_reader.name}-tokenizer"
-    as_doctune_loads_it = AutoTokenizer.from_pretrained(small_reader)(text)["input_ids"]
+    doctune_tokenizer = AutoTokenizer.from_pretrained(small_reader)
+    as_doctune_loads_it = doctune_tokenizer(text)["input_ids"]
     assert reader.student_tokenizer(tokenizer_dir, AutoConfig.from_pretrained(small_reader))(text)["input_ids"] \
         == as_doctune_loads_it
     assert AutoTokenizer.from_pretrained(tokenizer_dir)(text)["input_ids"] == as_doctune_loads_it  # its own rules too
-    as_doctune_loads_it = AutoTokenizer.from_pretrained(small_reader)
-    assert detect_pre_tokenizer(as_doctune_loads_it.backend_tokenizer) == "qwen2"  # what the export tells llama.cpp
+    assert detect_pre_tokenizer(doctune_tokenizer.backend_tokenizer) == "qwen2"  # what the export tells llama.cpp
 
 
 def test_the_curriculum_starts_with_one_sentence_and_ends_with_doctune_prompts(maker):
