@@ -105,8 +105,15 @@ class ChatSystem:
             rag=self.rag, min_source_tokens=self.min_source_tokens,
         )
 
-    def stream(self, question: str, history: Sequence[Message] = (), cancel: CancelToken | None = None) -> Iterator[str]:
-        """Yield the answer's text as it is generated; ``last_answer`` holds the whole answer afterwards."""
+    def stream(self, question: str, history: Sequence[Message] = (), cancel: CancelToken | None = None,
+               max_tokens: int | None = None) -> Iterator[str]:
+        """Yield the answer's text as it is generated; ``last_answer`` holds the whole answer afterwards.
+
+        ``max_tokens`` stops this answer sooner than ``max_answer_tokens`` (an evaluation's one-letter answer). It
+        leaves the prompt as chat builds it: the sources fitted to the context minus ``max_answer_tokens``, so a
+        short answer is scored on the very prompt the user's chat gives, not one with more sources.
+        """
+        limit = self.max_answer_tokens if max_tokens is None else min(max_tokens, self.max_answer_tokens)
         started = time.perf_counter()
         self.last_answer = None
         prompt = self.prompt(question, history)
@@ -115,7 +122,7 @@ class ChatSystem:
         first: float | None = None
         generated = 0
         for piece, generated in self.backend.stream(  # noqa: B007 (its last value is the count)
-            tokens, max_tokens=self.max_answer_tokens, temperature=self.temperature, cancel=cancel
+            tokens, max_tokens=limit, temperature=self.temperature, cancel=cancel
         ):
             if first is None:
                 first = time.perf_counter() - started

@@ -36,7 +36,7 @@ from doctune.core.events import Cancelled, CancelToken, Events
 from doctune.core.isolation import ChildCrashed
 from doctune.core.records import EvalAnswer, EvalJudgment, EvalLayout
 
-PROMPT_VERSION = 1  # part of the fingerprint: changing prompts starts a new evaluation
+PROMPT_VERSION = 2  # part of the fingerprint: changing prompts starts a new evaluation
 NAMED_SYSTEMS = ("base", "base+rag", "tuned", "tuned+rag")
 FINGERPRINT_RAG_SETTINGS = ("k", "n_ctx", "max_answer_tokens", "temperature", "gguf_format", "embedder", "reranker")
 MC_INSTRUCTION = "Answer with the letter of the correct option (A, B, C or D)."
@@ -182,8 +182,8 @@ def _source(hit: Any) -> dict[str, Any]:
     return {name: getattr(hit, name, None) for name in fields}
 
 
-def _generate(system, prompt: str, cancel: CancelToken) -> tuple[str, Any]:
-    text = "".join(system.stream(prompt, cancel=cancel))
+def _generate(system, prompt: str, cancel: CancelToken, max_tokens: int | None) -> tuple[str, Any]:
+    text = "".join(system.stream(prompt, cancel=cancel, max_tokens=max_tokens))
     answer = system.last_answer
     return (getattr(answer, "text", None) or text), answer
 
@@ -198,17 +198,18 @@ def _option_likelihoods(system, question) -> dict[str, Any]:
 
 
 def answer_question(system, spec: SystemSpec, question, cancel: CancelToken, max_tokens: int | None = None) -> dict[str, Any]:
-    """One question through one system: the answer, its scores, timings and sources."""
+    """One question through one system: the answer, its scores, timings and sources.
+
+    ``max_tokens`` caps the generated answer only: the prompt (and the sources it shows) is the system's own, as
+    in chat, whatever the cap."""
     started = time.perf_counter()
-    if max_tokens is not None:
-        system.max_answer_tokens = max_tokens
     record: dict[str, Any] = {
         "schema_version": EvalAnswer.VERSION, "question_id": question.id, "system": spec.name, "kind": question.kind,
         "doc_id": question.doc_id, "chunk_id": question.chunk_id,
     }
     prompt = mc_prompt(question) if question.kind == "mc" else question.question
     try:
-        text, answer = _generate(system, prompt, cancel)
+        text, answer = _generate(system, prompt, cancel, max_tokens)
         record.update(
             answer=text, ttft_s=getattr(answer, "ttft_s", None), total_s=getattr(answer, "total_s", None),
             completion_tokens=getattr(answer, "completion_tokens", None),

@@ -187,3 +187,37 @@ def test_tuned_falling_back_to_an_older_run_says_so(project, chat_gguf):
     sink = RecordingSink()
     assert model_path(project, "tuned", events=Events(sink)).parent.parent.name == "run-c"
     assert sink.of("warning") == []
+
+
+def test_the_evaluation_scores_rag_on_the_prompt_chat_gives(pdf_project, chat_gguf):
+    """A one-letter answer limit must not buy the evaluated system more sources than chat shows the user."""
+    from doctune.core.evaluate import EvalParams, open_eval
+    from doctune.core.evaluate import run as evaluate
+    from doctune.core.evaluate.step import mc_prompt
+    from doctune.core.events import CancelToken, Events
+
+    settings = pdf_project.config
+    saved = (settings.rag.max_answer_tokens, settings.rag.n_ctx, settings.eval.mc_answer_tokens)
+    settings.rag.n_ctx, settings.rag.max_answer_tokens, settings.eval.mc_answer_tokens = 512, 256, 4
+    questions = [{"id": f"q{i}", "kind": "mc", "question": question, "options": options, "answer": "A",
+                  "reference": options[0], "doc_id": "d", "chunk_id": "d-0", "source_text": options[0]}
+                 for i, (question, options) in enumerate([
+                     ("Who kept the Grellan Point lighthouse?", ["Tomas Vey", "Brass Hen", "Kessbury", "Grellan"]),
+                     ("How many tunnels does the Kessbury Ridge railway have?", ["eleven", "31", "640", "1903"])])]
+    (pdf_project.root / "eval").mkdir(exist_ok=True)
+    (pdf_project.eval_dir / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+    try:
+        pdf_project.save()
+        result = evaluate(EvalParams(project_dir=pdf_project.root, systems=[f"{chat_gguf}+rag"], judge=False),
+                          events=Events(), cancel=CancelToken())
+        chat = open_system(pdf_project, f"{chat_gguf}+rag")
+        for record in open_eval(pdf_project, result.eval_id).results():
+            question = next(q for q in questions if q["id"] == record["question_id"])
+            answer = chat.answer(mc_prompt(type("Q", (), question)))
+            assert [s["chunk_id"] for s in record["sources"]] == [hit.chunk_id for hit in answer.sources]
+            assert record["context_tokens"] == answer.context_tokens <= 512 - 256
+            assert record["completion_tokens"] <= 4
+        chat.close()
+    finally:
+        settings.rag.max_answer_tokens, settings.rag.n_ctx, settings.eval.mc_answer_tokens = saved
+        pdf_project.save()
