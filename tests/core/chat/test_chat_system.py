@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import pytest
 from run_folders import finished_run
@@ -213,7 +214,7 @@ def test_the_evaluation_scores_rag_on_the_prompt_chat_gives(pdf_project, chat_gg
         chat = open_system(pdf_project, f"{chat_gguf}+rag")
         for record in open_eval(pdf_project, result.eval_id).results():
             question = next(q for q in questions if q["id"] == record["question_id"])
-            answer = chat.answer(mc_prompt(type("Q", (), question)))
+            answer = chat.answer(mc_prompt(SimpleNamespace(**question)))
             assert [s["chunk_id"] for s in record["sources"]] == [hit.chunk_id for hit in answer.sources]
             assert record["context_tokens"] == answer.context_tokens <= 512 - 256
             assert record["completion_tokens"] <= 4
