@@ -205,7 +205,7 @@ def test_the_evaluation_scores_rag_on_the_prompt_chat_gives(pdf_project, chat_gg
                  for i, (question, options) in enumerate([
                      ("Who kept the Grellan Point lighthouse?", ["Tomas Vey", "Brass Hen", "Kessbury", "Grellan"]),
                      ("How many tunnels does the Kessbury Ridge railway have?", ["eleven", "31", "640", "1903"])])]
-    (pdf_project.root / "eval").mkdir(exist_ok=True)
+    pdf_project.eval_dir.mkdir(parents=True, exist_ok=True)
     (pdf_project.eval_dir / "questions.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
     try:
         pdf_project.save()
