@@ -284,12 +284,12 @@ def _answer_system(project, spec: SystemSpec, pending: list, log, backends: dict
         events.warning(f"Skipping {spec.name}: {skipped[spec.name]}", item=spec.name)
         tracker.total = (tracker.total or 0) - len(pending)
         return 0
-    settings, ceiling = project.config.eval, system.max_answer_tokens  # the system's own limit fits its context
+    settings = project.config.eval  # ChatSystem.stream keeps a cap within the system's own answer limit
     for done, question in enumerate(pending):
         cancel.raise_if_cancelled()
         limit = settings.mc_answer_tokens if question.kind == "mc" else settings.open_answer_tokens
         try:
-            log.append(answer_question(system, spec, question, cancel, min(limit, ceiling)))
+            log.append(answer_question(system, spec, question, cancel, limit))
         except ChildCrashed as crash:  # the model process died: the answers so far are kept, a re-run resumes
             dead = backends.pop(spec.model_path, None)
             if dead is not None:
