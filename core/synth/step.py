@@ -383,8 +383,15 @@ class Run:
         budget = self.settings.token_budget
         return bool(budget) and self.result.completion_tokens >= budget
 
+    @property
+    def stopped(self) -> bool:
+        """Cancelled, or the token budget is spent: no more tasks start."""
+        return self.cancel.cancelled or self._budget_spent()
+
     def execute_all(self, pending: list[Task]) -> None:
+        """Generate ``pending``; a run may call this again with more tasks (``_top_up``), its counts add up."""
         tracker = self.events.tracker(len(pending), unit="items")
+        done_before = self.result.generated + self.result.failed + self.result.filtered
         workers = max(1, self.teacher.concurrency)
         queue: Iterator[Task] = iter(pending)
         in_flight: dict[Future, Task] = {}
@@ -412,12 +419,15 @@ class Run:
                                     tokens_out=self.result.completion_tokens, failed=self.result.failed,
                                     filtered=self.result.filtered)
                 top_up()
-        self.result.seconds = time.monotonic() - started
-        done = self.result.generated + self.result.failed + self.result.filtered
-        self.result.deferred = len(pending) - done
+        self.result.seconds += time.monotonic() - started
+        done = self.result.generated + self.result.failed + self.result.filtered - done_before
+        self.result.deferred += len(pending) - done
         self.result.items_per_s = round(self.result.generated / self.result.seconds, 3) if self.result.seconds else 0.0
         if self.cancel.cancelled:
             raise Cancelled()
+
+    def warn_outcomes(self) -> None:
+        """What the user should know once the run's tasks are through: leaked items dropped, a budget reached."""
         leaked = self.result.filtered_by_reason.get("leakage", 0)
         if leaked:
             other = "training questions" if self.result.mode == "eval" else "held-out evaluation questions"
@@ -641,7 +651,27 @@ def _settings(project, params: SynthParams):
 def _plan(project, params: SynthParams, chunks: list[dict[str, Any]]) -> list[Task]:
     if params.eval:
         return plan_eval_tasks(chunks, project.config.synth)
-    return plan_tasks(chunks, _recipes(project, params), _settings(project, params))
+    settings = _settings(project, params)
+    measured = measured_item_tokens(project) if settings.amplification else None
+    return plan_tasks(chunks, _recipes(project, params), settings, measured)
+
+
+MEASURE_MIN_ITEMS = 3
+"""Kept items a recipe needs before its measured size replaces the schemas' estimate."""
+TOP_UP_ROUNDS = 3
+"""Rounds of a run that plan again from the sizes just measured (each only adds tasks; usually one suffices)."""
+
+
+def measured_item_tokens(project) -> dict[str, float]:
+    """Synthetic tokens per kept item of each recipe, as this project's teacher really wrote them: what lets an
+    amplification target be reached when replies are shorter than the schemas' sizes expect."""
+    from doctune.core.items import load_training_items
+    from doctune.core.synth.coverage import item_tokens
+
+    sizes: dict[str, list[int]] = {}
+    for item in load_training_items(project):
+        sizes.setdefault(item.recipe, []).append(item_tokens(item))
+    return {recipe: sum(tokens) / len(tokens) for recipe, tokens in sizes.items() if len(tokens) >= MEASURE_MIN_ITEMS}
 
 
 def plan(project, params: SynthParams) -> list[Task]:
@@ -683,6 +713,9 @@ def _generate(project, mode: str, tasks: list[Task], chunks: list[dict[str, Any]
     job = Run(project, mode, teacher, outputs, events, cancel)
     try:
         job.execute_all(pending)
+        if mode == "train":
+            tasks = tasks + _top_up(project, params, chunks, job, {task.id for task in tasks}, events)
+        job.warn_outcomes()
     finally:
         job.close()
         r = job.result
@@ -703,6 +736,24 @@ def _generate(project, mode: str, tasks: list[Task], chunks: list[dict[str, Any]
     if not params.eval:
         result.coverage = _coverage(project, chunks)
     return result
+
+
+def _top_up(project, params: SynthParams, chunks: list[dict[str, Any]], job: Run, planned: set[str],
+            events: Events) -> list[Task]:
+    """Reach the amplification target when the teacher writes shorter items than the schemas' sizes expect: plan
+    again from the sizes measured so far and generate the tasks that adds, for a few rounds. Returns those tasks."""
+    added: list[Task] = []
+    for _ in range(TOP_UP_ROUNDS):
+        extra = [task for task in _plan(project, params, chunks)
+                 if task.id not in planned and task.id not in job.outputs.done_ids]
+        if not extra or job.stopped:
+            break
+        events.log(f"The teacher's items are shorter than planned: {len(extra)} more item(s) to reach "
+                   f"{_settings(project, params).amplification:g}× the source text.")
+        planned |= {task.id for task in extra}
+        added += extra
+        job.execute_all(extra)
+    return added
 
 
 def _coverage(project, chunks: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from doctune.core.config import SynthSettings
@@ -40,26 +40,41 @@ TRAIN_RECIPES: tuple[str, ...] = tuple(name for name, r in REGISTRY.items() if r
 EVAL_RECIPES: tuple[str, ...] = tuple(name for name, r in REGISTRY.items() if r.purpose == "eval")
 
 
+MAX_TOP_UP = 8
+"""Measured item sizes raise a recipe's items per chunk to at most this many times what the schemas' sizes plan:
+a teacher whose items come out tiny cannot multiply the work without bound."""
+
+
 def items_per_chunk(name: str, recipes: dict[str, float], chunks: Sequence[dict[str, Any]],
-                    settings: SynthSettings) -> int:
+                    settings: SynthSettings, measured: Mapping[str, float] | None = None) -> int:
     """How many items of recipe ``name`` each chunk gets: with an amplification target, enough for the recipe's
     share (by weight) of ``amplification`` × the source tokens, at the tokens one of its items is expected to hold;
-    else ``per_chunk`` × its weight."""
+    else ``per_chunk`` × its weight.
+
+    ``measured`` holds the tokens the teacher's items of each recipe really hold (``measured_item_tokens``): when
+    they are shorter than the schemas' sizes expect, the count grows to reach the target (up to ``MAX_TOP_UP``
+    times); it never shrinks, so what a first plan asked for stays planned."""
     if not settings.amplification:
         return round(settings.per_chunk * recipes[name])
     share = recipes[name] / sum(recipes.values())
-    wanted = settings.amplification * share * source_tokens(chunks) / REGISTRY[name].expected_tokens(settings)
-    return max(1, round(wanted / max(1, len(chunks))))
+    wanted_tokens = settings.amplification * share * source_tokens(chunks) / max(1, len(chunks))
+    planned = max(1, round(wanted_tokens / REGISTRY[name].expected_tokens(settings)))
+    size = (measured or {}).get(name)
+    if not size:
+        return planned
+    return max(planned, min(planned * MAX_TOP_UP, round(wanted_tokens / size)))
 
 
-def plan_tasks(chunks: Sequence[dict[str, Any]], recipes: dict[str, float], settings: SynthSettings) -> list[Task]:
+def plan_tasks(chunks: Sequence[dict[str, Any]], recipes: dict[str, float], settings: SynthSettings,
+               measured: Mapping[str, float] | None = None) -> list[Task]:
     """Every task of a training run, in a stable order: recipe by recipe as weighted, each chunk by chunk.
 
-    Raising the amount (``per_chunk``, ``amplification``) only adds tasks: a task's id does not depend on how many
-    there are, so a later run extends a generation without redoing what exists."""
+    Raising the amount (``per_chunk``, ``amplification``, or ``measured`` sizes smaller than expected) only adds
+    tasks: a task's id does not depend on how many there are, so a later run extends a generation without redoing
+    what exists."""
     tasks: list[Task] = []
     for name in recipes:
-        count = items_per_chunk(name, recipes, chunks, settings)
+        count = items_per_chunk(name, recipes, chunks, settings, measured)
         if count > 0:
             tasks += REGISTRY[name].plan(name, chunks, count, settings)
     return tasks

@@ -142,3 +142,29 @@ def test_the_teacher_test_gets_valid_json_and_a_passage_without_lab_facts_a_fail
                                           passage="The archipelago was first charted by Amalie Corveth.")
     with pytest.raises(TeacherCallError, match="no fact of the lab world"):
         teacher.complete(messages, schema={"type": "object"})
+
+
+def test_an_amplification_target_is_reached_though_the_teacher_writes_shorter_items_than_planned(tmp_path):
+    """The plan sizes items from the schemas' limits; the lab teacher's items are far shorter. Synthesis measures
+    them and plans more until the target is reached, and a second run finds nothing left to do."""
+    from doctune.core.items import load_training_items
+    from doctune.core.store import list_chunks
+    from doctune.core.synth.coverage import document_coverage
+    from doctune.core.synth.recipes import plan_tasks
+
+    project, _ = _lab_project(tmp_path / "p")
+    project.config.synth.recipes = {"qa": 1.0, "focal": 1.0}
+    project.config.synth.amplification = 8.0
+    project.save()
+    chunks = list_chunks(project)
+    from_schemas = plan_tasks(chunks, project.config.synth.recipes, project.config.synth)
+
+    def achieved() -> float:
+        rows = document_coverage(load_training_items(project), chunks)
+        return sum(row.synthetic_tokens for row in rows) / sum(row.source_tokens for row in rows)
+
+    first = _synthesize(project, eval=False)
+    assert first.planned > 2 * len(from_schemas) and first.generated == first.planned
+    assert 0.75 * 8 <= achieved() <= 1.5 * 8
+    again = _synthesize(project, eval=False)
+    assert (again.planned, again.already_done, again.generated) == (first.planned, first.planned, 0)
