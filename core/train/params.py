@@ -43,14 +43,19 @@ class TrainResult(BaseModel):
 
 def resolve_settings(project_student: StudentSettings, project_train: TrainSettings,
                      params: TrainParams) -> tuple[StudentSettings, TrainSettings]:
-    """Project settings with the run's overrides applied; a bad value raises a ``ConfigError``."""
+    """Project settings with the run's overrides applied; a bad value raises a ``ConfigError``. A run on another
+    student than the project's takes the training settings that student's folder recommends
+    (``doctune.core.students``), under the run's own overrides."""
     from pydantic import ValidationError
 
     from doctune.core.config import ConfigError, _describe
+    from doctune.core.students import recommended_train
 
+    chosen = params.student.get("model")
+    recommended = recommended_train(chosen) if chosen and chosen != project_student.model else {}
     try:
         student = StudentSettings.model_validate({**project_student.model_dump(), **params.student})
-        train = TrainSettings.model_validate({**project_train.model_dump(), **params.train})
+        train = TrainSettings.model_validate({**project_train.model_dump(), **recommended, **params.train})
     except ValidationError as exc:
         raise ConfigError("training settings", [_describe(e) for e in exc.errors()]) from None
     return student, train

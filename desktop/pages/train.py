@@ -70,6 +70,9 @@ class TrainPage(Page):
         student_row.addWidget(self.student, 1)
         student_row.addWidget(browse)
         form.addRow("Student model", student_row)
+        self.student_note = explanation("")
+        self.student_note.setVisible(False)
+        form.addRow("", self.student_note)
         self.preset = QComboBox()
         for name in PRESETS:
             self.preset.addItem(f"{name} — {PRESET_HELP[name]}", name)
@@ -233,14 +236,34 @@ class TrainPage(Page):
         if self.curve is not None:  # else the curve is drawn from these lists when the plot is built
             self.curve.setData(self.steps, self.losses)
 
-    def _save_student(self) -> None:
+    def _save_student(self) -> bool:
         """A student typed here is the project's student from now on (export, chat and evaluation use it too);
-        the project's settings are written only when it changed."""
+        the project's settings are written only when it changed. A student whose folder recommends its own
+        training settings brings them (the preset becomes "Project's own", and the page says what changed).
+        False when the student's recommendations cannot be used (the page says why)."""
+        from doctune.core.config import ConfigError
+        from doctune.core.students import choose_student, describe_changes
+
         project = self.open_config()
         student = self.student.text().strip()
-        if student != project.config.student.model:
-            project.config.student.model = student
-            project.save()
+        if student == project.config.student.model:
+            return True
+        try:
+            changed = choose_student(project.config, student)
+        except ConfigError as exc:
+            self._note_student(f"This student's folder recommends training settings DocTune cannot use: {exc} "
+                               "Fix or delete that file, or choose another student.")
+            return False
+        project.save()
+        if changed:
+            self.preset.setCurrentIndex(self.preset.findData(OWN_PRESET))
+            self._note_student(f"This student recommends its own training settings, now the project's: "
+                               f"{describe_changes(changed)} (preset \u201cProject's own\u201d).")
+        return True
+
+    def _note_student(self, text: str) -> None:
+        self.student_note.setText(text)
+        self.student_note.setVisible(bool(text))
 
     def train_options(self) -> list[str]:
         """The preset and the advanced settings, as options of this one training job."""
@@ -252,7 +275,8 @@ class TrainPage(Page):
         return [part for name, value in chosen.items() for part in (TRAIN_OPTIONS[name], str(value))]
 
     def train(self):
-        self._save_student()
+        if not self._save_student():
+            return None
         return self._start(["train", *self.train_options()], "Train the student")
 
     def resume(self):

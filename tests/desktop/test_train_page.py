@@ -208,3 +208,37 @@ def test_a_project_made_with_its_own_training_settings_keeps_them(make_window, p
     page.refresh()
     assert page.preset.currentData() == "Quick"
     assert options != page.train_options() and "--lr" in page.train_options()
+
+
+def test_a_student_that_recommends_its_own_settings_brings_them_and_a_broken_file_is_said(
+        qtbot, make_window, project, tiny_model, tmp_path, monkeypatch):
+    """Typing a student folder that carries doctune-student.json makes its training settings the project's (and
+    "Project's own" the preset, so the job gets them); a folder whose file is broken starts no job and says why."""
+    import shutil
+
+    from doctune.core.project import Project
+
+    student = tmp_path / "student"
+    shutil.copytree(tiny_model("qwen2"), student)
+    (student / "doctune-student.json").write_text(json.dumps({"train": {"learning_rate": 5e-3, "epochs": 7.0}}))
+    window = make_window()
+    window.open_project(project.root)
+    page = window.page("train")
+    page.refresh()
+    assert page.preset.currentData() == "Balanced"
+    started = []
+    monkeypatch.setattr(page, "_start", lambda args, title: started.append(args) or "job")
+    page.student.setText(str(student))
+    assert page.train() == "job"
+    saved = Project.open(project.root).config.train
+    assert (saved.learning_rate, saved.epochs, saved.lora_rank) == (5e-3, 7.0, 16)
+    assert page.preset.currentData() == "Project's own" and "--lr" not in started[0]
+    assert page.student_note.isVisibleTo(page) and "learning rate 0.005, epochs 7" in page.student_note.text()
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model("qwen2"), broken)
+    (broken / "doctune-student.json").write_text('{"train": {"learning_rate": "fast"}}')
+    page.student.setText(str(broken))
+    assert page.train() is None and len(started) == 1
+    assert "doctune-student.json" in page.student_note.text() and "learning_rate" in page.student_note.text()
+    assert Project.open(project.root).config.student.model == str(student)  # nothing half-chosen

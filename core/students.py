@@ -1,0 +1,73 @@
+"""Training settings measured for one student, carried in its folder.
+
+DocTune's ``[train]`` defaults are those of pretrained students (LoRA at a
+learning rate of 2e-4 for three epochs). A student that needs others says so
+in its folder: ``doctune-student.json`` holds ``{"train": {...}, "why": "..."}``
+with the settings measured to teach *that* model. The knowledge lab's reader,
+a small model trained from scratch, carries the settings its sweep found (it
+learns nothing measurable at the pretrained defaults).
+
+Choosing such a student for a project writes its settings into the project's
+``[train]`` section, where the user sees them (Train page, ``doctune.toml``)
+and can change them; a one-run ``--student`` takes them for that run under the
+run's own options. A hub id or a folder without the file keeps the project's
+settings as they are.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from doctune.core.config import ConfigError, ProjectConfig, TrainSettings, _describe
+
+SETTINGS_FILE = "doctune-student.json"
+
+
+def settings_file(model: str) -> Path | None:
+    """The recommendations file of a student given as a local folder, if it has one."""
+    if not model:
+        return None
+    candidate = Path(model).expanduser() / SETTINGS_FILE
+    return candidate if candidate.is_file() else None
+
+
+def recommended_train(model: str) -> dict[str, Any]:
+    """The ``[train]`` settings the student's folder recommends (empty when it recommends none).
+
+    A file that cannot be read or names a setting or value DocTune does not accept raises ``ConfigError``
+    naming the file and each problem, so a student is never trained with half of what its maker measured."""
+    path = settings_file(model)
+    if path is None:
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(str(path), [f"cannot be read as JSON ({exc}); fix or delete the file"]) from None
+    train = data.get("train") if isinstance(data, dict) else None
+    if not isinstance(train, dict):
+        raise ConfigError(str(path), ["needs a 'train' object of [train] settings, e.g. {\"train\": {\"epochs\": 5}}"])
+    try:
+        TrainSettings.model_validate(train)
+    except ValidationError as exc:
+        raise ConfigError(str(path), [_describe(dict(error)) for error in exc.errors()]) from None
+    return dict(train)
+
+
+def choose_student(config: ProjectConfig, model: str) -> dict[str, Any]:
+    """Make ``model`` the project's student and take the training settings its folder recommends; returns the
+    settings that changed (name: new value), for the caller to tell the user. The caller saves the project."""
+    recommended = recommended_train(model)
+    changed = {name: value for name, value in recommended.items() if getattr(config.train, name) != value}
+    config.student.model = model
+    for name, value in changed.items():
+        setattr(config.train, name, value)
+    return changed
+
+
+def describe_changes(changed: dict[str, Any]) -> str:
+    """``learning_rate 0.005, epochs 10`` as the user reads it: 'learning rate 0.005, epochs 10'."""
+    return ", ".join(f"{name.replace('_', ' ')} {value:g}" if isinstance(value, float) else
+                     f"{name.replace('_', ' ')} {value}" for name, value in changed.items())
