@@ -21,7 +21,8 @@ Usage: ``python bench/knowledge.py --quick`` (the default point only),
 points), ``--points qa+focal-16x,qa-4x`` (sweep points), or with no argument
 the full sweep: each recipe mix (``MIXES``) at 1, 4, 16 and 64 synthetic tokens
 per source token, then epochs, LoRA rank and replay at one amount, on
-``SWEEP_ENTITIES`` documents at the lab's training settings; it prints a table
+``SWEEP_ENTITIES`` documents at the reader's own training settings (what its
+folder recommends, so a new project's); it prints a table
 and draws closed-book accuracy against the amount (``--plot``). The last line
 is JSON: the default point's figures, and with several points each one's
 accuracies, amount and training seconds under ``points``.
@@ -45,23 +46,14 @@ N_ENTITIES = 30
 WORLD_SEED = 2
 
 DEFAULT_POINT: dict[str, Any] = {"name": "default", "synth": {}, "train": {}}
-"""The project's own defaults; a sweep point overrides [synth] / [train] settings."""
-LAB_POINT: dict[str, Any] = {"name": "offline-check",
-                             "synth": {key: offline.SYNTH[key] for key in ("per_chunk", "amplification")},
-                             "train": dict(offline.TRAIN)}
-"""The offline check's own settings (``doctune.core.lab.offline``: ten items per recipe and document, ten epochs,
-rank 64, learning rate 5e-3, no replay): made for the small reader, not for pretrained students."""
+"""The settings a new project gets with the lab reader as its student: DocTune's defaults, with the training
+settings the reader's folder recommends (``doctune.core.students``); a sweep point overrides [synth] / [train]."""
 OBJECTIVE_POINTS: list[dict[str, Any]] = [
     {"name": "distill", "synth": {}, "train": {"objective": "distill"}},
     {"name": "mix-objective", "synth": {}, "train": {"objective": "mix"}},
-    {"name": "offline-check-distill", "synth": LAB_POINT["synth"], "train": {**LAB_POINT["train"], "objective": "distill"}},
-    {"name": "offline-check-mix", "synth": LAB_POINT["synth"], "train": {**LAB_POINT["train"], "objective": "mix"}},
-    {"name": "offline-check-sft-17-epochs", "synth": LAB_POINT["synth"], "train": {**LAB_POINT["train"], "epochs": 17}},
 ]
-"""The training objective at the default data (context distillation against next-token loss; same items, steps and
-optimizer, so the extra teacher forward is the only extra compute, shown in each point's train seconds), and at the
-offline check's settings, under which the reader learns (next-token training for 17 epochs instead of 10 takes about
-the time ``mix`` takes, 1.7x, so compares them at equal compute)."""
+"""The training objective at the default point: context distillation against next-token loss (same items, steps
+and optimizer, so the extra teacher forward is the only extra compute, shown in each point's train seconds)."""
 
 AMOUNTS: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0)
 """Synthetic tokens per source token the amount axis asks for (the plot uses what the filters let through)."""
@@ -80,7 +72,7 @@ hour on two cores; its intervals are wider, so read the lines, not single points
 
 
 def amount_point(mix: str, amount: float, sizes: dict[str, float], **train: Any) -> dict[str, Any]:
-    """A sweep point at ``amount`` synthetic tokens per source token of recipes ``mix``, at the lab's training
+    """A sweep point at ``amount`` synthetic tokens per source token of recipes ``mix``, at the reader's training
     settings (``train`` overrides them). Items per chunk come from ``sizes``: what one item of each recipe holds as
     the lab teacher writes it, per source token of its chunk (``measure_item_sizes``); DocTune's own planner sizes
     items from the schemas' limits, which the lab teacher's short replies stay far below."""
@@ -90,21 +82,20 @@ def amount_point(mix: str, amount: float, sizes: dict[str, float], **train: Any)
     return {"name": name, "mix": mix, "amount": amount, "axis": sorted(train) or ["amount"],
             "reading": mix == AXIS_MIX and amount == AXIS_AMOUNT,
             "synth": {"per_chunk": 1, "amplification": 0.0, "recipes": counts},
-            "train": {**LAB_POINT["train"], **train}}
+            "train": train}
 
 
 def axis_points(sizes: dict[str, float]) -> list[dict[str, Any]]:
     """Every point of the full sweep: each mix at each amount, then epochs, rank and replay at one amount."""
     points = [amount_point(mix, amount, sizes) for mix in MIXES for amount in AMOUNTS]
-    lab = LAB_POINT["train"]
-    points += [amount_point(AXIS_MIX, AXIS_AMOUNT, sizes, epochs=epochs) for epochs in (3.0, 30.0)
-               if epochs != lab["epochs"]]
+    points += [amount_point(AXIS_MIX, AXIS_AMOUNT, sizes, epochs=epochs) for epochs in (10.0, 30.0)
+               if epochs != offline.TRAIN["epochs"]]
     points += [amount_point(AXIS_MIX, AXIS_AMOUNT, sizes, lora_rank=16, lora_alpha=32.0)]
     points += [amount_point(AXIS_MIX, AXIS_AMOUNT, sizes, replay_fraction=0.1)]
     return points
 
 
-SWEEP: list[dict[str, Any]] = [DEFAULT_POINT, LAB_POINT, *OBJECTIVE_POINTS]
+SWEEP: list[dict[str, Any]] = [DEFAULT_POINT, *OBJECTIVE_POINTS]
 """The named points (``--points``); the full sweep (no argument) adds ``axis_points``."""
 
 MEASUREMENT = {"eval_mc_per_chunk": 3, "eval_open_per_chunk": 0}
@@ -119,11 +110,12 @@ def cache_root() -> Path:
 
 def make_project(root: Path, student: Path, point: dict[str, Any]):
     from doctune.core.project import Project
+    from doctune.core.students import choose_student
 
     project = Project.create(root / "project", name=f"Knowledge lab ({point['name']})")
     config = project.config
     config.teacher.kind = "lab"
-    config.student.model = str(student)
+    choose_student(config, str(student))
     for name, value in MEASUREMENT.items():
         setattr(config.synth, name, value)
     for section in ("synth", "train"):
@@ -162,11 +154,22 @@ def run_point(point: dict[str, Any], student: Path, work: Path, *, seed: int = W
     outcomes = steps.as_dict() + [{"step": "evaluate", "status": "done", "seconds": evaluate_s,
                                    "note": f"{len(systems)} systems"}]
     outcome = {"point": point["name"], "scores": scores, "steps": outcomes, **achieved_amount(project),
-               "seconds": round(time.perf_counter() - started, 1)}
+               "settings": training_settings(project), "seconds": round(time.perf_counter() - started, 1)}
     f16 = ready_gguf(project, fmt="f16")  # its folder holds the merged model (the Q8_0 file may fail its check)
     if point.get("reading") and f16 is not None:
         outcome["reading"] = reading_after(f16)
     return outcome
+
+
+SHOWN_SETTINGS = {"synth": ("amplification", "per_chunk", "recipes"),
+                  "train": ("objective", "learning_rate", "lora_rank", "lora_alpha", "epochs", "replay_fraction")}
+
+
+def training_settings(project) -> dict[str, Any]:
+    """The settings the point ran with, as the project held them (the student's recommendations included)."""
+    config = project.config
+    return {name: getattr(getattr(config, section), name) for section, names in SHOWN_SETTINGS.items()
+            for name in names}
 
 
 def achieved_amount(project) -> dict[str, Any]:
@@ -267,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     from doctune.core.lab.reader import ensure_reader
 
     started = time.perf_counter()
-    student = args.reader or ensure_reader(cache_root(), report=lambda r: print(json.dumps(r), file=sys.stderr))
+    student = offline.with_recommended_settings(
+        args.reader or ensure_reader(cache_root(), report=lambda r: print(json.dumps(r), file=sys.stderr)))
     reader_s = round(time.perf_counter() - started, 1)
     points = [DEFAULT_POINT] if args.quick else _chosen(args.points, student, args.sweep_entities)
     outcomes = []
@@ -283,6 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     figures |= {name: figures_["accuracy"] for name, figures_ in default["scores"].items()}
     figures |= {f"{name}_ci95": figures_.get("ci95") for name, figures_ in default["scores"].items()}
     checks = verdict(default["scores"])
+    figures |= {"settings": default["settings"], "amplification": default["amplification"],
+                "items": default["items"]}
     figures |= {"targets": TARGETS, "checks": checks, "meets_target": all(checks.values()),
                 "reader_s": reader_s, "pipeline_s": default["seconds"],
                 "steps_s": {step["step"]: step["seconds"] for step in default["steps"]}}
@@ -343,7 +349,7 @@ def draw_sweep(outcomes: list[dict[str, Any]], path: Path) -> None:
     axes.set_ylabel("held-out multiple choice, closed book")
     axes.set_ylim(0, 1)
     axes.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    axes.set_title(f"Knowledge lab: {outcomes[0]['entities']} new documents, lab reader, lab training settings")
+    axes.set_title(f"Knowledge lab: {outcomes[0]['entities']} new documents, lab reader, its training settings")
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
