@@ -2,7 +2,7 @@
 
 DocTune's ``[train]`` defaults are those of pretrained students (LoRA at a
 learning rate of 2e-4 for three epochs). A student that needs others says so
-in its folder: ``doctune-student.json`` holds ``{"train": {...}, "why": "..."}``
+in its folder: ``doctune-student.json`` holds ``{"schema_version": 1, "train": {...}, "why": "..."}``
 with the settings measured to teach *that* model. The knowledge lab's reader,
 a small model trained from scratch, carries the settings its sweep found (it
 learns nothing measurable at the pretrained defaults).
@@ -24,6 +24,14 @@ from pydantic import ValidationError
 from doctune.core.config import ConfigError, ProjectConfig, TrainSettings, _describe
 
 SETTINGS_FILE = "doctune-student.json"
+SCHEMA_VERSION = 1
+MODEL_SETTINGS = frozenset({
+    "objective", "qa_to_document_ratio", "replay_fraction", "lora_rank", "lora_alpha", "lora_dropout",
+    "target_modules", "train_embeddings", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
+    "max_grad_norm", "epochs", "batch_tokens", "max_seq_len",
+})
+"""What a student may recommend: how it learns. Where and how fast this computer trains (device, precision,
+threads, 4-bit loading, checkpoints, a step limit) stays the user's."""
 
 
 def settings_file(model: str) -> Path | None:
@@ -45,15 +53,23 @@ def recommended_train(model: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(str(path), [f"cannot be read as JSON ({exc}); fix or delete the file"]) from None
+        raise ConfigError(str(path), [f"cannot be read as JSON ({exc})"]) from None
+    version = data.get("schema_version", SCHEMA_VERSION) if isinstance(data, dict) else SCHEMA_VERSION
+    if not isinstance(version, int) or isinstance(version, bool) or version > SCHEMA_VERSION:
+        raise ConfigError(str(path), [f"is written for a newer DocTune (schema_version {version!r}; this one reads "
+                                      f"{SCHEMA_VERSION}): update DocTune or choose another student"])
     train = data.get("train") if isinstance(data, dict) else None
     if not isinstance(train, dict):
-        raise ConfigError(str(path), ["needs a 'train' object of [train] settings, e.g. {\"train\": {\"epochs\": 5}}"])
+        raise ConfigError(str(path), ["needs a 'train' object of training settings, e.g. {\"train\": {\"epochs\": 5}}"])
     try:
-        TrainSettings.model_validate(train)
+        validated = TrainSettings.model_validate(train)
     except ValidationError as exc:
         raise ConfigError(str(path), [_describe(dict(error)) for error in exc.errors()]) from None
-    return dict(train)
+    foreign = sorted(set(train) - MODEL_SETTINGS)
+    if foreign:
+        raise ConfigError(str(path), [f"recommends '{name}', which is this computer's choice, not the student's; "
+                                      "remove it" for name in foreign])
+    return validated.model_dump(include=set(train))
 
 
 def choose_student(config: ProjectConfig, model: str) -> dict[str, Any]:

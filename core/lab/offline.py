@@ -45,7 +45,7 @@ TRAIN: dict[str, Any] = {"learning_rate": 3e-3, "lora_rank": 64, "lora_alpha": 1
                          "batch_tokens": 2048, "replay_fraction": 0.0}
 """The training settings measured for the reader (its ``doctune-student.json``), on the bench's 30 documents at
 DocTune's default amount (16x): closed book it knew 78% of the held-out questions after 20 epochs of 2,048-token
-steps at 3e-3, against 31% before; 10 epochs left it at 46-56%, a learning rate of 7e-3 diverged (README, the
+steps at 3e-3, against 31% before; 10 epochs left it at 45-56%, a learning rate of 7e-3 diverged (README, the
 knowledge lab)."""
 TRAIN_WHY = ("The knowledge lab's reader: a small model trained from scratch on a made-up world. At DocTune's "
              "defaults for pretrained students (learning rate 2e-4, rank 16, 3 epochs) it learns nothing measurable; "
@@ -76,10 +76,10 @@ def reader_folder(report: Callable[[dict[str, Any]], None] | None = None) -> Pat
 def with_recommended_settings(folder: Path) -> Path:
     """``folder`` (a built reader) with the training settings measured for it, written when missing or outdated
     (outside the reader's build, so changing them never rebuilds the reader)."""
-    from doctune.core.students import SETTINGS_FILE
+    from doctune.core.students import SCHEMA_VERSION, SETTINGS_FILE
 
     path = folder / SETTINGS_FILE
-    text = json.dumps({"train": TRAIN, "why": TRAIN_WHY}, indent=2) + "\n"
+    text = json.dumps({"schema_version": SCHEMA_VERSION, "train": TRAIN, "why": TRAIN_WHY}, indent=2) + "\n"
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         atomic_write_text(path, text)
     return folder

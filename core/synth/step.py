@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from doctune.core.errors import UserError, disk_errors, write_failure_reason
-from doctune.core.events import Cancelled, CancelToken, Events
+from doctune.core.events import Cancelled, CancelToken, Events, ProgressTracker
 from doctune.core.fsio import JsonlAppender, describe_bytes, read_jsonl
 from doctune.core.items import (
     EvalQuestion,
@@ -378,6 +378,7 @@ class Run:
         self.ctx = GenerationContext(teacher, settings, self.entities)
         self.teacher_seconds = 0.0
         self.calls = 0  # teacher calls made (an item may take several: setup, generation, judge)
+        self._tracker: ProgressTracker | None = None  # one bar for the run, top-up rounds included
 
     def _budget_spent(self) -> bool:
         budget = self.settings.token_budget
@@ -390,7 +391,11 @@ class Run:
 
     def execute_all(self, pending: list[Task]) -> None:
         """Generate ``pending``; a run may call this again with more tasks (``_top_up``), its counts add up."""
-        tracker = self.events.tracker(len(pending), unit="items")
+        if self._tracker is None:
+            self._tracker = self.events.tracker(len(pending), unit="items")
+        else:  # a top-up round: the same bar, its total grown
+            self._tracker.total = (self._tracker.total or 0) + len(pending)
+        tracker = self._tracker
         done_before = self.result.generated + self.result.failed + self.result.filtered
         workers = max(1, self.teacher.concurrency)
         queue: Iterator[Task] = iter(pending)
@@ -413,7 +418,7 @@ class Run:
                         outcome = future.result()
                     except Cancelled:
                         continue  # abandoned by a cancel: not done, generated on the next run
-                    with self._write_errors(len(pending) - tracker.done):
+                    with self._write_errors(int(tracker.total or 0) - tracker.done):
                         self._record(outcome)
                     tracker.advance(message=self._progress_message(), tokens_in=self.result.prompt_tokens,
                                     tokens_out=self.result.completion_tokens, failed=self.result.failed,
@@ -541,7 +546,9 @@ def estimate(project, pending: list[Task], *, planned: list[Task] | None = None,
             calls += len(setup_schemas)
             prompt_tokens += len(setup_schemas) * (estimate_tokens(task.source.text) + 200)
             output_max += sum(schemas.output_tokens(schema) for schema in setup_schemas)
-    output_expected = int(output_max * EXPECTED_OUTPUT_SHARE)
+    measured = measured_item_tokens(project) if amplification else {}
+    output_expected = int(output_max * EXPECTED_OUTPUT_SHARE) + int(sum(
+        measured[task.recipe] - _expected_tokens(task, settings) for task in pending if task.recipe in measured))
     speed = load_speed(project)
     concurrency = teacher.concurrency * max(1, len(teacher.endpoint_urls())) if teacher.kind == "openai" else 1
     seconds, speed_source = None, None
@@ -556,21 +563,25 @@ def estimate(project, pending: list[Task], *, planned: list[Task] | None = None,
             "seconds": seconds, "speed_known": seconds is not None, "speed_source": speed_source,
             "cost": round(cost, 4),
             "priced": bool(teacher.price_in_per_mtok or teacher.price_out_per_mtok),
-            "disk_bytes": int(sum(_expected_tokens(task, settings) * 4 + RECORD_OVERHEAD_BYTES for task in pending)),
-            **_amplification(planned or [], chunks or [], settings, amplification)}
+            "disk_bytes": int(sum(_expected_tokens(task, settings, measured) * 4 + RECORD_OVERHEAD_BYTES
+                                  for task in pending)),
+            **_amplification(planned or [], chunks or [], settings, amplification, measured)}
 
 
 RECORD_OVERHEAD_BYTES = 700  # an item's JSON line beyond its text: ids, recipe, teacher, usage, hashes
 
 
-def _expected_tokens(task: Task, settings) -> float:
-    return REGISTRY[task.recipe].expected_tokens(settings)
+def _expected_tokens(task: Task, settings, measured: dict[str, float] | None = None) -> float:
+    """Synthetic tokens the task's item is expected to hold: as measured for its recipe, else from its schema."""
+    return (measured or {}).get(task.recipe) or REGISTRY[task.recipe].expected_tokens(settings)
 
 
-def _amplification(planned: list[Task], chunks: list[dict[str, Any]], settings, target: float) -> dict[str, Any]:
-    """Synthetic tokens the planned items are expected to hold, per source token of the chunks, and the target."""
+def _amplification(planned: list[Task], chunks: list[dict[str, Any]], settings, target: float,
+                   measured: dict[str, float] | None = None) -> dict[str, Any]:
+    """Synthetic tokens the planned items are expected to hold (at the measured sizes where known), per source
+    token of the chunks, and the target."""
     source = source_tokens(chunks)
-    synthetic = sum(_expected_tokens(task, settings) for task in planned)
+    synthetic = sum(_expected_tokens(task, settings, measured) for task in planned)
     return {"source_tokens": source, "synthetic_tokens": int(synthetic),
             "amplification": round(synthetic / source, 2) if source else None,
             "target_amplification": target or None}
@@ -744,11 +755,13 @@ def _top_up(project, params: SynthParams, chunks: list[dict[str, Any]], job: Run
     again from the sizes measured so far and generate the tasks that adds, for a few rounds. Returns those tasks."""
     added: list[Task] = []
     for _ in range(TOP_UP_ROUNDS):
+        if job.stopped:
+            break
         extra = [task for task in _plan(project, params, chunks)
                  if task.id not in planned and task.id not in job.outputs.done_ids]
-        if not extra or job.stopped:
+        if not extra:
             break
-        events.log(f"The teacher's items are shorter than planned: {len(extra)} more item(s) to reach "
+        events.log(f"The teacher's items are shorter than planned: {len(extra)} more item(s) towards "
                    f"{_settings(project, params).amplification:g}× the source text.")
         planned |= {task.id for task in extra}
         added += extra

@@ -186,7 +186,7 @@ class Recipe:
 
     def expected_tokens(self, settings: Any) -> float:
         """Synthetic tokens one item is expected to hold: what its last call writes, at the share of the schema's
-        longest reply that replies use, and four characters per token. Settings alone decide it, so a plan (and
-        so which items a re-run skips) never depends on what was generated so far."""
+        longest reply that replies use, and four characters per token. This is the first plan's size; once a
+        recipe has items, planning uses their measured size where that asks for more (``items_per_chunk``)."""
         longest_at_two_chars_per_token = schemas.output_tokens(self.call_schemas(settings)[-1])
         return max(1.0, longest_at_two_chars_per_token / 2 * EXPECTED_OUTPUT_SHARE)

@@ -195,6 +195,8 @@ class TrainPage(Page):
 
     def refresh(self) -> None:
         project = self.open_config()
+        if self.student.text().strip() != project.config.student.model:
+            self._note_student("")  # a note about another student (or another project's) no longer applies
         self.student.setText(project.config.student.model)
         self._offer_own_settings(project)
         running = bool(self.job and self.job.running)
@@ -242,12 +244,13 @@ class TrainPage(Page):
         training settings brings them (the preset becomes "Project's own", and the page says what changed).
         False when the student's recommendations cannot be used (the page says why)."""
         from doctune.core.config import ConfigError
-        from doctune.core.students import choose_student, describe_changes
+        from doctune.core.students import choose_student, describe_changes, recommended_train
 
         project = self.open_config()
         student = self.student.text().strip()
         if student == project.config.student.model:
             return True
+        self._note_student("")
         try:
             changed = choose_student(project.config, student)
         except ConfigError as exc:
@@ -255,8 +258,9 @@ class TrainPage(Page):
                                "Fix or delete that file, or choose another student.")
             return False
         project.save()
-        if changed:
+        if recommended_train(student):  # already the project's or not, no preset may replace them
             self.preset.setCurrentIndex(self.preset.findData(OWN_PRESET))
+        if changed:
             self._note_student(f"This student recommends its own training settings, now the project's: "
                                f"{describe_changes(changed)} (preset \u201cProject's own\u201d).")
         return True

@@ -39,6 +39,8 @@ def test_a_hub_id_or_a_folder_without_recommendations_keeps_the_settings(tmp_pat
     ('{"epochs": 5}', "needs a 'train' object"),
     ('{"train": {"learning_rate": "fast"}}', "learning_rate"),
     ('{"train": {"epoch": 5}}', "unknown setting 'epoch'"),
+    ('{"train": {"epochs": 5, "device": "cuda"}}', "'device', which is this computer's choice"),
+    ('{"schema_version": 2, "train": {"epochs": 5}}', "written for a newer DocTune"),
 ])
 def test_a_broken_recommendations_file_is_refused_naming_the_file_and_the_problem(recommending, text, words):
     (recommending / SETTINGS_FILE).write_text(text)
@@ -59,3 +61,10 @@ def test_a_run_on_another_student_takes_its_settings_under_the_runs_own_options(
     _, train = resolve_settings(project.student, project.train, params)
     assert train.learning_rate == 1e-3
     assert recommended_train(str(recommending)) == {"learning_rate": 5e-3, "lora_rank": 64}
+
+
+def test_recommended_values_are_the_settings_types_so_an_equal_value_is_no_change(recommending):
+    (recommending / SETTINGS_FILE).write_text('{"train": {"epochs": 3, "learning_rate": "0.005"}}')
+    config = ProjectConfig()
+    assert choose_student(config, str(recommending)) == {"learning_rate": 5e-3}  # 3 is the default 3.0
+    assert isinstance(config.train.epochs, float)

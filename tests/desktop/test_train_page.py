@@ -242,3 +242,5 @@ def test_a_student_that_recommends_its_own_settings_brings_them_and_a_broken_fil
     assert page.train() is None and len(started) == 1
     assert "doctune-student.json" in page.student_note.text() and "learning_rate" in page.student_note.text()
     assert Project.open(project.root).config.student.model == str(student)  # nothing half-chosen
+    page.student.setText("HuggingFaceTB/SmolLM2-360M-Instruct")  # recommends nothing: the notes above no longer apply
+    assert page.train() == "job" and not page.student_note.isVisibleTo(page)

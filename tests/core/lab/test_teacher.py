@@ -7,6 +7,7 @@ import random
 import re
 from pathlib import Path
 
+import pytest
 from project_helpers import ingest
 
 from doctune.core.evaluate.judge import judge_answer
@@ -168,3 +169,5 @@ def test_an_amplification_target_is_reached_though_the_teacher_writes_shorter_it
     assert 0.75 * 8 <= achieved() <= 1.5 * 8
     again = _synthesize(project, eval=False)
     assert (again.planned, again.already_done, again.generated) == (first.planned, first.planned, 0)
+    dry = synthesize(SynthParams(project_dir=project.root, dry_run=True), events=Events(), cancel=CancelToken())
+    assert dry.estimate["amplification"] == pytest.approx(achieved(), rel=0.2)  # at the measured sizes, not 8x more
