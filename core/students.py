@@ -26,8 +26,8 @@ from doctune.core.config import ConfigError, ProjectConfig, TrainSettings, _desc
 SETTINGS_FILE = "doctune-student.json"
 SCHEMA_VERSION = 1
 MODEL_SETTINGS = frozenset({
-    "objective", "qa_to_document_ratio", "replay_fraction", "lora_rank", "lora_alpha", "lora_dropout",
-    "target_modules", "train_embeddings", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
+    "objective", "qa_to_document_ratio", "open_book_fraction", "open_book_distractors", "replay_fraction",
+    "lora_rank", "lora_alpha", "lora_dropout", "target_modules", "train_embeddings", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
     "max_grad_norm", "epochs", "batch_tokens", "max_seq_len",
 })
 """What a student may recommend: how it learns. Where and how fast this computer trains (device, precision,
@@ -74,13 +74,30 @@ def recommended_train(model: str) -> dict[str, Any]:
 
 def choose_student(config: ProjectConfig, model: str) -> dict[str, Any]:
     """Make ``model`` the project's student and take the training settings its folder recommends; returns the
-    settings that changed (name: new value), for the caller to tell the user. The caller saves the project."""
+    settings that changed (name: new value), for the caller to tell the user. The caller saves the project.
+
+    Settings the previous student brought leave with it: each one it recommended that the new student does not,
+    and that still has the value it brought (the user did not change it since), goes back to DocTune's default.
+    So a pretrained student chosen after the lab reader does not train at the reader's learning rate."""
     recommended = recommended_train(model)
-    changed = {name: value for name, value in recommended.items() if getattr(config.train, name) != value}
+    brought = _recommended_or_none(config.student.model) if config.student.model != model else {}
+    defaults = TrainSettings().model_dump()
+    leaving = {name: defaults[name] for name, value in brought.items()
+               if name not in recommended and getattr(config.train, name) == value}
+    wanted = leaving | recommended
+    changed = {name: value for name, value in wanted.items() if getattr(config.train, name) != value}
     config.student.model = model
     for name, value in changed.items():
         setattr(config.train, name, value)
     return changed
+
+
+def _recommended_or_none(model: str) -> dict[str, Any]:
+    """What a student recommends, or nothing when its file is broken (it was checked when it was chosen)."""
+    try:
+        return recommended_train(model)
+    except ConfigError:
+        return {}
 
 
 def describe_changes(changed: dict[str, Any]) -> str:

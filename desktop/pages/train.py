@@ -258,11 +258,15 @@ class TrainPage(Page):
                                "Fix or delete that file, or choose another student.")
             return False
         project.save()
-        if recommended_train(student):  # already the project's or not, no preset may replace them
+        recommends = bool(recommended_train(student))
+        if recommends:  # already the project's or not, no preset may replace them
             self.preset.setCurrentIndex(self.preset.findData(OWN_PRESET))
-        if changed:
+        if changed and recommends:
             self._note_student(f"This student recommends its own training settings, now the project's: "
                                f"{describe_changes(changed)} (preset \u201cProject's own\u201d).")
+        elif changed:
+            self._note_student(f"The training settings the previous student brought are back to DocTune's "
+                               f"defaults: {describe_changes(changed)}.")
         return True
 
     def _note_student(self, text: str) -> None:

@@ -34,6 +34,22 @@ def test_a_hub_id_or_a_folder_without_recommendations_keeps_the_settings(tmp_pat
         assert choose_student(config, model) == {} and config.train == ProjectConfig().train
 
 
+def test_settings_a_student_brought_leave_with_it_unless_the_user_changed_them(recommending, tmp_path):
+    config = ProjectConfig()
+    choose_student(config, str(recommending))
+    config.train.lora_rank = 128  # the user's own choice after choosing the student
+    changed = choose_student(config, "HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert changed == {"learning_rate": 2e-4} and config.train.learning_rate == ProjectConfig().train.learning_rate
+    assert config.train.lora_rank == 128
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / SETTINGS_FILE).write_text(json.dumps({"train": {"learning_rate": 1e-3}}))
+    choose_student(config, str(recommending))
+    assert choose_student(config, str(other)) == {"learning_rate": 1e-3, "lora_rank": 16}  # 64 was the reader's
+    assert choose_student(config, str(other)) == {}  # the same student again: nothing moves
+
+
 @pytest.mark.parametrize("text,words", [
     ("{not json", "cannot be read as JSON"),
     ('{"epochs": 5}', "needs a 'train' object"),

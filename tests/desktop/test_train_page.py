@@ -213,7 +213,8 @@ def test_a_project_made_with_its_own_training_settings_keeps_them(make_window, p
 def test_a_student_that_recommends_its_own_settings_brings_them_and_a_broken_file_is_said(
         qtbot, make_window, project, tiny_model, tmp_path, monkeypatch):
     """Typing a student folder that carries doctune-student.json makes its training settings the project's (and
-    "Project's own" the preset, so the job gets them); a folder whose file is broken starts no job and says why."""
+    "Project's own" the preset, so the job gets them); a folder whose file is broken starts no job and says why;
+    another student takes back what the first brought, and says so."""
     import shutil
 
     from doctune.core.project import Project
@@ -242,5 +243,10 @@ def test_a_student_that_recommends_its_own_settings_brings_them_and_a_broken_fil
     assert page.train() is None and len(started) == 1
     assert "doctune-student.json" in page.student_note.text() and "learning_rate" in page.student_note.text()
     assert Project.open(project.root).config.student.model == str(student)  # nothing half-chosen
-    page.student.setText("HuggingFaceTB/SmolLM2-360M-Instruct")  # recommends nothing: the notes above no longer apply
+    page.student.setText("HuggingFaceTB/SmolLM2-360M-Instruct")  # recommends nothing: what the first brought leaves
+    assert page.train() == "job" and "back to DocTune's defaults: learning rate 0.0002, epochs 3" in \
+        page.student_note.text()
+    saved = Project.open(project.root).config.train
+    assert (saved.learning_rate, saved.epochs) == (2e-4, 3.0)
+    page.student.setText(str(tiny_model("qwen2")))  # nothing to bring, nothing to take back: no note
     assert page.train() == "job" and not page.student_note.isVisibleTo(page)
