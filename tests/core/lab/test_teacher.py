@@ -171,3 +171,59 @@ def test_an_amplification_target_is_reached_though_the_teacher_writes_shorter_it
     assert (again.planned, again.already_done, again.generated) == (first.planned, first.planned, 0)
     dry = synthesize(SynthParams(project_dir=project.root, dry_run=True), events=Events(), cancel=CancelToken())
     assert dry.estimate["amplification"] == pytest.approx(achieved(), rel=0.2)  # at the measured sizes, not 8x more
+
+
+def _amplified_project(root: Path, amplification: float, token_budget: int = 0) -> Project:
+    project, _ = _lab_project(root)
+    project.config.synth.recipes = {"qa": 1.0, "focal": 1.0}
+    project.config.synth.amplification = amplification
+    project.config.synth.token_budget = token_budget
+    project.save()
+    return project
+
+
+def test_a_token_budget_stops_a_top_up_round_and_a_later_run_goes_on_to_the_same_items(tmp_path):
+    """The budget holds inside the rounds that plan more (no task starts once it is spent); a run with a larger
+    budget goes on from the items kept and ends about where an unlimited run ends (its plan is sized from the
+    items measured so far, so within a few items)."""
+    from doctune.core.events import RecordingSink
+
+    unlimited = _synthesize(_amplified_project(tmp_path / "unlimited", 8.0), eval=False)
+    project = _amplified_project(tmp_path / "budget", 8.0, token_budget=unlimited.completion_tokens // 2)
+    sink = RecordingSink()
+    stopped = synthesize(SynthParams(project_dir=project.root), events=Events(sink), cancel=CancelToken(),
+                         open_teacher=open_teacher)
+    assert stopped.deferred > 0 and stopped.generated < unlimited.generated
+    assert any("Token budget" in event.get("message", "") for event in sink.of("warning"))
+    assert any("shorter than planned" in event.get("message", "") for event in sink.of("log"))  # inside a round
+    assert len(list(read_jsonl(items_path(project)))) == stopped.generated  # nothing deferred is written or marked done
+    project.config.synth.token_budget = 0
+    project.save()
+    resumed = _synthesize(project, eval=False)
+    assert resumed.already_done == stopped.generated and resumed.generated > 0
+    assert resumed.already_done + resumed.generated == pytest.approx(unlimited.generated, rel=0.1)
+
+
+def test_a_terse_teacher_cannot_multiply_the_plan_beyond_its_cap(tmp_path):
+    from doctune.core.store import list_chunks
+    from doctune.core.synth.recipes import MAX_TOP_UP, plan_tasks
+
+    project = _amplified_project(tmp_path / "p", 64.0)
+    chunks = list_chunks(project)
+    settings = project.config.synth
+    from_schemas = plan_tasks(chunks, settings.recipes, settings)
+    one_token_items = plan_tasks(chunks, settings.recipes, settings, {"qa": 1.0, "focal": 1.0})
+    assert len(one_token_items) == MAX_TOP_UP * len(from_schemas)
+    long_items = plan_tasks(chunks, settings.recipes, settings, {"qa": 1e6, "focal": 1e6})
+    assert long_items == from_schemas  # measured sizes never shrink a plan
+
+
+def test_held_out_questions_are_not_topped_up(tmp_path):
+    """Held-out questions are counted per chunk; the amplification target is about training items only."""
+    from doctune.core.store import list_chunks
+    from doctune.core.synth.recipes import plan_eval_tasks
+
+    project = _amplified_project(tmp_path / "p", 8.0)
+    _synthesize(project, eval=False)
+    questions = _synthesize(project, eval=True)
+    assert questions.planned == len(plan_eval_tasks(list_chunks(project), project.config.synth))
