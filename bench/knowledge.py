@@ -95,7 +95,15 @@ def axis_points(sizes: dict[str, float]) -> list[dict[str, Any]]:
     return points
 
 
-SWEEP: list[dict[str, Any]] = [DEFAULT_POINT, *OBJECTIVE_POINTS]
+OPEN_BOOK_POINTS: list[dict[str, Any]] = [
+    {"name": f"open-book-{fraction:g}", "synth": {}, "train": {"open_book_fraction": fraction}}
+    for fraction in (0.0, 0.1, 0.25)
+]
+"""Open-book training at the default point: no item, a tenth or a quarter of the question-answer items also
+trained with their source among other documents' passages, as the chat with retrieval asks (tuned + RAG against
+base + RAG; what it costs in training seconds)."""
+
+SWEEP: list[dict[str, Any]] = [DEFAULT_POINT, *OBJECTIVE_POINTS, *OPEN_BOOK_POINTS]
 """The named points (``--points``); the full sweep (no argument) adds ``axis_points``."""
 
 MEASUREMENT = {"eval_mc_per_chunk": 3, "eval_open_per_chunk": 0}
@@ -162,7 +170,8 @@ def run_point(point: dict[str, Any], student: Path, work: Path, *, seed: int = W
 
 
 SHOWN_SETTINGS = {"synth": ("amplification", "per_chunk", "recipes"),
-                  "train": ("objective", "learning_rate", "lora_rank", "lora_alpha", "epochs", "replay_fraction")}
+                  "train": ("objective", "open_book_fraction", "open_book_distractors", "learning_rate", "lora_rank",
+                            "lora_alpha", "epochs", "replay_fraction")}
 
 
 def training_settings(project) -> dict[str, Any]:

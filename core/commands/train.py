@@ -17,6 +17,8 @@ FLAGS = [  # (flag, [train] field, type, help)
     ("--seed", "seed", int, "seed for data order and initialisation"),
     ("--checkpoint-every", "checkpoint_every", int, "save a resumable checkpoint every N steps"),
     ("--replay-fraction", "replay_fraction", float, "share of tokens from replay answers (0 turns replay off)"),
+    ("--open-book", "open_book_fraction", float,
+     "share of question-answer items also trained with their source among other passages, as retrieval asks"),
 ]
 
 

@@ -28,6 +28,14 @@
   Modules, arXiv 2503.08727; prompt distillation, arXiv 2412.14964). A view is
   kept only when the answer's tokens are the same in both renderings and it
   fits in ``max_seq_len``; other items train by next-token loss.
+- With ``[train] open_book_fraction`` above 0, that share of the question-answer
+  items is also trained *open book*, as base + RAG asks it: DocTune's RAG
+  system prompt, the item's own chunk among ``open_book_distractors`` chunks of
+  other documents (in a random order), and the answer citing its source's
+  number. Closed-book tuning alone cost the tuned student some of its reading
+  (tuned + RAG below base + RAG in the knowledge lab); training with the source
+  and distractors in the prompt keeps it (RAFT, arXiv 2403.10131). These
+  examples are added to every epoch once, outside the QA-to-document ratio.
 - Sequences are packed into rows of at most ``batch_tokens`` tokens, one row
   per step and process, with no padding at all. ``position_ids`` restart at 0
   for each sequence, which transformers turns into a block-diagonal causal mask
@@ -48,7 +56,7 @@ from doctune.core.items import TrainingItem
 from doctune.core.rag import Hit
 
 IGNORE = -100
-Source = Literal["qa", "document", "replay"]
+Source = Literal["qa", "document", "replay", "open_book"]
 RENDERING_VERSION = 2
 """Part of the plan fingerprint: 2 = QA items with DocTune's closed-book system prompt, examples sorted by item id.
 A run planned under another rendering cannot be resumed with this one."""
@@ -153,6 +161,29 @@ def with_teacher_view(tokenizer, item: TrainingItem, example: Example, source: H
     return replace(example, teacher_ids=ids, teacher_mask=mask)
 
 
+def open_book_example(tokenizer, item: TrainingItem, oracle: Hit, distractors: Sequence[Hit], *, rng: random.Random,
+                      max_seq_len: int) -> Example | None:
+    """``item`` asked as base + RAG asks it: its source ``oracle`` among ``distractors`` (shuffled by ``rng``) in
+    DocTune's RAG prompt, the answer ending with the oracle's number in brackets. Distractors are left out, last
+    first, until it fits ``max_seq_len``; None when it cannot fit or the chat is not one question and its answer."""
+    sources = [oracle, *distractors]
+    rng.shuffle(sources)
+    while True:
+        number = sources.index(oracle) + 1
+        answered = [m.model_dump() for m in item.messages]
+        if answered and answered[-1].get("role") == "assistant":
+            answered[-1]["content"] = f"{str(answered[-1]['content']).rstrip()} [{number}]"
+        messages = with_sources(answered, sources)
+        if messages is None:
+            return None
+        ids, mask = _encode_chat(tokenizer, messages)
+        if len(ids) <= max_seq_len:
+            return Example(f"{item.id}#open", "open_book", ids, mask)
+        if len(sources) == 1:
+            return None
+        sources.remove(next(hit for hit in reversed(sources) if hit is not oracle))
+
+
 def tokenize_document(tokenizer, item: TrainingItem) -> Example:
     text = f"{item.title.strip()}\n\n{item.text.strip()}" if item.title.strip() else item.text.strip()
     ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
@@ -210,7 +241,7 @@ def _take_tokens(pool: list[Example], tokens: int, rng: random.Random) -> list[E
 
 
 def replay_tokens_per_epoch(qa: Sequence[Example], documents: Sequence[Example], *, qa_to_document_ratio: float,
-                            replay_fraction: float) -> int:
+                            replay_fraction: float, open_book: Sequence[Example] = ()) -> int:
     """The replay tokens one epoch of ``epoch_mix`` takes: how many replay answers are worth generating."""
     qa_tokens, doc_tokens = _tokens(qa), _tokens(documents)
     if qa and documents:
@@ -218,12 +249,15 @@ def replay_tokens_per_epoch(qa: Sequence[Example], documents: Sequence[Example],
         core = wanted_qa + doc_tokens if qa_tokens < wanted_qa else qa_tokens + qa_tokens / qa_to_document_ratio
     else:
         core = qa_tokens + doc_tokens
+    core += _tokens(open_book)
     return round(replay_fraction / (1 - replay_fraction) * core)
 
 
 def epoch_mix(qa: list[Example], documents: list[Example], replay: list[Example], *,
-              qa_to_document_ratio: float, replay_fraction: float, rng: random.Random) -> list[Example]:
-    """One epoch: QA and documents in the token ratio, replay at its fraction, shuffled."""
+              qa_to_document_ratio: float, replay_fraction: float, rng: random.Random,
+              open_book: Sequence[Example] = ()) -> list[Example]:
+    """One epoch: QA and documents in the token ratio, each open-book example once, replay at its fraction,
+    shuffled."""
     qa_tokens, doc_tokens = _tokens(qa), _tokens(documents)
     if qa and documents:
         wanted_qa = qa_to_document_ratio * doc_tokens
@@ -231,7 +265,7 @@ def epoch_mix(qa: list[Example], documents: list[Example], replay: list[Example]
             qa = _repeat_to(qa, wanted_qa / qa_tokens, rng)
         else:
             documents = _repeat_to(documents, qa_tokens / (qa_to_document_ratio * doc_tokens), rng)
-    core = qa + documents
+    core = qa + documents + list(open_book)
     replay_tokens = round(replay_fraction / (1 - replay_fraction) * _tokens(core))
     mix = core + _take_tokens(replay, replay_tokens, rng)
     rng.shuffle(mix)
@@ -292,17 +326,18 @@ class Plan:
 
 def build_plan(qa: list[Example], documents: list[Example], replay: list[Example], *, qa_to_document_ratio: float,
                replay_fraction: float, batch_tokens: int, epochs: float, max_steps: int, seed: int,
-               world_size: int = 1) -> Plan:
+               world_size: int = 1, open_book: Sequence[Example] = ()) -> Plan:
     """The whole run's rows, deterministic in the set of examples and ``seed`` (so a resume replays the same order,
     and two syntheses that wrote the same items in another order plan the same run)."""
-    qa, documents, replay = (sorted(examples, key=lambda e: e.item_id) for examples in (qa, documents, replay))
+    qa, documents, replay, open_book = (sorted(examples, key=lambda e: e.item_id)
+                                        for examples in (qa, documents, replay, open_book))
     rows_per_epoch: list[list[list[Example]]] = []
     total_rows = None
     epoch = 0
     while True:
         rng = random.Random(f"{seed}:{epoch}")
         mix = epoch_mix(qa, documents, replay, qa_to_document_ratio=qa_to_document_ratio,
-                        replay_fraction=replay_fraction, rng=rng)
+                        replay_fraction=replay_fraction, rng=rng, open_book=open_book)
         rows_per_epoch.append(pack(mix, batch_tokens))
         epoch += 1
         available = sum(len(r) for r in rows_per_epoch)

@@ -6,6 +6,7 @@ and events).
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import random
@@ -244,7 +245,7 @@ def _examples(items: list[TrainingItem], tokenizer, train: TrainSettings, events
     if report.dropped:
         events.warning(f"{len(report.dropped)} item(s) had no answer left after truncation and were skipped",
                        dropped=len(report.dropped))
-    by_source: dict[str, list[packing.Example]] = {"qa": [], "document": [], "replay": []}
+    by_source: dict[str, list[packing.Example]] = {"qa": [], "document": [], "replay": [], "open_book": []}
     for example in report.examples:
         by_source[example.source].append(example)
     if not by_source["qa"] and not by_source["document"]:
@@ -253,21 +254,25 @@ def _examples(items: list[TrainingItem], tokenizer, train: TrainSettings, events
     return by_source, report
 
 
-def _with_teacher_views(setup: Setup, examples: list[packing.Example], tokenizer) -> list[packing.Example]:
-    """The QA examples, each with its teacher view where its item's chunk is still in the project (distillation)."""
+def _chunk_hits(setup: Setup) -> dict[str, Any]:
+    """The project's chunks as sources of a prompt (``Hit``), by chunk id."""
     from doctune.core.rag import Hit
     from doctune.core.store import list_chunks
 
-    chunks = {chunk["id"]: chunk for chunk in list_chunks(setup.project)}
+    return {chunk["id"]: Hit(chunk["id"], chunk["doc_id"], chunk.get("doc_path"), chunk.get("doc_title"),
+                             chunk.get("page_start"), chunk.get("page_end"), chunk["text"], 0.0)
+            for chunk in list_chunks(setup.project)}
+
+
+def _with_teacher_views(setup: Setup, examples: list[packing.Example], tokenizer) -> list[packing.Example]:
+    """The QA examples, each with its teacher view where its item's chunk is still in the project (distillation)."""
+    hits = _chunk_hits(setup)
     items = {item.id: item for item in setup.items}
     out = []
     for example in examples:
-        item, chunk = items.get(example.item_id), None
-        if item is not None:
-            chunk = chunks.get(item.chunk_id)
-        if item is not None and chunk is not None:
-            source = Hit(chunk["id"], chunk["doc_id"], chunk.get("doc_path"), chunk.get("doc_title"),
-                         chunk.get("page_start"), chunk.get("page_end"), chunk["text"], 0.0)
+        item = items.get(example.item_id)
+        source = hits.get(item.chunk_id) if item is not None else None
+        if item is not None and source is not None:
             example = packing.with_teacher_view(tokenizer, item, example, source, setup.train.max_seq_len)
         out.append(example)
     viewed = sum(example.teacher_ids is not None for example in out)
@@ -280,12 +285,53 @@ def _with_teacher_views(setup: Setup, examples: list[packing.Example], tokenizer
     return out
 
 
+def _distractors(chunk_ids: list[str], hits: dict[str, Any], oracle, count: int, rng: random.Random) -> list[Any]:
+    """``count`` chunks of documents other than the oracle's, drawn by ``rng`` (fewer when the project has fewer)."""
+    picked: list[Any] = []
+    for chunk_id in rng.sample(chunk_ids, len(chunk_ids)) if count else ():
+        if hits[chunk_id].doc_id != oracle.doc_id:
+            picked.append(hits[chunk_id])
+            if len(picked) == count:
+                break
+    return picked
+
+
+def _open_book_examples(setup: Setup, qa: list[packing.Example], tokenizer) -> list[packing.Example]:
+    """``open_book_fraction`` of the QA items (drawn by seed) asked with their chunk among distractor chunks of
+    other documents, as base + RAG asks them (see ``doctune.core.train.data``)."""
+    train = setup.train
+    hits = _chunk_hits(setup)
+    items = {item.id: item for item in setup.items}
+    candidates = sorted(e.item_id for e in qa if e.item_id in items and items[e.item_id].chunk_id in hits)
+    wanted = round(train.open_book_fraction * len(qa))
+    chunk_ids = sorted(hits)
+    chosen = sorted(candidates, key=lambda item_id: hashlib.sha256(f"{train.seed}:{item_id}".encode()).digest())
+    out = []
+    for item_id in chosen[:wanted]:
+        item = items[item_id]
+        oracle = hits[item.chunk_id]
+        rng = random.Random(f"{train.seed}:{item_id}:open")
+        distractors = _distractors(chunk_ids, hits, oracle, train.open_book_distractors, rng)
+        example = packing.open_book_example(tokenizer, item, oracle, distractors, rng=rng,
+                                            max_seq_len=train.max_seq_len)
+        if example is not None:
+            out.append(example)
+    setup.events.log(f"Open book: {len(out)} of {len(qa)} question-answer item(s) also learn to answer from their "
+                     f"source among {train.open_book_distractors} other passage(s), as the chat with retrieval asks")
+    if len(out) < wanted:
+        setup.events.warning(f"{wanted - len(out)} item(s) chosen for open-book training could not be (their chunk "
+                             "is gone, the chat has several turns, or it does not fit max_seq_len with its passage)",
+                             without_open_book=wanted - len(out))
+    return out
+
+
 def _replay_examples(setup: Setup, model, tokenizer, by_source) -> list[packing.Example]:
     """Replay answers for the replay share of one epoch of this mix, tokenized like the items."""
     train = setup.train
     wanted = packing.replay_tokens_per_epoch(by_source["qa"], by_source["document"],
                                              qa_to_document_ratio=train.qa_to_document_ratio,
-                                             replay_fraction=train.replay_fraction)
+                                             replay_fraction=train.replay_fraction,
+                                             open_book=by_source["open_book"])
     replay = _replay(setup, model, tokenizer, wanted)
     return packing.tokenize_items(tokenizer, replay, train.max_seq_len, source_of=lambda item: "replay").examples
 
@@ -294,7 +340,7 @@ def _plan(by_source, train: TrainSettings, dist: Dist) -> packing.Plan:
     return packing.build_plan(by_source["qa"], by_source["document"], by_source["replay"],
                               qa_to_document_ratio=train.qa_to_document_ratio, replay_fraction=train.replay_fraction,
                               batch_tokens=train.batch_tokens, epochs=train.epochs, max_steps=train.max_steps,
-                              seed=train.seed, world_size=dist.world_size)
+                              seed=train.seed, world_size=dist.world_size, open_book=by_source["open_book"])
 
 
 # ----- the run -------------------------------------------------------------------
@@ -441,6 +487,8 @@ def _prepare(setup: Setup) -> Session:
     by_source, _ = _examples(setup.items, tokenizer, train, events)
     if train.objective != "sft":
         by_source["qa"] = _with_teacher_views(setup, by_source["qa"], tokenizer)
+    by_source["open_book"] = (_open_book_examples(setup, by_source["qa"], tokenizer)
+                              if train.open_book_fraction > 0 else [])
     by_source["replay"] = _replay_examples(setup, model, tokenizer, by_source)
     plan = _plan(by_source, train, dist)
     if plan.total_steps == 0:

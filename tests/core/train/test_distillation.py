@@ -5,33 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from project_helpers import ingest
-from train_helpers import sample_qa, train_until_cancelled, write_items
+from train_helpers import train_until_cancelled
 
 from doctune.core.events import CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_jsonl
 from doctune.core.items import TrainingItem
-from doctune.core.resources import resource_path
 from doctune.core.store import list_chunks
 from doctune.core.train import TrainParams, run
 from doctune.core.train import data as packing
 
-DOCS = ["01-vellmora-archipelago.md", "02-quintrel-foundry.md", "03-oswin-tarrabeck.md"]
 FAST = {"max_steps": 24, "batch_tokens": 1024, "learning_rate": 3e-3, "checkpoint_every": 8, "objective": "distill"}
-
-
-@pytest.fixture
-def distill_project(student_project, tmp_path):
-    """The tiny student's project with three sample documents and their questions as items on their chunks."""
-    ingest(student_project, [resource_path("sample/docs") / name for name in DOCS])
-    first_chunk = {}
-    for chunk in list_chunks(student_project):
-        first_chunk.setdefault(chunk["doc_path"].rsplit("/", 1)[-1], chunk["id"])
-    records = [{"id": r["id"], "kind": "qa", "recipe": "qa", "chunk_id": first_chunk[r["doc"]],
-                "messages": [{"role": "user", "content": r["question"]},
-                             {"role": "assistant", "content": r["answer"]}]}
-               for r in sample_qa() if r["doc"] in first_chunk]
-    return student_project, write_items(tmp_path / "items.jsonl", records), records
 
 
 def _student(project):
@@ -69,8 +52,8 @@ def _divergence(student, teacher, examples) -> float:
     return total / count
 
 
-def test_a_teacher_view_holds_the_passage_and_the_same_answer_tokens(distill_project):
-    project, _, records = distill_project
+def test_a_teacher_view_holds_the_passage_and_the_same_answer_tokens(chunked_qa_project):
+    project, _, records = chunked_qa_project
     _, tokenizer = _student(project)
     examples = _examples(project, records, tokenizer)
     assert all(example.teacher_ids for example in examples)
@@ -92,10 +75,10 @@ def test_a_teacher_view_holds_the_passage_and_the_same_answer_tokens(distill_pro
     assert packing.with_teacher_view(tokenizer, several_turns, plain, hit, 1024).teacher_ids is None
 
 
-def test_distillation_moves_the_closed_book_student_towards_the_teacher_with_the_passage(distill_project):
+def test_distillation_moves_the_closed_book_student_towards_the_teacher_with_the_passage(chunked_qa_project):
     from peft import PeftModel
 
-    project, items_file, records = distill_project
+    project, items_file, records = chunked_qa_project
     sink = RecordingSink()
     result = run(TrainParams(project_dir=project.root, items_file=items_file, train=FAST), events=Events(sink),
                  cancel=CancelToken())
@@ -115,8 +98,8 @@ def test_distillation_moves_the_closed_book_student_towards_the_teacher_with_the
 
 
 @pytest.mark.parametrize("objective", ["distill", "mix"])
-def test_a_cancelled_distillation_resumes_to_the_same_end(distill_project, objective):
-    project, items_file, _ = distill_project
+def test_a_cancelled_distillation_resumes_to_the_same_end(chunked_qa_project, objective):
+    project, items_file, _ = chunked_qa_project
     settings = {**FAST, "max_steps": 6, "checkpoint_every": 2, "objective": objective}
     reference = run(TrainParams(project_dir=project.root, items_file=items_file, train=settings), events=Events(),
                     cancel=CancelToken())
@@ -127,13 +110,13 @@ def test_a_cancelled_distillation_resumes_to_the_same_end(distill_project, objec
 
 
 @pytest.mark.slow
-def test_distillation_under_torchrun_with_two_processes(distill_project):
+def test_distillation_under_torchrun_with_two_processes(chunked_qa_project):
     import json
     import os
     import subprocess
     import sys
 
-    project, items_file, _ = distill_project
+    project, items_file, _ = chunked_qa_project
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "doctune.core", "train", "-p", str(project.root), "--items", str(items_file), "--events", "jsonl",
                "--max-steps", "4", "--batch-tokens", "512", "--objective", "distill"]
