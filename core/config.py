@@ -158,6 +158,11 @@ class StudentSettings(Section):
     model: str = Field("", description="Hugging Face id or local folder of the student model.")
     revision: str = Field("", description="Hub revision (branch, tag or commit) of a Hugging Face student; empty: main.")
     trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint (unsafe).")
+    brought: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Training settings the student's folder recommended when it was chosen (written by DocTune): "
+                    "choosing another student puts those still unchanged back to DocTune's defaults.",
+    )
 
 
 class TrainSettings(Section):

@@ -78,15 +78,17 @@ def choose_student(config: ProjectConfig, model: str) -> dict[str, Any]:
 
     Settings the previous student brought leave with it: each one it recommended that the new student does not,
     and that still has the value it brought (the user did not change it since), goes back to DocTune's default.
-    So a pretrained student chosen after the lab reader does not train at the reader's learning rate."""
+    So a pretrained student chosen after the lab reader does not train at the reader's learning rate. What a
+    student brought is kept in the project (``[student] brought``), since its folder may change or go."""
     recommended = recommended_train(model)
-    brought = _recommended_or_none(config.student.model) if config.student.model != model else {}
+    brought = config.student.brought or _recommended_or_none(config.student.model)  # or chosen before it was kept
     defaults = TrainSettings().model_dump()
     leaving = {name: defaults[name] for name, value in brought.items()
-               if name not in recommended and getattr(config.train, name) == value}
+               if name in defaults and name not in recommended and getattr(config.train, name) == value}
     wanted = leaving | recommended
     changed = {name: value for name, value in wanted.items() if getattr(config.train, name) != value}
     config.student.model = model
+    config.student.brought = recommended
     for name, value in changed.items():
         setattr(config.train, name, value)
     return changed

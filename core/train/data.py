@@ -288,6 +288,14 @@ def pack(examples: Sequence[Example], batch_tokens: int) -> list[list[Example]]:
     return rows
 
 
+def _identity(example: Example) -> str:
+    """An example in the plan's fingerprint: its item, and what else shapes it. An open-book example's passages
+    are drawn from the project's chunks, so its tokens count too (new documents change it while the items stay)."""
+    if example.source == "open_book":
+        return f"{example.item_id}:{hashlib.sha256(repr(example.input_ids).encode()).hexdigest()[:12]}"
+    return example.item_id + ("+teacher" if example.teacher_ids else "")
+
+
 @dataclass
 class Plan:
     """Every row the run trains on, in order; rows ``[step*world, (step+1)*world)`` make one step."""
@@ -310,7 +318,7 @@ class Plan:
     def fingerprint(self) -> str:
         digest = hashlib.sha256(f"rendering {RENDERING_VERSION}\n".encode())
         for row in self.rows:
-            digest.update("|".join(e.item_id + ("+teacher" if e.teacher_ids else "") for e in row).encode())
+            digest.update("|".join(_identity(e) for e in row).encode())
             digest.update(b"\n")
         return digest.hexdigest()[:16]
 

@@ -316,12 +316,20 @@ def _open_book_examples(setup: Setup, qa: list[packing.Example], tokenizer) -> l
                                             max_seq_len=train.max_seq_len)
         if example is not None:
             out.append(example)
+    others = len({hit.doc_id for hit in hits.values()}) - 1
+    shown = min(train.open_book_distractors, max(others, 0))
     setup.events.log(f"Open book: {len(out)} of {len(qa)} question-answer item(s) also learn to answer from their "
-                     f"source among {train.open_book_distractors} other passage(s), as the chat with retrieval asks")
+                     f"source among up to {shown} passage(s) of other documents, as the chat with retrieval asks")
+    if train.open_book_distractors and others < 1 and out:
+        setup.events.warning("Open-book items show their source alone: the project has no other document to draw "
+                             "other passages from")
     if len(out) < wanted:
         setup.events.warning(f"{wanted - len(out)} item(s) chosen for open-book training could not be (their chunk "
-                             "is gone, the chat has several turns, or it does not fit max_seq_len with its passage)",
-                             without_open_book=wanted - len(out))
+                             "is gone, the chat has several turns or its own system message, or it does not fit "
+                             "max_seq_len with its passage)", without_open_book=wanted - len(out),
+                             window_message=f"{wanted - len(out)} question-answer item(s) chosen to be trained with "
+                                            "their source passage could not be (the passage is gone, the chat has "
+                                            "several turns, or it is too long); they train closed book only.")
     return out
 
 

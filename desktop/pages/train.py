@@ -258,15 +258,19 @@ class TrainPage(Page):
                                "Fix or delete that file, or choose another student.")
             return False
         project.save()
-        recommends = bool(recommended_train(student))
-        if recommends:  # already the project's or not, no preset may replace them
+        recommended = recommended_train(student)
+        if recommended:  # already the project's or not, no preset may replace them
             self.preset.setCurrentIndex(self.preset.findData(OWN_PRESET))
-        if changed and recommends:
-            self._note_student(f"This student recommends its own training settings, now the project's: "
-                               f"{describe_changes(changed)} (preset \u201cProject's own\u201d).")
-        elif changed:
-            self._note_student(f"The training settings the previous student brought are back to DocTune's "
-                               f"defaults: {describe_changes(changed)}.")
+        brought = {name: value for name, value in changed.items() if name in recommended}
+        restored = {name: value for name, value in changed.items() if name not in recommended}
+        said = []
+        if brought:
+            said.append(f"This student recommends its own training settings, now the project's: "
+                        f"{describe_changes(brought)} (preset \u201cProject's own\u201d).")
+        if restored:
+            said.append(f"The training settings the previous student brought are back to DocTune's defaults: "
+                        f"{describe_changes(restored)}.")
+        self._note_student(" ".join(said))
         return True
 
     def _note_student(self, text: str) -> None:

@@ -48,6 +48,14 @@ def test_settings_a_student_brought_leave_with_it_unless_the_user_changed_them(r
     choose_student(config, str(recommending))
     assert choose_student(config, str(other)) == {"learning_rate": 1e-3, "lora_rank": 16}  # 64 was the reader's
     assert choose_student(config, str(other)) == {}  # the same student again: nothing moves
+    assert config.student.brought == {"learning_rate": 1e-3}  # kept in the project, not read back from the folder
+
+
+def test_what_a_student_brought_leaves_with_it_though_its_folder_changed_since(recommending):
+    config = ProjectConfig()
+    choose_student(config, str(recommending))
+    (recommending / SETTINGS_FILE).write_text(json.dumps({"train": {"learning_rate": 3e-3}}))  # a newer build
+    assert choose_student(config, "HuggingFaceTB/SmolLM2-360M-Instruct") == {"learning_rate": 2e-4, "lora_rank": 16}
 
 
 @pytest.mark.parametrize("text,words", [
