@@ -329,7 +329,8 @@ def _open_book_examples(setup: Setup, qa: list[packing.Example], tokenizer) -> l
                              "max_seq_len with its passage)", without_open_book=wanted - len(out),
                              window_message=f"{wanted - len(out)} question-answer item(s) chosen to be trained with "
                                             "their source passage could not be (the passage is gone, the chat has "
-                                            "several turns, or it is too long); they train closed book only.")
+                                            "several turns, or it is too long); they train closed book only, and "
+                                            "the run on the Train page goes on.")
     return out
 
 
