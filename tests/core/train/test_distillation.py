@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from train_helpers import train_until_cancelled
+from train_helpers import assert_a_cancelled_run_resumes_to_the_same_end
 
 from doctune.core.events import CancelToken, Events, RecordingSink
 from doctune.core.fsio import read_jsonl
@@ -101,12 +101,7 @@ def test_distillation_moves_the_closed_book_student_towards_the_teacher_with_the
 def test_a_cancelled_distillation_resumes_to_the_same_end(chunked_qa_project, objective):
     project, items_file, _ = chunked_qa_project
     settings = {**FAST, "max_steps": 6, "checkpoint_every": 2, "objective": objective}
-    reference = run(TrainParams(project_dir=project.root, items_file=items_file, train=settings), events=Events(),
-                    cancel=CancelToken())
-    train_until_cancelled(project, items_file, 3, settings)
-    run_id = next(p.name for p in project.runs_dir.iterdir() if p.is_dir() and p != reference.run_dir)
-    resumed = run(TrainParams(project_dir=project.root, resume=run_id), events=Events(), cancel=CancelToken())
-    assert resumed.steps == 6 and resumed.final_loss == pytest.approx(reference.final_loss, abs=1e-3)
+    assert_a_cancelled_run_resumes_to_the_same_end(project, items_file, settings)
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import random
 
 import pytest
 import torch
-from train_helpers import train_until_cancelled, write_items
+from train_helpers import assert_a_cancelled_run_resumes_to_the_same_end, train_until_cancelled, write_items
 
 from doctune.core.chat.prompt import system_message, user_message
 from doctune.core.events import CancelToken, Events, RecordingSink
@@ -159,15 +159,10 @@ def test_an_open_book_run_resumes_to_the_same_end_and_refuses_once_its_passages_
 
     project, items_file, _ = chunked_qa_project
     settings = {**FAST, "max_steps": 6, "checkpoint_every": 2, "open_book_fraction": 0.5}
-    reference = run(TrainParams(project_dir=project.root, items_file=items_file, train=settings), events=Events(),
-                    cancel=CancelToken())
+    assert_a_cancelled_run_resumes_to_the_same_end(project, items_file, settings)
+    before = {p.name for p in project.runs_dir.iterdir() if p.is_dir()}
     train_until_cancelled(project, items_file, 3, settings)
-    run_id = next(p.name for p in project.runs_dir.iterdir() if p.is_dir() and p != reference.run_dir)
-    resumed = run(TrainParams(project_dir=project.root, resume=run_id), events=Events(), cancel=CancelToken())
-    assert resumed.steps == 6 and resumed.final_loss == pytest.approx(reference.final_loss, abs=1e-3)
-
-    train_until_cancelled(project, items_file, 3, settings)
-    other = next(p.name for p in project.runs_dir.iterdir() if p.is_dir() and p.name not in (run_id, reference.run_dir.name))
+    other = next(p.name for p in project.runs_dir.iterdir() if p.is_dir() and p.name not in before)
     ingest(project, [resource_path("sample/docs") / "04-lanternfall-festival.md"])  # new distractors, same items
     with pytest.raises(TrainError, match="changed since run"):
         run(TrainParams(project_dir=project.root, resume=other), events=Events(), cancel=CancelToken())

@@ -67,3 +67,20 @@ def train_until_cancelled(project, items_file: Path, step: int, train: dict) -> 
     with pytest.raises(Cancelled):
         run(TrainParams(project_dir=project.root, items_file=items_file, train=train), events=Events(watch),
             cancel=cancel)
+
+
+def assert_a_cancelled_run_resumes_to_the_same_end(project, items_file: Path, settings: dict) -> str:
+    """A run of ``settings`` (6 steps) cancelled at step 3 and resumed ends with the uninterrupted run's loss;
+    returns the resumed run's id."""
+    import pytest
+
+    from doctune.core.events import CancelToken, Events
+    from doctune.core.train import TrainParams, run
+
+    reference = run(TrainParams(project_dir=project.root, items_file=items_file, train=settings), events=Events(),
+                    cancel=CancelToken())
+    train_until_cancelled(project, items_file, 3, settings)
+    run_id = next(p.name for p in project.runs_dir.iterdir() if p.is_dir() and p != reference.run_dir)
+    resumed = run(TrainParams(project_dir=project.root, resume=run_id), events=Events(), cancel=CancelToken())
+    assert resumed.steps == 6 and resumed.final_loss == pytest.approx(reference.final_loss, abs=1e-3)
+    return run_id
