@@ -27,8 +27,8 @@ SETTINGS_FILE = "doctune-student.json"
 SCHEMA_VERSION = 1
 MODEL_SETTINGS = frozenset({
     "objective", "qa_to_document_ratio", "open_book_fraction", "open_book_distractors", "replay_fraction",
-    "lora_rank", "lora_alpha", "lora_dropout", "target_modules", "train_embeddings", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
-    "max_grad_norm", "epochs", "batch_tokens", "max_seq_len",
+    "lora_rank", "lora_alpha", "lora_dropout", "target_modules", "train_embeddings", "learning_rate",
+    "lr_scheduler", "warmup_ratio", "weight_decay", "max_grad_norm", "epochs", "batch_tokens", "max_seq_len",
 })
 """What a student may recommend: how it learns. Where and how fast this computer trains (device, precision,
 threads, 4-bit loading, checkpoints, a step limit) stays the user's."""

@@ -264,9 +264,10 @@ def _chunk_hits(setup: Setup) -> dict[str, Any]:
             for chunk in list_chunks(setup.project)}
 
 
-def _with_teacher_views(setup: Setup, examples: list[packing.Example], tokenizer) -> list[packing.Example]:
-    """The QA examples, each with its teacher view where its item's chunk is still in the project (distillation)."""
-    hits = _chunk_hits(setup)
+def _with_teacher_views(setup: Setup, examples: list[packing.Example], tokenizer,
+                        hits: dict[str, Any]) -> list[packing.Example]:
+    """The QA examples, each with its teacher view where its item's chunk (in ``hits``) is still in the project
+    (distillation)."""
     items = {item.id: item for item in setup.items}
     out = []
     for example in examples:
@@ -296,11 +297,11 @@ def _distractors(chunk_ids: list[str], hits: dict[str, Any], oracle, count: int,
     return picked
 
 
-def _open_book_examples(setup: Setup, qa: list[packing.Example], tokenizer) -> list[packing.Example]:
+def _open_book_examples(setup: Setup, qa: list[packing.Example], tokenizer,
+                        hits: dict[str, Any]) -> list[packing.Example]:
     """``open_book_fraction`` of the QA items (drawn by seed) asked with their chunk among distractor chunks of
-    other documents, as base + RAG asks them (see ``doctune.core.train.data``)."""
+    other documents (``hits``), as base + RAG asks them (see ``doctune.core.train.data``)."""
     train = setup.train
-    hits = _chunk_hits(setup)
     items = {item.id: item for item in setup.items}
     candidates = sorted(e.item_id for e in qa if e.item_id in items and items[e.item_id].chunk_id in hits)
     wanted = round(train.open_book_fraction * len(qa))
@@ -494,9 +495,10 @@ def _prepare(setup: Setup) -> Session:
     _seed(train.seed)
     model, tokenizer = _load_model(setup.student_folder, setup.student, train, placement)
     by_source, _ = _examples(setup.items, tokenizer, train, events)
+    hits = _chunk_hits(setup) if train.objective != "sft" or train.open_book_fraction > 0 else {}
     if train.objective != "sft":
-        by_source["qa"] = _with_teacher_views(setup, by_source["qa"], tokenizer)
-    by_source["open_book"] = (_open_book_examples(setup, by_source["qa"], tokenizer)
+        by_source["qa"] = _with_teacher_views(setup, by_source["qa"], tokenizer, hits)
+    by_source["open_book"] = (_open_book_examples(setup, by_source["qa"], tokenizer, hits)
                               if train.open_book_fraction > 0 else [])
     by_source["replay"] = _replay_examples(setup, model, tokenizer, by_source)
     plan = _plan(by_source, train, dist)
