@@ -14,6 +14,7 @@ from doctune.core.train.data import (
     collate,
     epoch_mix,
     pack,
+    replay_tokens_per_epoch,
     tokenize_document,
     tokenize_items,
     tokenize_qa,
@@ -109,6 +110,25 @@ def test_mix_balances_qa_and_documents_by_tokens_and_adds_replay_fraction():
     assert tokens["document"] == 2000
     assert abs(tokens["qa"] - 2000) <= 20  # QA repeated up to the documents' tokens
     assert tokens["replay"] / sum(tokens.values()) == pytest.approx(0.1, abs=0.01)
+
+
+@pytest.mark.parametrize("open_book_count", [0, 12])
+def test_replay_generated_is_what_an_epoch_with_open_book_examples_takes(open_book_count):
+    """Replay answers are generated before the plan: as many tokens as one epoch's replay share, open-book
+    examples (outside the QA:document ratio) included; too few would leave replay below its fraction."""
+    qa, docs = _fake("qa", 0, 40, 20), _fake("document", 0, 4, 500)
+    open_book = _fake("open_book", 0, open_book_count, 60)
+    wanted = replay_tokens_per_epoch(qa, docs, qa_to_document_ratio=1.0, replay_fraction=0.2, open_book=open_book)
+    replay = _fake("replay", 0, 200, 10)  # more than enough
+    mix = epoch_mix(qa, docs, replay, qa_to_document_ratio=1.0, replay_fraction=0.2, rng=random.Random(0),
+                    open_book=open_book)
+    taken = sum(e.n_tokens for e in mix if e.source == "replay")
+    assert abs(taken - wanted) <= 10  # one replay answer
+    assert sum(e.source == "open_book" for e in mix) == open_book_count
+    assert taken / sum(e.n_tokens for e in mix) == pytest.approx(0.2, abs=0.01)
+    if open_book_count:
+        without = replay_tokens_per_epoch(qa, docs, qa_to_document_ratio=1.0, replay_fraction=0.2)
+        assert wanted - without == round(0.2 / 0.8 * open_book_count * 60)
 
 
 def test_plan_is_deterministic_and_steps_split_between_processes():

@@ -166,3 +166,24 @@ def test_an_open_book_run_resumes_to_the_same_end_and_refuses_once_its_passages_
     ingest(project, [resource_path("sample/docs") / "04-lanternfall-festival.md"])  # new distractors, same items
     with pytest.raises(TrainError, match="changed since run"):
         run(TrainParams(project_dir=project.root, resume=other), events=Events(), cancel=CancelToken())
+
+
+def test_a_one_document_project_trains_open_book_with_the_source_alone_and_says_so(student_project, tmp_path):
+    from project_helpers import ingest
+
+    from doctune.core.resources import resource_path
+
+    ingest(student_project, [resource_path("sample/docs") / "01-vellmora-archipelago.md"])
+    chunk = list_chunks(student_project)[0]
+    records = [{"id": f"q{i}", "kind": "qa", "recipe": "qa", "chunk_id": chunk["id"],
+                "messages": [{"role": "user", "content": f"{QUESTION} ({i})"},
+                             {"role": "assistant", "content": ANSWER}]} for i in range(4)]
+    items_file = write_items(tmp_path / "items.jsonl", records)
+    sink = RecordingSink()
+    result = run(TrainParams(project_dir=student_project.root, items_file=items_file,
+                             train={**FAST, "max_steps": 2, "open_book_fraction": 1.0, "open_book_distractors": 2}),
+                 events=Events(sink), cancel=CancelToken())
+    assert any("Open book: 4 of 4" in event.get("message", "") and "up to 0 passage(s)" in event["message"]
+               for event in sink.of("log"))
+    assert any("show their source alone" in event.get("message", "") for event in sink.of("warning"))
+    assert read_run_config(result.run_dir).data.mix["open_book"]["sequences"] >= 4
