@@ -495,11 +495,11 @@ def _prepare(setup: Setup) -> Session:
     _seed(train.seed)
     model, tokenizer = _load_model(setup.student_folder, setup.student, train, placement)
     by_source, _ = _examples(setup.items, tokenizer, train, events)
-    hits = _chunk_hits(setup) if train.objective != "sft" or train.open_book_fraction > 0 else {}
-    if train.objective != "sft":
+    distills, opens_book = train.objective != "sft", train.open_book_fraction > 0
+    hits = _chunk_hits(setup) if distills or opens_book else {}
+    if distills:
         by_source["qa"] = _with_teacher_views(setup, by_source["qa"], tokenizer, hits)
-    by_source["open_book"] = (_open_book_examples(setup, by_source["qa"], tokenizer, hits)
-                              if train.open_book_fraction > 0 else [])
+    by_source["open_book"] = _open_book_examples(setup, by_source["qa"], tokenizer, hits) if opens_book else []
     by_source["replay"] = _replay_examples(setup, model, tokenizer, by_source)
     plan = _plan(by_source, train, dist)
     if plan.total_steps == 0:

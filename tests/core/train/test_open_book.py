@@ -6,12 +6,14 @@ import random
 
 import pytest
 import torch
+from project_helpers import ingest
 from train_helpers import assert_a_cancelled_run_resumes_to_the_same_end, train_until_cancelled, write_items
 
 from doctune.core.chat.prompt import system_message, user_message
 from doctune.core.events import CancelToken, Events, RecordingSink
 from doctune.core.items import TrainingItem
 from doctune.core.rag import Hit
+from doctune.core.resources import resource_path
 from doctune.core.store import list_chunks
 from doctune.core.train import TrainParams, run
 from doctune.core.train import data as packing
@@ -152,9 +154,6 @@ def test_items_whose_source_is_gone_are_not_trained_open_book(chunked_qa_project
 
 
 def test_an_open_book_run_resumes_to_the_same_end_and_refuses_once_its_passages_changed(chunked_qa_project):
-    from project_helpers import ingest
-
-    from doctune.core.resources import resource_path
     from doctune.core.train.errors import TrainError
 
     project, items_file, _ = chunked_qa_project
@@ -169,10 +168,6 @@ def test_an_open_book_run_resumes_to_the_same_end_and_refuses_once_its_passages_
 
 
 def test_a_one_document_project_trains_open_book_with_the_source_alone_and_says_so(student_project, tmp_path):
-    from project_helpers import ingest
-
-    from doctune.core.resources import resource_path
-
     ingest(student_project, [resource_path("sample/docs") / "01-vellmora-archipelago.md"])
     chunk = list_chunks(student_project)[0]
     records = [{"id": f"q{i}", "kind": "qa", "recipe": "qa", "chunk_id": chunk["id"],
