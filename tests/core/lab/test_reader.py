@@ -117,7 +117,8 @@ def test_the_curriculum_starts_with_one_sentence_and_ends_with_doctune_prompts(m
     first, into = settings.phase_at(0.0)
     last, _ = settings.phase_at(0.999)
     assert first.mix == (("passage", 1.0),) and first.facts == (1, 1) and into == 0.0
-    assert {"read", "recall"} <= {kind for kind, _ in last.mix} and last is settings.curriculum[-1]
+    assert {kind for kind, _ in last.mix} == {"read", "read_mc"} and last is settings.curriculum[-1]  # ends reading
+    assert "recall" in {kind for kind, _ in settings.curriculum[-2].mix}
     assert abs(sum(phase.share for phase in settings.curriculum) - 1.0) < 1e-9
 
     maker.follow(first, 0.0)
@@ -133,3 +134,17 @@ def test_the_curriculum_starts_with_one_sentence_and_ends_with_doctune_prompts(m
     maker.follow(settings.curriculum[3], 0.6)
     reads = [maker.make("read") for _ in range(30)]
     assert max(r.prompt.count("\n[") for r in reads) <= 4  # the target and at most three distractors at 60%
+
+
+def test_rows_are_packed_nearly_full_of_whole_examples_with_their_answers(maker):
+    maker.follow(reader.BuildSettings().curriculum[-1], 1.0)  # reading prompts of a few hundred tokens each
+    rows = reader._rows(maker.tokenizer, maker)
+    packed = [next(rows) for _ in range(40)]
+    for ids, mask, positions in packed:
+        assert len(ids) == len(mask) == len(positions) <= reader.ROW_TOKENS
+        starts = [i for i, p in enumerate(positions) if p == 0]
+        ends = starts[1:] + [len(ids)]
+        assert starts[0] == 0 and all(positions[i:j] == list(range(j - i)) for i, j in zip(starts, ends))
+        assert all(any(mask[i:j]) for i, j in zip(starts, ends))  # every example packed still has an answer to learn
+    fill = sum(len(ids) for ids, _, _ in packed) / (reader.ROW_TOKENS * len(packed))
+    assert fill > 0.9  # taken one at a time in order, such rows were 79-88% full
