@@ -182,3 +182,45 @@ def test_a_one_document_project_trains_open_book_with_the_source_alone_and_says_
                for event in sink.of("log"))
     assert any("show their source alone" in event.get("message", "") for event in sink.of("warning"))
     assert read_run_config(result.run_dir).data.mix["open_book"]["sequences"] >= 4
+
+
+CONFUSABLE = "Joren Halvek first charted the Tessary Archipelago in 1688, aboard the Grey Heron."
+UNRELATED = ["The Quintrel Foundry cast its first bell in 1761 for the harbour chapel.",
+             "Oswin Tarrabeck kept the lighthouse on Garrow Point for forty-one years.",
+             "The Weavers' Guild of Brenmoor met every second Thursday in the old granary.",
+             "Mirelle Dunhaven baked rye loaves for the market of Sallowford every morning.",
+             "The river Quell floods the meadows of Ashcombe each spring after the thaw."]
+
+
+def _one_passage_documents(project, folder, texts: list[str]) -> dict:
+    """``texts`` ingested as one Markdown document each; the project's chunks as ``Hit`` by chunk id."""
+    folder.mkdir()
+    paths = []
+    for number, text in enumerate(texts):
+        path = folder / f"doc{number}.md"
+        path.write_text(text + "\n", encoding="utf-8")
+        paths.append(path)
+    ingest(project, paths)
+    return {chunk["id"]: Hit(chunk["id"], chunk["doc_id"], chunk["doc_path"], chunk["doc_title"], None, None,
+                             chunk["text"], 0.0) for chunk in list_chunks(project)}
+
+
+def test_open_book_distractors_are_the_passages_search_ranks_first_for_the_question(student_project, tmp_path):
+    from doctune.core.rag import IndexParams
+    from doctune.core.rag import run as index
+    from doctune.core.train.step import OpenBookDistractors
+
+    hits = _one_passage_documents(student_project, tmp_path / "docs", [ORACLE.text, CONFUSABLE, *UNRELATED])
+    oracle = next(hit for hit in hits.values() if "Vellmora" in hit.text)
+    sink = RecordingSink()
+    unindexed = OpenBookDistractors(student_project, 1, hits, Events(sink))
+    drawn = {unindexed(_item(), oracle, random.Random(seed))[0].text for seed in range(40)}
+    assert len(drawn) > 3 and oracle.text not in drawn  # without an index: other documents' passages at random
+    assert any("drawn at random" in event.get("message", "") for event in sink.of("log"))
+
+    index(IndexParams(project_dir=student_project.root), events=Events(), cancel=CancelToken())
+    ranked = OpenBookDistractors(student_project, 2, hits, Events())
+    for seed in range(5):
+        first, second = ranked(_item(), oracle, random.Random(seed))
+        assert first.text.strip() == CONFUSABLE and second.text.strip() in UNRELATED
+    assert len(OpenBookDistractors(student_project, 9, hits, Events())(_item(), oracle, random.Random(0))) == 6
