@@ -176,8 +176,7 @@ class TrainSettings(Section):
                                      "passage among other documents' passages, in the prompt that chat with "
                                      "retrieval uses, so the tuned model keeps reading (RAFT). Costs training time.")
     open_book_distractors: int = Field(2, ge=0, le=16, description="Other documents' passages shown with an "
-                                                                   "open-book item's own source: those the search "
-                                                                   "index ranks first for its question.")
+                                                                   "open-book item's own source.")
     replay_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of training tokens from replay answers.")
     replay_prompts: int = Field(200, ge=1, le=10000, description="Most bundled general prompts the base student answers for replay (only as many as the replay share of the mix needs are answered).")
     replay_max_new_tokens: int = Field(160, ge=8, le=2048, description="Longest replay answer, in tokens.")

@@ -286,8 +286,7 @@ def _with_teacher_views(setup: Setup, examples: list[packing.Example], tokenizer
     return out
 
 
-def _random_distractors(chunk_ids: list[str], hits: dict[str, Any], oracle, count: int,
-                        rng: random.Random) -> list[Any]:
+def _distractors(chunk_ids: list[str], hits: dict[str, Any], oracle, count: int, rng: random.Random) -> list[Any]:
     """``count`` chunks of documents other than the oracle's, drawn by ``rng`` (fewer when the project has fewer)."""
     picked: list[Any] = []
     for chunk_id in rng.sample(chunk_ids, len(chunk_ids)) if count else ():
@@ -298,70 +297,30 @@ def _random_distractors(chunk_ids: list[str], hits: dict[str, Any], oracle, coun
     return picked
 
 
-class OpenBookDistractors:
-    """The other documents' passages shown beside an open-book item's source: those the project's search ranks
-    first for the item's question, as the chat with retrieval would show them (its hardest confusions: the other
-    towns with a population when the question asks one); drawn at random when the project has no usable search
-    index, or to make up the count."""
-
-    def __init__(self, project: Project, count: int, hits: dict[str, Any], events: Events) -> None:
-        from doctune.core.errors import UserError
-        from doctune.core.rag.search import Retriever
-
-        self.hits, self.chunk_ids, self.count = hits, sorted(hits), count
-        self.retriever = None
-        if count:
-            try:
-                self.retriever = Retriever(project)
-            except UserError as error:
-                events.log(f"Open book: other passages drawn at random, not by the search index ({error})")
-
-    def __call__(self, item: TrainingItem, oracle, rng: random.Random) -> list[Any]:
-        picked = self._ranked(item, oracle)
-        if len(picked) < self.count:
-            shown = {hit.chunk_id for hit in picked}
-            more = _random_distractors([c for c in self.chunk_ids if c not in shown], self.hits, oracle,
-                                       self.count - len(picked), rng)
-            picked += more
-        return picked
-
-    def _ranked(self, item: TrainingItem, oracle) -> list[Any]:
-        question = next((str(m.content) for m in reversed(item.messages) if m.role == "user"), "")
-        if self.retriever is None or not question.strip():
-            return []
-        ranked = self.retriever.search(question, k=max(self.retriever.settings.k, 2 * self.count))
-        others = [self.hits[hit.chunk_id] for hit in ranked
-                  if hit.chunk_id in self.hits and hit.doc_id != oracle.doc_id]
-        return others[:self.count]
-
-
 def _open_book_examples(setup: Setup, qa: list[packing.Example], tokenizer,
                         hits: dict[str, Any]) -> list[packing.Example]:
-    """``open_book_fraction`` of the QA items (drawn by seed) asked with their chunk among chunks of other
-    documents (``hits``, chosen by ``OpenBookDistractors``), as base + RAG asks them (see
-    ``doctune.core.train.data``)."""
+    """``open_book_fraction`` of the QA items (drawn by seed) asked with their chunk among distractor chunks of
+    other documents (``hits``), as base + RAG asks them (see ``doctune.core.train.data``)."""
     train = setup.train
     items = {item.id: item for item in setup.items}
     candidates = sorted(e.item_id for e in qa if e.item_id in items and items[e.item_id].chunk_id in hits)
     wanted = round(train.open_book_fraction * len(qa))
+    chunk_ids = sorted(hits)
     chosen = sorted(candidates, key=lambda item_id: hashlib.sha256(f"{train.seed}:{item_id}".encode()).digest())
-    distractors = (OpenBookDistractors(setup.project, train.open_book_distractors, hits, setup.events)
-                   if chosen[:wanted] else None)
     out = []
     for item_id in chosen[:wanted]:
         item = items[item_id]
         oracle = hits[item.chunk_id]
         rng = random.Random(f"{train.seed}:{item_id}:open")
-        example = packing.open_book_example(tokenizer, item, oracle, distractors(item, oracle, rng), rng=rng,
+        distractors = _distractors(chunk_ids, hits, oracle, train.open_book_distractors, rng)
+        example = packing.open_book_example(tokenizer, item, oracle, distractors, rng=rng,
                                             max_seq_len=train.max_seq_len)
         if example is not None:
             out.append(example)
     others = len({hit.doc_id for hit in hits.values()}) - 1
     shown = min(train.open_book_distractors, max(others, 0))
-    how = "ranked by the search index for their question" if distractors and distractors.retriever else "at random"
     setup.events.log(f"Open book: {len(out)} of {len(qa)} question-answer item(s) also learn to answer from their "
-                     f"source among up to {shown} passage(s) of other documents ({how}), as the chat with retrieval "
-                     "asks")
+                     f"source among up to {shown} passage(s) of other documents, as the chat with retrieval asks")
     if train.open_book_distractors and others < 1 and out:
         setup.events.warning("Open-book items show their source alone: the project has no other document to draw "
                              "other passages from")
