@@ -96,12 +96,14 @@ def axis_points(sizes: dict[str, float]) -> list[dict[str, Any]]:
 
 
 OPEN_BOOK_POINTS: list[dict[str, Any]] = [
-    {"name": f"open-book-{fraction:g}", "synth": {}, "train": {"open_book_fraction": fraction}}
-    for fraction in (0.0, 0.1, 0.5)
+    *({"name": f"open-book-{fraction:g}", "synth": {}, "train": {"open_book_fraction": fraction}}
+      for fraction in (0.0, 0.1, 0.5)),
+    {"name": "open-book-0.5-3", "synth": {}, "train": {"open_book_fraction": 0.5, "open_book_distractors": 3}},
 ]
-"""Open-book training at the default point (where the reader recommends a quarter): no item, a tenth or half of
-the question-answer items also trained with their source among other documents' passages, as the chat with
-retrieval asks (tuned + RAG against base + RAG; what it costs in training seconds)."""
+"""Open-book training at the default point (where the reader recommends a quarter among two other passages): no
+item, a tenth or half of the question-answer items also trained with their source among other documents'
+passages, as the chat with retrieval asks, and half among three, as many as retrieval most often shows beside the
+source in the reader's context (tuned + RAG against base + RAG; what it costs in training seconds)."""
 
 SWEEP: list[dict[str, Any]] = [DEFAULT_POINT, *OBJECTIVE_POINTS, *OPEN_BOOK_POINTS]
 """The named points (``--points``); the full sweep (no argument) adds ``axis_points``."""
