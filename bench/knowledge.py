@@ -105,7 +105,19 @@ item, a tenth or half of the question-answer items also trained with their sourc
 passages, as the chat with retrieval asks, and half among three, as many as retrieval most often shows beside the
 source in the reader's context (tuned + RAG against base + RAG; what it costs in training seconds)."""
 
-SWEEP: list[dict[str, Any]] = [DEFAULT_POINT, *OBJECTIVE_POINTS, *OPEN_BOOK_POINTS]
+MLP = ["gate_proj", "up_proj", "down_proj"]
+LORA_MODULE_POINTS: list[dict[str, Any]] = [
+    {"name": "lora-mlp", "synth": {}, "train": {"target_modules": MLP}},
+    *({"name": f"lora-mlp-{rate:g}", "synth": {}, "train": {"target_modules": MLP, "learning_rate": rate}}
+      for rate in (5e-3, 8e-3)),
+    {"name": "lora-o-mlp", "synth": {}, "train": {"target_modules": ["o_proj", *MLP]}},
+    {"name": "lora-vo-mlp", "synth": {}, "train": {"target_modules": ["v_proj", "o_proj", *MLP]}},
+]
+"""Which layers the adapter changes, at the default point (where the reader recommends all linear layers): the
+feed-forward layers alone, or with the attention's output (and value) projections, leaving the queries and keys
+that decide which passage the reader looks at as the base reader had them (tuned + RAG against base + RAG)."""
+
+SWEEP: list[dict[str, Any]] = [DEFAULT_POINT, *OBJECTIVE_POINTS, *OPEN_BOOK_POINTS, *LORA_MODULE_POINTS]
 """The named points (``--points``); the full sweep (no argument) adds ``axis_points``."""
 
 MEASUREMENT = {"eval_mc_per_chunk": 3, "eval_open_per_chunk": 0}
