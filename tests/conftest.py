@@ -47,7 +47,7 @@ def tiny_model(artifacts_dir):
 
 @pytest.fixture(scope="session")
 def lab_reader(artifacts_dir) -> Path:
-    """The knowledge lab's reader, as users get it (default settings): built once per machine (about 15 minutes on
+    """The knowledge lab's reader, as users get it (default settings): built once per machine (about 25 minutes on
     two cores), cached with the tiny models. Only slow tests use it."""
     from doctune.core.lab.reader import ensure_reader
 

@@ -56,7 +56,7 @@ def _lab_reader(ctx: CommandContext) -> Path:
     from doctune.core.lab import offline
 
     ctx.events.log("Preparing the lab's reader: a small model trained on this computer on a made-up world "
-                   "(once per computer, about 15 minutes)")
+                   "(once per computer, about 25 minutes on two cores)")
     tracker: list = []
 
     def report(progress: dict) -> None:
