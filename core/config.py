@@ -177,6 +177,10 @@ class TrainSettings(Section):
                                      "retrieval uses, so the tuned model keeps reading (RAFT). Costs training time.")
     open_book_distractors: int = Field(2, ge=0, le=16, description="Other documents' passages shown with an "
                                                                    "open-book item's own source.")
+    open_book_source_first: float = Field(
+        0.0, ge=0, le=1, description="Share of open-book items that show their source first, where the search "
+                                     "ranks a passage that answers the question; the others show it at a random "
+                                     "place among the other passages.")
     replay_fraction: float = Field(0.1, ge=0, lt=1, description="Fraction of training tokens from replay answers.")
     replay_prompts: int = Field(200, ge=1, le=10000, description="Most bundled general prompts the base student answers for replay (only as many as the replay share of the mix needs are answered).")
     replay_max_new_tokens: int = Field(160, ge=8, le=2048, description="Longest replay answer, in tokens.")

@@ -26,7 +26,8 @@ from doctune.core.config import ConfigError, ProjectConfig, TrainSettings, _desc
 SETTINGS_FILE = "doctune-student.json"
 SCHEMA_VERSION = 1
 MODEL_SETTINGS = frozenset({
-    "objective", "qa_to_document_ratio", "open_book_fraction", "open_book_distractors", "replay_fraction",
+    "objective", "qa_to_document_ratio", "open_book_fraction", "open_book_distractors", "open_book_source_first",
+    "replay_fraction",
     "lora_rank", "lora_alpha", "lora_dropout", "target_modules", "train_embeddings", "learning_rate",
     "lr_scheduler", "warmup_ratio", "weight_decay", "max_grad_norm", "epochs", "batch_tokens", "max_seq_len",
 })

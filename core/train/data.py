@@ -162,12 +162,15 @@ def with_teacher_view(tokenizer, item: TrainingItem, example: Example, source: H
 
 
 def open_book_example(tokenizer, item: TrainingItem, oracle: Hit, distractors: Sequence[Hit], *, rng: random.Random,
-                      max_seq_len: int) -> Example | None:
+                      max_seq_len: int, source_first: float = 0.0) -> Example | None:
     """``item`` asked as base + RAG asks it: its source ``oracle`` among ``distractors`` (shuffled by ``rng``) in
-    DocTune's RAG prompt, the answer ending with the oracle's number in brackets. Distractors are left out, last
-    first, until it fits ``max_seq_len``; None when it cannot fit or the chat is not one question and its answer."""
+    DocTune's RAG prompt, the answer ending with the oracle's number in brackets; with probability ``source_first``
+    the oracle comes first, as the search ranks it for a question about it. Distractors are left out, last first,
+    until it fits ``max_seq_len``; None when it cannot fit or the chat is not one question and its answer."""
     sources = [oracle, *distractors]
     rng.shuffle(sources)
+    if source_first and rng.random() < source_first:
+        sources.insert(0, sources.pop(sources.index(oracle)))
     while True:
         number = sources.index(oracle) + 1
         answered = [m.model_dump() for m in item.messages]

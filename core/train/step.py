@@ -314,7 +314,8 @@ def _open_book_examples(setup: Setup, qa: list[packing.Example], tokenizer,
         rng = random.Random(f"{train.seed}:{item_id}:open")
         distractors = _distractors(chunk_ids, hits, oracle, train.open_book_distractors, rng)
         example = packing.open_book_example(tokenizer, item, oracle, distractors, rng=rng,
-                                            max_seq_len=train.max_seq_len)
+                                            max_seq_len=train.max_seq_len,
+                                            source_first=train.open_book_source_first)
         if example is not None:
             out.append(example)
     others = len({hit.doc_id for hit in hits.values()}) - 1
