@@ -95,15 +95,22 @@ def axis_points(sizes: dict[str, float]) -> list[dict[str, Any]]:
     return points
 
 
+def _open_book(name: str, fraction: float, others: int, source_first: float) -> dict[str, Any]:
+    return {"name": name, "synth": {}, "train": {"open_book_fraction": fraction, "open_book_distractors": others,
+                                                 "open_book_source_first": source_first}}
+
+
 OPEN_BOOK_POINTS: list[dict[str, Any]] = [
-    *({"name": f"open-book-{fraction:g}", "synth": {}, "train": {"open_book_fraction": fraction}}
-      for fraction in (0.0, 0.1, 0.5)),
-    {"name": "open-book-0.5-3", "synth": {}, "train": {"open_book_fraction": 0.5, "open_book_distractors": 3}},
+    *(_open_book(f"open-book-{fraction:g}", fraction, 3, 1.0) for fraction in (0.0, 0.1, 0.25)),
+    *(_open_book(f"open-book-first-0.25-{others}", 0.25, others, 1.0) for others in (2, 3)),
+    _open_book("open-book-shuffled", 0.5, 3, 0.0),
+    _open_book("open-book-shuffled-0.25-2", 0.25, 2, 0.0),
 ]
-"""Open-book training at the default point (where the reader recommends a quarter among two other passages): no
-item, a tenth or half of the question-answer items also trained with their source among other documents'
-passages, as the chat with retrieval asks, and half among three, as many as retrieval most often shows beside the
-source in the reader's context (tuned + RAG against base + RAG; what it costs in training seconds)."""
+"""Open-book training at the default point (where the reader recommends half of the question-answer items, each
+with its passage first among three of other documents, as DocTune's search shows a question's own passage): no
+item, a tenth or a quarter of them; a quarter among two or three; and the passage at a random place among the
+others, as RAFT shows it (half among three, and the quarter among two the reader recommended before). Tuned + RAG
+against base + RAG, and what each costs in training seconds."""
 
 MLP = ["gate_proj", "up_proj", "down_proj"]
 LORA_MODULE_POINTS: list[dict[str, Any]] = [
@@ -184,7 +191,7 @@ def run_point(point: dict[str, Any], student: Path, work: Path, *, seed: int = W
 
 
 SHOWN_SETTINGS = {"synth": ("amplification", "per_chunk", "recipes"),
-                  "train": ("objective", "open_book_fraction", "open_book_distractors", "learning_rate", "lora_rank",
+                  "train": ("objective", "open_book_fraction", "open_book_distractors", "open_book_source_first", "learning_rate", "lora_rank",
                             "lora_alpha", "epochs", "replay_fraction")}
 
 

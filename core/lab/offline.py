@@ -33,32 +33,36 @@ from doctune.core.lab.world import READER_WORLD_SEED, Entity, make_world, render
 
 OFFLINE_WORLD_SEED = 3
 """The offline check's documents; the knowledge lab's bench uses other seeds."""
-DOCUMENTS = 20
+DOCUMENTS = 12
+"""Twelve: the reader's training with half its items open book takes about 10 minutes on them on two cores (on
+twenty, about 17 by the bench's timings); tuned against base stays clear on 36 questions (the CI's default-point
+test runs 12 documents)."""
 READER_ENV = "DOCTUNE_LAB_READER"
 """A built reader folder to use instead of the cached one (the tests build a smaller reader once per session)."""
 CACHE_ENV = "DOCTUNE_LAB_CACHE"
 
 SYNTH: dict[str, Any] = {"eval_mc_per_chunk": 3, "eval_open_per_chunk": 1}
-"""Three held-out multiple-choice questions per document, so the scoreboard's intervals say something about twenty
+"""Three held-out multiple-choice questions per document, so the scoreboard's intervals say something about twelve
 documents; the training items are DocTune's default amount (16 synthetic tokens per source token)."""
 TRAIN: dict[str, Any] = {"learning_rate": 3e-3, "lora_rank": 64, "lora_alpha": 128.0, "epochs": 20.0,
-                         "batch_tokens": 2048, "replay_fraction": 0.0, "open_book_fraction": 0.25}
+                         "batch_tokens": 2048, "replay_fraction": 0.0, "open_book_fraction": 0.5,
+                         "open_book_distractors": 3, "open_book_source_first": 1.0}
 """The training settings measured for the reader (its ``doctune-student.json``), on the bench's 30 documents at
 DocTune's default amount (16x): closed book it knew 78% of the held-out questions after 20 epochs of 2,048-token
 steps at 3e-3, against 31% before; 10 epochs left it at 45-56%, a learning rate of 7e-3 diverged (README, the
-knowledge lab). A quarter of the question-answer items are also trained open book (``doctune.core.train.data``):
-closed book only, tuned + RAG read 73% against base + RAG's 76%; with them 76% against 76%, and closed book 90%
-(more steps: 1,020 s of training against 751 s). With builder 8, which reads better (base + RAG 84%), the same
-settings left tuned + RAG at 62%. Half of the items among three other passages (the bench's ``open-book-0.5-3``)
-raised it to 76% (closed book 93%) for 58% more training (1,572 s against 997 s); that is not yet the
-recommendation, because it would make the offline check's training on 20 documents ~17 minutes instead of ~11 and
-still falls short of base + RAG (README, the knowledge lab). The adapter stays on all linear layers: on the
-feed-forward layers alone (leaving the queries and keys that pick the passage to read as the base reader had them)
-it read better with retrieval than closed book but learned far less (51% closed book, 68% with RAG)."""
+knowledge lab). Half of the question-answer items are also trained open book (``doctune.core.train.data``), their
+passage first among three of other documents, as DocTune's search shows a question's own passage (first for 87 of
+the bench's 88 held-out questions): with builder 8, tuned + RAG 94% against base + RAG's 84%, closed book 91%.
+Shuffled among the others as RAFT does, the same half scored 76% with RAG, and a quarter among two 62%; a quarter
+first among two or three 78% / 80%. Half among three costs 58% more training than a quarter among two (1,572 s
+against 997 s on the bench). The adapter stays on all linear layers: on the feed-forward layers alone (leaving the
+queries and keys that pick the passage to read as the base reader had them) it read better with retrieval than
+closed book but learned far less (51% closed book, 68% with RAG)."""
 TRAIN_WHY = ("The knowledge lab's reader: a small model trained from scratch on a made-up world. At DocTune's "
              "defaults for pretrained students (learning rate 2e-4, rank 16, 3 epochs) it learns nothing measurable; "
-             "these settings are the lab sweep's (README, the knowledge lab). A quarter of its question-answer items "
-             "are also trained open book, so tuning costs it less of its reading.")
+             "these settings are the lab sweep's (README, the knowledge lab). Half of its question-answer items are "
+             "also trained open book, their passage first among three others as DocTune's search shows it, so tuning "
+             "does not cost it its reading (with retrieval 94% against 84% before tuning, one run of 88 questions).")
 
 
 def cache_root() -> Path:

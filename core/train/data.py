@@ -31,8 +31,9 @@
 - With ``[train] open_book_fraction`` above 0, that share of the question-answer
   items is also trained *open book*, as base + RAG asks it: DocTune's RAG
   system prompt, the item's own chunk among ``open_book_distractors`` chunks of
-  other documents (in a random order), and the answer citing its source's
-  number. Closed-book tuning alone cost the tuned student some of its reading
+  other documents (first for ``open_book_source_first`` of them, where DocTune's
+  search ranks a question's own passage; otherwise in a random order), and the
+  answer citing its source's number. Closed-book tuning alone cost the tuned student some of its reading
   (tuned + RAG below base + RAG in the knowledge lab); training with the source
   and distractors in the prompt keeps it (RAFT, arXiv 2403.10131). These
   examples are added to every epoch once, outside the QA-to-document ratio.

@@ -15,7 +15,7 @@ from qt_helpers import wait_for_job
 
 from doctune.desktop.jobs import PARTIAL, SUCCEEDED
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the first one also builds the reader (~18 minutes)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # the first one also builds the reader (~25 minutes)
 
 
 def _doctune(*args: str, timeout: int = 1800) -> subprocess.CompletedProcess:
@@ -45,7 +45,7 @@ def test_offline_check_runs_end_to_end_and_the_tuned_reader_beats_the_base(tmp_p
     assert project.config.privacy.offline and project.config.teacher.kind == "lab"
     assert project.config.student.model == str(lab_reader)
     documents = list_documents(project)
-    assert len(documents) == 20 and all(doc["status"] == "ok" for doc in documents)
+    assert len(documents) == 12 and all(doc["status"] == "ok" for doc in documents)
 
     ran = _doctune("--events", "jsonl", "run", "-p", str(folder))
     assert ran.returncode == 0, ran.stderr[-3000:]
@@ -79,7 +79,7 @@ def test_offline_check_from_the_welcome_page_through_the_pages(qtbot, make_windo
     qtbot.waitUntil(lambda: window.project == folder.resolve(), timeout=30_000)
 
     docs = window.page("documents")
-    qtbot.waitUntil(lambda: docs.index_job is not None or docs.table.rowCount() == 20, timeout=30_000)
+    qtbot.waitUntil(lambda: docs.index_job is not None or docs.table.rowCount() == 12, timeout=30_000)
     if docs.index_job is not None:
         assert wait_for_job(qtbot, docs.index_job, 600) == SUCCEEDED, docs.index_job.record.log[-20:]
     synth = window.page("synthesize")

@@ -22,7 +22,7 @@ def _bench():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # the first test to use the reader builds it (~23 minutes on two cores)
+@pytest.mark.timeout(3600)  # the first test to use the reader builds it (~25 minutes on two cores)
 def test_at_the_default_settings_the_tuned_reader_knows_new_documents_clearly_better_than_before(tmp_path, lab_reader):
     from doctune.core.lab.offline import with_recommended_settings
 
