@@ -191,8 +191,8 @@ def run_point(point: dict[str, Any], student: Path, work: Path, *, seed: int = W
 
 
 SHOWN_SETTINGS = {"synth": ("amplification", "per_chunk", "recipes"),
-                  "train": ("objective", "open_book_fraction", "open_book_distractors", "open_book_source_first", "learning_rate", "lora_rank",
-                            "lora_alpha", "epochs", "replay_fraction")}
+                  "train": ("objective", "open_book_fraction", "open_book_distractors", "open_book_source_first",
+                            "learning_rate", "lora_rank", "lora_alpha", "epochs", "replay_fraction")}
 
 
 def training_settings(project) -> dict[str, Any]:

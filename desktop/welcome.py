@@ -21,8 +21,8 @@ SAMPLE_TEXT = ("<b>Try the sample</b>: twenty short fictional articles and the r
                "(student SmolLM2-360M-Instruct ≈ 0.7 GB, teacher Qwen2.5-1.5B-Instruct GGUF ≈ 1.9 GB), "
                "downloaded from Hugging Face on first use.")
 OFFLINE_TEXT = ("<b>Offline pipeline check</b>: the whole method on this computer, with no download. A small model "
-                "learns a made-up world here (about 25 minutes on two processor cores, once), then DocTune teaches it twelve new documents "
-                "and compares it with retrieval. Small models trained in minutes: the point is the comparison.")
+                "learns a made-up world here (about 25 minutes on two processor cores, once), then DocTune teaches it "
+                "twelve new documents and compares it with retrieval. Small models trained in minutes: the point is the comparison.")
 
 
 def recent_label(folder: str, home: Path | None = None) -> str:

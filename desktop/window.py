@@ -188,7 +188,8 @@ class MainWindow(QMainWindow):
         answer = QMessageBox.question(
             self, "DocTune", "Hugging Face cannot be reached, so the sample's models cannot be downloaded.\n\n"
             "Run the offline pipeline check instead? A small model learns a made-up world on this computer (about "
-            "25 minutes on two processor cores, once), then DocTune teaches it twelve new documents and compares it with retrieval.")
+            "25 minutes on two processor cores, once), then DocTune teaches it twelve new documents and compares it "
+            "with retrieval.")
         if answer == QMessageBox.StandardButton.Yes:
             self._start_sample(True)
 

@@ -66,22 +66,23 @@ def test_an_open_book_item_is_the_chat_with_retrieval_and_its_answer_cites_the_s
     assert again.input_ids == example.input_ids
 
 
-def _cited(tokenizer, source_first: float, seeds: range) -> list[str]:
-    return [_learned_text(tokenizer, packing.open_book_example(
-        tokenizer, _item(), ORACLE, DISTRACTORS, rng=random.Random(seed), max_seq_len=1024,
-        source_first=source_first)) for seed in seeds]
+def _drawn(tokenizer, source_first: float, seeds: range) -> list[packing.Example]:
+    return [packing.open_book_example(tokenizer, _item(), ORACLE, DISTRACTORS, rng=random.Random(seed),
+                                      max_seq_len=1024, source_first=source_first) for seed in seeds]
+
+
+def _cited(tokenizer, examples: list[packing.Example]) -> list[str]:
+    return [_learned_text(tokenizer, example) for example in examples]
 
 
 def test_open_book_items_show_their_source_first_in_the_share_asked_as_the_search_ranks_it(tokenizer):
     first = f"{ANSWER} [1]<|im_end|>\n"
-    always = _cited(tokenizer, 1.0, range(40))
-    assert always == [first] * 40
-    orders = {tokenizer.decode(packing.open_book_example(tokenizer, _item(), ORACLE, DISTRACTORS,
-                                                         rng=random.Random(seed), max_seq_len=1024,
-                                                         source_first=1.0).input_ids) for seed in range(40)}
+    always = _drawn(tokenizer, 1.0, range(40))
+    assert _cited(tokenizer, always) == [first] * 40
+    orders = {tokenizer.decode(example.input_ids) for example in always}
     assert len(orders) > 3  # the other passages still come in varying orders
-    never = _cited(tokenizer, 0.0, range(400))
-    half = _cited(tokenizer, 0.5, range(400))
+    never = _cited(tokenizer, _drawn(tokenizer, 0.0, range(400)))
+    half = _cited(tokenizer, _drawn(tokenizer, 0.5, range(400)))
     assert 0.15 < never.count(first) / 400 < 0.35  # one place in four, by chance
     assert 0.52 < half.count(first) / 400 < 0.72  # half first, and a quarter of the rest by chance
 
