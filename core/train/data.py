@@ -36,7 +36,8 @@
   answer citing its source's number. Closed-book tuning alone cost the tuned
   student some of its reading (tuned + RAG below base + RAG in the knowledge
   lab); training with the source and distractors in the prompt keeps it (RAFT,
-  arXiv 2403.10131). These examples are added to every epoch once, outside the QA-to-document ratio.
+  arXiv 2403.10131). These examples are added to every epoch once, outside the
+  QA-to-document ratio.
 - Sequences are packed into rows of at most ``batch_tokens`` tokens, one row
   per step and process, with no padding at all. ``position_ids`` restart at 0
   for each sequence, which transformers turns into a block-diagonal causal mask
