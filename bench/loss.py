@@ -8,7 +8,7 @@ own), two threads.
 
 The model is a small random Qwen2 body (two layers of 128) with Qwen2.5's 151,936-token vocabulary, so the output
 layer weighs as it does in a real student: the figures say what the output layer costs, not what a whole real
-student's step costs (its body is much larger). The row: 2,048 tokens, four chat items of ~400-500 prompt tokens
+student's step costs (its body is much larger). The row: about 1,900 tokens, four chat items of ~400-500 prompt tokens
 and 8-16 answer tokens, as the knowledge lab's open-book items are.
 
 Prints a human summary, then one JSON object as the last line: seconds per step (forward and backward, the best of

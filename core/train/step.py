@@ -552,24 +552,25 @@ def _forward_backward(session: Session, batch, placement: Placement, objective: 
     return float(loss.detach())
 
 
-def _learned_positions(batch):
-    """The row's positions whose next token is learned (its label is not ignored): the only logits a loss needs.
+def _learned_logits(session: Session, batch):
+    """The row's positions whose next token is learned (its label is not ignored), and the logits at those only.
 
     The output layer runs there only (``logits_to_keep``): most tokens of a chat item are prompt, and the output
     layer is vocabulary-wide (~150k for real students), so full logits cost a large share of a step's work and
     memory: ``python bench/loss.py`` (a row of four chat items, 1,893 tokens, on a two-layer body with Qwen2.5's
     151,936-token vocabulary, CPU, fp32, LoRA) took 3.18 s and 3.4 GB more memory with every position's logits,
     0.23 s and 0.2 GB with the learned ones. With the lab reader's 4,096 tokens a step is about the same."""
-    return (batch["labels"][0, 1:] != packing.IGNORE).nonzero().squeeze(-1)
+    learned = (batch["labels"][0, 1:] != packing.IGNORE).nonzero().squeeze(-1)
+    logits = session.trained(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
+                             logits_to_keep=learned).logits[0]  # a cache would disable the packed mask
+    return learned, logits
 
 
 def _next_token_loss(session: Session, batch):
     """Mean next-token cross-entropy over the row's learned tokens, as transformers computes it from ``labels``."""
     import torch.nn.functional as F
 
-    learned = _learned_positions(batch)
-    logits = session.trained(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
-                             logits_to_keep=learned).logits[0]  # a cache would disable the packed mask
+    learned, logits = _learned_logits(session, batch)
     return F.cross_entropy(logits.float(), batch["labels"][0, 1:][learned])
 
 
@@ -581,9 +582,7 @@ def _distillation_loss(session: Session, batch, objective: str):
     import torch
     import torch.nn.functional as F
 
-    learned = _learned_positions(batch)
-    logits = session.trained(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
-                             logits_to_keep=learned).logits[0]
+    learned, logits = _learned_logits(session, batch)
     next_token = F.cross_entropy(logits.float(), batch["labels"][0, 1:][learned], reduction="none")
     with torch.no_grad(), session.model.disable_adapter():
         teacher = session.model(input_ids=batch["teacher_input_ids"], position_ids=batch["teacher_position_ids"],
